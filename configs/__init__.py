@@ -1,0 +1,1 @@
+"""Packaged YAML configuration: endpoints and example pipeline configs (see README)."""

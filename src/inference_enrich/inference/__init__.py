@@ -1,0 +1,43 @@
+"""Endpoints and local model runtimes, free of Beam so they also serve a notebook or a REST app.
+
+    registry = load_endpoints()                      # configs/endpoints.yaml
+    endpoint = registry.get("my-elser-model", "sparse_embedding")
+    perform_inference(endpoint, "sparse_embedding", ["The sky above the port ..."])
+"""
+
+from inference_enrich.inference.endpoints import Endpoint, EndpointRegistry, load_endpoints
+from inference_enrich.inference.errors import (
+    EndpointConfigError,
+    IncompatibleTaskTypeError,
+    InferenceEnrichError,
+    ModelLoadError,
+    UnknownEndpointError,
+)
+from inference_enrich.inference.results import (
+    SPARSE_EMBEDDING,
+    TEXT_EMBEDDING,
+    SparseEmbedding,
+    TextEmbedding,
+)
+from inference_enrich.inference.runtime import ModelRuntime, TokenizedText, infer_texts
+from inference_enrich.inference.service import load_runtime, perform_inference
+
+__all__ = [
+    "Endpoint",
+    "EndpointRegistry",
+    "load_endpoints",
+    "EndpointConfigError",
+    "IncompatibleTaskTypeError",
+    "InferenceEnrichError",
+    "ModelLoadError",
+    "UnknownEndpointError",
+    "SPARSE_EMBEDDING",
+    "TEXT_EMBEDDING",
+    "SparseEmbedding",
+    "TextEmbedding",
+    "ModelRuntime",
+    "TokenizedText",
+    "infer_texts",
+    "load_runtime",
+    "perform_inference",
+]

@@ -1,0 +1,29 @@
+"""Errors raised by the inference layer, worded for the person who has to fix them."""
+
+
+class InferenceEnrichError(Exception):
+    """Base class for every error this project raises on purpose."""
+
+
+class EndpointConfigError(InferenceEnrichError):
+    """An endpoint definition is invalid; the message names the file, the endpoint and the key."""
+
+
+class UnknownEndpointError(InferenceEnrichError):
+    """An inference id that no configured endpoint has."""
+
+
+class IncompatibleTaskTypeError(InferenceEnrichError):
+    """An endpoint was asked for a task type it was not created for (worded as Elasticsearch does)."""
+
+    def __init__(self, requested: str, actual: str) -> None:
+        super().__init__(
+            f"Incompatible task_type, the requested type [{requested}] "
+            f"does not match the model type [{actual}]"
+        )
+        self.requested = requested
+        self.actual = actual
+
+
+class ModelLoadError(InferenceEnrichError):
+    """A model could not be located or loaded."""

@@ -1,0 +1,126 @@
+"""What every local model runtime shares: tokenisation with truncation, padding, the seam.
+
+A runtime has two steps so that callers (the Beam ``InferenceDoFn``, the CLI, a notebook)
+can batch as they like in between: ``tokenize`` many texts cheaply, then ``embed`` one batch
+of tokenised texts per forward pass.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import torch
+
+from inference_enrich.inference.batching import plan_batches
+from inference_enrich.inference.errors import ModelLoadError
+from inference_enrich.inference.results import InferenceResult
+
+
+@dataclass(frozen=True)
+class TokenizedText:
+    """Token ids of one text, special tokens included, already cut to the model's limit."""
+
+    ids: list[int]
+    is_truncated: bool
+
+
+class ModelRuntime(Protocol):
+    """The seam every local model plugs into."""
+
+    task_type: str
+    max_sequence_length: int
+
+    def tokenize(self, texts: Sequence[str]) -> list[TokenizedText]:
+        """Tokenise ``texts``, truncating each to ``max_sequence_length``."""
+
+    def embed(self, batch: Sequence[TokenizedText]) -> list[InferenceResult]:
+        """One forward pass over ``batch``; results in the same order."""
+
+
+class Truncator:
+    """Tokenises with the model's tokenizer and flags texts cut at the length limit.
+
+    Tokenising to ``limit + 1`` tokens tells whether anything was cut without tokenising a
+    whole long document; the result then equals Hugging Face truncation at ``limit``
+    (first ``limit - 2`` word pieces between [CLS] and [SEP]).
+    """
+
+    def __init__(self, tokenizer, limit: int) -> None:
+        self._tokenizer = tokenizer
+        self._limit = limit
+        self._sep_id = tokenizer.sep_token_id
+
+    def __call__(self, texts: Sequence[str]) -> list[TokenizedText]:
+        encoded = self._tokenizer(
+            list(texts),
+            add_special_tokens=True,
+            truncation=True,
+            max_length=self._limit + 1,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )["input_ids"]
+        out = []
+        for ids in encoded:
+            if len(ids) > self._limit:
+                out.append(TokenizedText(ids[: self._limit - 1] + [self._sep_id], True))
+            else:
+                out.append(TokenizedText(ids, False))
+        return out
+
+
+def pad_batch(batch: Sequence[TokenizedText], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad a batch to its longest member: (input_ids, attention_mask), both [B, L]."""
+    longest = max(len(item.ids) for item in batch)
+    input_ids = torch.full((len(batch), longest), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(batch), longest), dtype=torch.long)
+    for row, item in enumerate(batch):
+        input_ids[row, : len(item.ids)] = torch.tensor(item.ids, dtype=torch.long)
+        attention_mask[row, : len(item.ids)] = 1
+    return input_ids, attention_mask
+
+
+def model_length_limit(model_path: str, config, tokenizer) -> int:
+    """The longest input the model takes: the position table, capped by the tokenizer and,
+    for sentence-transformers models, by ``sentence_bert_config.json`` (what they were
+    trained and are used with)."""
+    limit = int(getattr(config, "max_position_embeddings", 512))
+    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < limit:
+        limit = tokenizer_limit
+    st_config = Path(model_path) / "sentence_bert_config.json"
+    if st_config.is_file():
+        st_limit = json.loads(st_config.read_text()).get("max_seq_length")
+        if isinstance(st_limit, int) and 0 < st_limit < limit:
+            limit = st_limit
+    return limit
+
+
+def choose_length_limit(requested: int | None, model_limit: int, model_id: str) -> int:
+    """The endpoint's ``max_sequence_length``, checked against what the model can take."""
+    if requested is None:
+        return model_limit
+    if requested > model_limit:
+        raise ModelLoadError(
+            f"max_sequence_length {requested} exceeds the limit of model '{model_id}' "
+            f"({model_limit} tokens)"
+        )
+    return requested
+
+
+def infer_texts(
+    runtime: ModelRuntime,
+    texts: Sequence[str],
+    max_batch_tokens: int = 8192,
+    max_batch_size: int = 64,
+) -> list[InferenceResult]:
+    """Tokenise, batch by length and embed ``texts``; results in input order."""
+    tokenized = runtime.tokenize(texts)
+    results: list[InferenceResult | None] = [None] * len(texts)
+    lengths = [len(item.ids) for item in tokenized]
+    for batch in plan_batches(lengths, max_batch_tokens, max_batch_size):
+        for index, result in zip(batch, runtime.embed([tokenized[i] for i in batch])):
+            results[index] = result
+    return results  # type: ignore[return-value]

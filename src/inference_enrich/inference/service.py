@@ -1,0 +1,39 @@
+"""From an endpoint to a loaded runtime, and Elasticsearch's one-request inference call."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from inference_enrich.inference.dense import DenseEncoder
+from inference_enrich.inference.endpoints import Endpoint
+from inference_enrich.inference.models import resolve_model_path
+from inference_enrich.inference.results import (
+    SPARSE_EMBEDDING,
+    TEXT_EMBEDDING,
+    to_inference_response,
+)
+from inference_enrich.inference.runtime import ModelRuntime, infer_texts
+from inference_enrich.inference.sparse import SparseEncoder
+
+RUNTIMES: dict[str, type] = {SPARSE_EMBEDDING: SparseEncoder, TEXT_EMBEDDING: DenseEncoder}
+"""task type -> runtime class of the ``transformers`` service."""
+
+
+def load_runtime(endpoint: Endpoint) -> ModelRuntime:
+    """Load the model behind ``endpoint`` (the expensive step: do it once per process)."""
+    return RUNTIMES[endpoint.task_type](
+        resolve_model_path(endpoint.model_id),
+        endpoint.model_id,
+        endpoint.service_settings.get("max_sequence_length"),
+        endpoint.task_settings,
+    )
+
+
+def perform_inference(endpoint: Endpoint, task_type: str, texts: Sequence[str]) -> dict[str, Any]:
+    """``POST _inference/<task_type>/<inference_id> {"input": texts}``, answered locally.
+
+    Raises ``IncompatibleTaskTypeError`` before loading anything when ``task_type`` is not
+    the endpoint's, as Elasticsearch does.
+    """
+    endpoint.require_task_type(task_type)
+    return to_inference_response(task_type, infer_texts(load_runtime(endpoint), texts))

@@ -1,0 +1,121 @@
+"""sparse_embedding: SPLADE pooling over a masked-LM head (what ELSER-style endpoints return).
+
+The textbook computation is ``w = max over positions of log(1 + relu(logits))`` with
+``logits = MLM head(encoder(text))`` of shape [tokens, vocabulary]. Almost all of the work
+is the vocabulary projection (hidden -> 30,522), so this runtime computes the same numbers
+with less waste:
+
+* only real tokens are projected (padding never reaches the projection);
+* ``log1p(relu(.))`` is monotone, so the per-document max is taken over raw logits first
+  and the transform is applied once per (document, vocabulary entry);
+* the projection runs over cache-sized vocabulary chunks with a running per-document max,
+  so the full [tokens, vocabulary] logits tensor is never allocated.
+
+The result is identical to the textbook order up to float rounding (tested to 1e-4).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import torch
+from transformers import AutoModelForMaskedLM
+
+from inference_enrich.inference.loading import load_pretrained
+from inference_enrich.inference.results import SPARSE_EMBEDDING, SparseEmbedding
+from inference_enrich.inference.runtime import (
+    TokenizedText,
+    Truncator,
+    choose_length_limit,
+    model_length_limit,
+    pad_batch,
+)
+
+VOCAB_CHUNK = 1024
+"""Vocabulary entries projected at a time: [tokens, 1024] fp32 logits stay cache-friendly
+(measured fastest of 1024/4096/full on this project's CPUs)."""
+
+
+class SparseEncoder:
+    """SPLADE sparse embeddings from a ``*ForMaskedLM`` model directory."""
+
+    task_type = SPARSE_EMBEDDING
+
+    def __init__(
+        self,
+        model_path: str,
+        model_id: str,
+        max_sequence_length: int | None = None,
+        task_settings: Mapping[str, Any] | None = None,
+    ) -> None:
+        tokenizer, model = load_pretrained(AutoModelForMaskedLM, model_path)
+        self.max_sequence_length = choose_length_limit(
+            max_sequence_length, model_length_limit(model_path, model.config, tokenizer), model_id
+        )
+        self.tokenize = Truncator(tokenizer, self.max_sequence_length)
+        self._pad_id = tokenizer.pad_token_id
+        self._encoder = model.base_model
+        head = model.get_output_embeddings()
+        self._head_transform = _head_transform(model)
+        weight, bias = head.weight.detach(), head.bias.detach()
+        self._vocab_chunks = [
+            (weight[start : start + VOCAB_CHUNK].T.contiguous(), bias[start : start + VOCAB_CHUNK])
+            for start in range(0, weight.shape[0], VOCAB_CHUNK)
+        ]
+        self._vocab_size = weight.shape[0]
+        self._vocabulary = tokenizer.convert_ids_to_tokens(list(range(self._vocab_size)))
+        self._special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
+        settings = dict(task_settings or {})
+        self._top_k: int | None = settings.get("top_k")
+        self._min_weight: float = float(settings.get("min_weight", 0.0))
+
+    @torch.inference_mode()
+    def embed(self, batch: Sequence[TokenizedText]) -> list[SparseEmbedding]:
+        input_ids, attention_mask = pad_batch(batch, self._pad_id)
+        hidden = self._encoder(input_ids=input_ids, attention_mask=attention_mask)[0]
+        states = self._head_transform(hidden[attention_mask.bool()])  # [real tokens, hidden]
+        weights = torch.log1p(torch.relu(self._max_logits(states, [len(b.ids) for b in batch])))
+        weights[:, self._special_ids] = 0.0
+        return [self._to_result(row, item.is_truncated) for row, item in zip(weights, batch)]
+
+    def _max_logits(self, states: torch.Tensor, lengths: list[int]) -> torch.Tensor:
+        """Per-document max over its tokens of the vocabulary logits, chunk by chunk."""
+        out = torch.empty((len(lengths), self._vocab_size), dtype=states.dtype)
+        bounds = []
+        start = 0
+        for length in lengths:
+            bounds.append((start, start + length))
+            start += length
+        column = 0
+        for weight_t, bias in self._vocab_chunks:
+            logits = torch.addmm(bias, states, weight_t)  # [real tokens, chunk]
+            end = column + weight_t.shape[1]
+            for row, (first, last) in enumerate(bounds):
+                torch.amax(logits[first:last], dim=0, out=out[row, column:end])
+            column = end
+        return out
+
+    def _to_result(self, row: torch.Tensor, is_truncated: bool) -> SparseEmbedding:
+        ids = torch.nonzero(row > self._min_weight if self._min_weight else row > 0).squeeze(1)
+        values = row[ids]
+        order = torch.argsort(values, descending=True, stable=True)
+        if self._top_k is not None:
+            order = order[: self._top_k]
+        vocabulary = self._vocabulary
+        embedding = {
+            vocabulary[i]: w for i, w in zip(ids[order].tolist(), values[order].tolist())
+        }
+        return SparseEmbedding(embedding, is_truncated)
+
+
+def _head_transform(model) -> torch.nn.Module:
+    """The MLM head minus its final vocabulary projection (dense + activation + LayerNorm
+    for BERT-style heads), so the projection can be done chunk-wise by ``SparseEncoder``."""
+    predictions = getattr(getattr(model, "cls", None), "predictions", None)
+    transform = getattr(predictions, "transform", None)
+    if transform is None:
+        raise NotImplementedError(
+            f"{type(model).__name__}: only BERT-style masked-LM heads (cls.predictions) are "
+            "supported for sparse_embedding"
+        )
+    return transform
