@@ -1,0 +1,181 @@
+"""The ``enrich`` command: run the job, call an endpoint once, list endpoints.
+
+    enrich run [--config FILE] [--input URL] ... [Beam pipeline options]
+    enrich infer sparse_embedding my-elser-model "The sky above the port ..."
+    enrich endpoints
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Sequence
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from inference_enrich import __version__
+from inference_enrich.inference import InferenceEnrichError, load_endpoints, perform_inference
+from inference_enrich.inference.results import TASK_TYPES
+from inference_enrich.pipelines.config import JobConfig, load_job_config
+from inference_enrich.pipelines.enrich import resolve_endpoint, run_job
+from inference_enrich.pipelines.summary import format_summary
+from inference_enrich.transforms.formats import FORMATS
+
+DEFAULT_RUNNER = "FnApiRunner"
+
+BEAM_OPTIONS_HELP = f"""\
+Any other option is passed to Apache Beam as a pipeline option, for example:
+  --runner=RUNNER            FnApiRunner (default here: in-process), DirectRunner,
+                             DataflowRunner, FlinkRunner, PortableRunner, ...
+  --direct_num_workers=N     worker count for the local runners
+  --direct_running_mode=M    in_memory | multi_threading | multi_processing
+  --job_endpoint=HOST:PORT   with --runner=PortableRunner
+See Beam's PipelineOptions for the full list.
+
+Defaults: input = the bundled sample corpus, format = from the file extension,
+inference id = my-elser-model, endpoints = the packaged configs/endpoints.yaml,
+output = ./{JobConfig.output}. A re-run replaces the output directory's part files.
+Output: OUTPUT/part-*.parquet (read with pyarrow.dataset.dataset(OUTPUT)) and
+dead letters as JSON Lines in OUTPUT/_dead_letter/."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="enrich",
+        description="Elasticsearch-style inference (sparse and dense embeddings) for whole "
+        "corpora, as an Apache Beam job.",
+        allow_abbrev=False,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run",
+        help="enrich documents from files and write Parquet plus dead letters",
+        description="Read documents, call an inference endpoint on their text in batches, "
+        "write enriched records to Parquet and failures to dead-letter files.",
+        epilog=BEAM_OPTIONS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    run.add_argument("--config", metavar="FILE", help="job config YAML (see configs/local.yaml)")
+    run.add_argument(
+        "--input",
+        action="append",
+        metavar="URL_OR_GLOB",
+        help="input file, directory or glob; any fsspec URL (file://, memory://, s3://, gs://); "
+        "repeat for several",
+    )
+    run.add_argument("--format", choices=FORMATS, help="input format (default: by extension)")
+    run.add_argument("--output", metavar="DIR", help="output directory (any fsspec URL)")
+    run.add_argument("--endpoints", metavar="FILE", help="endpoints YAML")
+    run.add_argument("--inference-id", "--inference_id", dest="inference_id", metavar="ID")
+    run.add_argument("--text-field", "--text_field", dest="text_field", metavar="F",
+                     help="record field holding the text (default: text)")
+    run.add_argument("--id-field", "--id_field", dest="id_field", metavar="F",
+                     help="record field holding the id (default: id; else a hash of the record)")
+    run.add_argument("--output-field", "--output_field", dest="output_field", metavar="F",
+                     help="column for the inference result (default: embedding)")
+    run.add_argument("--max-batch-tokens", "--max_batch_tokens", dest="max_batch_tokens",
+                     type=int, metavar="N", help="padded tokens per forward pass (default: 8192)")
+    run.add_argument("--max-batch-size", "--max_batch_size", dest="max_batch_size", type=int,
+                     metavar="N", help="documents per forward pass (default: 64)")
+    run.add_argument("--num-threads", "--num_threads", dest="num_threads", type=int,
+                     metavar="N", help="torch threads per worker (default: torch's choice)")
+    run.add_argument("--quiet", action="store_true", help="print only the summary")
+
+    infer = commands.add_parser(
+        "infer",
+        help="call an endpoint once and print Elasticsearch's JSON response",
+        description="Like POST _inference/TASK_TYPE/INFERENCE_ID {\"input\": [TEXT, ...]}.",
+        allow_abbrev=False,
+    )
+    infer.add_argument("task_type", metavar="TASK_TYPE", help=" | ".join(TASK_TYPES))
+    infer.add_argument("inference_id", metavar="INFERENCE_ID")
+    infer.add_argument("text", metavar="TEXT", nargs="+")
+    infer.add_argument("--endpoints", metavar="FILE", help="endpoints YAML")
+
+    endpoints = commands.add_parser("endpoints", help="list the configured inference endpoints",
+                                    allow_abbrev=False)
+    endpoints.add_argument("--endpoints", metavar="FILE", help="endpoints YAML")
+    endpoints.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args, beam_args = parser.parse_known_args(argv)
+    if beam_args and args.command != "run":
+        parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
+    try:
+        if args.command == "run":
+            return _run(args, beam_args)
+        if args.command == "infer":
+            return _infer(args)
+        return _endpoints(args)
+    except (InferenceEnrichError, FileNotFoundError, ValueError) as error:
+        print(f"enrich: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
+    _configure_logging(quiet=args.quiet)
+    overrides = {
+        key: getattr(args, key)
+        for key in ("input", "format", "output", "endpoints", "inference_id", "text_field",
+                    "id_field", "output_field", "max_batch_tokens", "max_batch_size",
+                    "num_threads")
+    }
+    job = load_job_config(args.config, overrides)
+    if not any(arg.split("=")[0] == "--runner" for arg in beam_args):
+        beam_args = [f"--runner={DEFAULT_RUNNER}", *beam_args]
+    endpoint = resolve_endpoint(job)
+    if not args.quiet:
+        print(
+            f"enrich: {len(job.input)} input(s) -> {job.output} with {endpoint.inference_id} "
+            f"({endpoint.task_type}, {endpoint.model_id})",
+            file=sys.stderr,
+        )
+    summary = run_job(job, PipelineOptions(beam_args))
+    print(format_summary(summary, endpoint, job))
+    return 0
+
+
+def _infer(args: argparse.Namespace) -> int:
+    endpoint = load_endpoints(args.endpoints).get(args.inference_id)
+    print(json.dumps(perform_inference(endpoint, args.task_type, args.text), indent=2))
+    return 0
+
+
+def _endpoints(args: argparse.Namespace) -> int:
+    registry = load_endpoints(args.endpoints)
+    rows = [
+        {
+            "inference_id": e.inference_id,
+            "task_type": e.task_type,
+            "service": e.service,
+            "service_settings": dict(e.service_settings),
+            "task_settings": dict(e.task_settings),
+        }
+        for e in registry
+    ]
+    if args.json:
+        print(json.dumps({"endpoints": rows}, indent=2))
+        return 0
+    print(f"# {registry.source}")
+    width = max(len(r["inference_id"]) for r in rows)
+    for row in rows:
+        settings = ", ".join(f"{k}={v}" for k, v in {**row["service_settings"], **row["task_settings"]}.items())
+        print(f"{row['inference_id']:<{width}}  {row['task_type']:<16}  {row['service']:<12}  {settings}")
+    return 0
+
+
+def _configure_logging(quiet: bool) -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("inference_enrich").setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""The enrichment job: files -> InferenceDoFn -> Parquet, with dead letters beside it.
+
+``build_pipeline`` only wires transforms (so tests and other entry points can reuse it);
+``run_job`` prepares the output directory, runs the pipeline and returns a ``JobSummary``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import apache_beam as beam
+import fsspec
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from inference_enrich.inference import Endpoint, load_endpoints
+from inference_enrich.pipelines.config import JobConfig
+from inference_enrich.transforms.dead_letters import DEAD_LETTER_DIR, WriteDeadLetters
+from inference_enrich.transforms.documents import DEAD_LETTER_TAG, RecordFields
+from inference_enrich.transforms.inference_dofn import BatchingConfig, Enrich
+from inference_enrich.transforms.read_files import METRICS_NAMESPACE, ReadDocuments
+from inference_enrich.transforms.write_parquet import WriteEnrichedParquet, enriched_schema
+
+LOG = logging.getLogger(__name__)
+
+
+def resolve_endpoint(job: JobConfig) -> Endpoint:
+    """The job's endpoint, from the job's (or the packaged) endpoints file."""
+    return load_endpoints(job.endpoints).get(job.inference_id)
+
+
+def build_pipeline(pipeline: beam.Pipeline, job: JobConfig, endpoint: Endpoint) -> None:
+    """Add the enrichment graph for ``job`` to ``pipeline``."""
+    fields = RecordFields(job.text_field, job.id_field)
+    enriched_schema(job.text_field, job.output_field, endpoint.task_type)  # fail fast on names
+    read = pipeline | "ReadDocuments" >> ReadDocuments(job.input, job.format, fields)
+    batching = BatchingConfig(job.max_batch_tokens, job.max_batch_size)
+    enriched = read.documents | "Enrich" >> Enrich(endpoint, batching, job.num_threads)
+    _ = enriched.enriched | "WriteParquet" >> WriteEnrichedParquet(
+        job.output, job.text_field, job.output_field, endpoint.task_type
+    )
+    _ = (
+        (read[DEAD_LETTER_TAG], enriched[DEAD_LETTER_TAG])
+        | "AllDeadLetters" >> beam.Flatten()
+        | "WriteDeadLetters" >> WriteDeadLetters(job.output)
+    )
+
+
+def clear_previous_output(output: str) -> None:
+    """Remove what an earlier run wrote to ``output`` (our part files and dead letters only),
+    so a re-run replaces its output instead of adding duplicates beside it."""
+    fs, path = fsspec.core.url_to_fs(output)
+    if not fs.exists(path):
+        return
+    for entry in fs.ls(path, detail=False):
+        name = entry.rstrip("/").rsplit("/", 1)[-1]
+        if name == DEAD_LETTER_DIR:
+            fs.rm(entry, recursive=True)
+        elif name.startswith(("part-", ".part-")):
+            fs.rm(entry)
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """What a run did, from its Beam metrics."""
+
+    records_read: int
+    records_written: int
+    dead_letters: int
+    tokens: int
+    batches: int
+    truncated: int
+    seconds: float
+    output: str
+
+    @property
+    def docs_per_second(self) -> float:
+        return self.records_written / self.seconds if self.seconds else 0.0
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+
+def run_job(job: JobConfig, options: PipelineOptions) -> JobSummary:
+    """Run the enrichment job to completion and summarise it."""
+    endpoint = resolve_endpoint(job)
+    clear_previous_output(job.output)
+    started = time.monotonic()
+    pipeline = beam.Pipeline(options=options)
+    build_pipeline(pipeline, job, endpoint)
+    result = pipeline.run()
+    result.wait_until_finish()
+    counters = _counters(result)
+    return JobSummary(
+        records_read=counters.get("records_read", 0),
+        records_written=counters.get("records_written", 0),
+        dead_letters=counters.get("dead_letters_written", 0),
+        tokens=counters.get("tokens", 0),
+        batches=counters.get("batches", 0),
+        truncated=counters.get("truncated", 0),
+        seconds=time.monotonic() - started,
+        output=job.output,
+    )
+
+
+def _counters(result) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for counter in result.metrics().query()["counters"]:
+        if counter.key.metric.namespace == METRICS_NAMESPACE:
+            name = counter.key.metric.name
+            value = counter.committed if counter.committed is not None else counter.attempted
+            totals[name] = totals.get(name, 0) + (value or 0)
+    return totals

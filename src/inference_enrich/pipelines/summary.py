@@ -1,0 +1,57 @@
+"""The human-readable report printed at the end of ``enrich run``."""
+
+from __future__ import annotations
+
+import fsspec
+import pyarrow.parquet as pq
+
+from inference_enrich.inference import Endpoint
+from inference_enrich.inference.results import SPARSE_EMBEDDING
+from inference_enrich.pipelines.config import JobConfig
+from inference_enrich.pipelines.enrich import JobSummary
+from inference_enrich.transforms.dead_letters import dead_letter_directory
+
+TOP_TOKENS_SHOWN = 10
+
+
+def format_summary(summary: JobSummary, endpoint: Endpoint, job: JobConfig) -> str:
+    lines = [
+        f"Enriched with {endpoint.inference_id} ({endpoint.task_type}, {endpoint.model_id}) "
+        f"in {summary.seconds:.1f} s",
+        f"  records in      {summary.records_read:>10,}",
+        f"  records out     {summary.records_written:>10,}",
+        f"  dead-lettered   {summary.dead_letters:>10,}"
+        + (f"   -> {dead_letter_directory(job.output)}/" if summary.dead_letters else ""),
+        f"  tokens          {summary.tokens:>10,}   ({summary.tokens_per_second:,.0f} tokens/s, "
+        f"{summary.truncated:,} truncated)",
+        f"  throughput      {summary.docs_per_second:>10,.1f} docs/s (whole job, start-up included)",
+        f"  output          {job.output}/part-*.parquet   "
+        f"(pyarrow.dataset.dataset({job.output!r}))",
+    ]
+    example = _first_record(job)
+    if example is not None:
+        lines.append(_describe_example(example, endpoint, job))
+    return "\n".join(lines)
+
+
+def _first_record(job: JobConfig) -> dict | None:
+    fs, path = fsspec.core.url_to_fs(job.output)
+    parts = sorted(fs.glob(f"{path}/part-*.parquet"))
+    for part in parts:
+        with fs.open(part, "rb") as stream:
+            table = pq.ParquetFile(stream).read_row_group(0) if pq.ParquetFile(stream).num_row_groups else None
+        if table is not None and table.num_rows:
+            return table.slice(0, 1).to_pylist()[0]
+    return None
+
+
+def _describe_example(record: dict, endpoint: Endpoint, job: JobConfig) -> str:
+    text = record[job.text_field]
+    snippet = text if len(text) <= 70 else text[:67] + "..."
+    result = record[job.output_field]
+    if endpoint.task_type == SPARSE_EMBEDDING:
+        top = sorted(result, key=lambda pair: pair[1], reverse=True)[:TOP_TOKENS_SHOWN]
+        shown = ", ".join(f"{token} {weight:.2f}" for token, weight in top)
+        return f"Example {record['id']}: \"{snippet}\"\n  top tokens: {shown}"
+    shown = ", ".join(f"{v:.4f}" for v in result[:5])
+    return f"Example {record['id']}: \"{snippet}\"\n  {len(result)} dims: [{shown}, ...]"

@@ -1,0 +1,111 @@
+"""The elements that flow through the pipeline: documents, enriched documents, dead letters.
+
+A document is a JSON object read from a source. Its text comes from ``text_field`` and its
+id from ``id_field`` (else a stable hash of the whole record, so re-runs give the same ids).
+Every other field passes through untouched.
+
+A dead letter is a plain dict, written as one JSON line, holding everything needed to find,
+fix and replay the input::
+
+    {"stage": "parse" | "validate" | "inference" | ...,
+     "error": "why it failed",
+     "source": "file URL or kafka://topic/partition",
+     "line": 17,                       # 1-based line (text formats) or row (Parquet)
+     "record": {...} | "raw": "..."}   # the parsed record, else the raw text
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from inference_enrich.inference.results import InferenceResult
+
+PARSE = "parse"
+VALIDATE = "validate"
+INFERENCE = "inference"
+
+
+@dataclass(frozen=True)
+class RecordFields:
+    """Which record fields hold the text and the id."""
+
+    text_field: str = "text"
+    id_field: str = "id"
+
+
+@dataclass(frozen=True)
+class Document:
+    """A validated input record, ready for inference."""
+
+    id: str
+    text: str
+    record: dict[str, Any]
+    source: str
+    line: int | None = None  # 1-based line (text formats) or row (Parquet) in ``source``
+
+
+@dataclass(frozen=True)
+class EnrichedDocument:
+    """A document with its inference result."""
+
+    document: Document
+    result: InferenceResult
+
+
+class InvalidRecord(ValueError):
+    """A parsed record that cannot be enriched (wrong type, missing or empty text)."""
+
+
+def stable_id(record: dict[str, Any]) -> str:
+    """A content hash of ``record``: the same record always gets the same id, on any worker."""
+    canonical = json.dumps(record, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
+
+
+def to_document(value: Any, fields: RecordFields, source: str, line: int | None) -> Document:
+    """Validate one parsed value; raises ``InvalidRecord`` saying what is wrong."""
+    if not isinstance(value, dict):
+        raise InvalidRecord(f"expected a JSON object, got {type(value).__name__}")
+    if fields.text_field not in value:
+        raise InvalidRecord(f"missing text field '{fields.text_field}'")
+    text = value[fields.text_field]
+    if not isinstance(text, str):
+        raise InvalidRecord(
+            f"text field '{fields.text_field}' must be a string, got {type(text).__name__}"
+        )
+    if not text.strip():
+        raise InvalidRecord(f"text field '{fields.text_field}' is empty")
+    raw_id = value.get(fields.id_field)
+    doc_id = stable_id(value) if raw_id is None or raw_id == "" else str(raw_id)
+    return Document(doc_id, text, value, source, line)
+
+
+def dead_letter(
+    stage: str,
+    error: str,
+    source: str,
+    *,
+    record: Any = None,
+    raw: str | None = None,
+    line: int | None = None,
+) -> dict[str, Any]:
+    """Build a dead letter; ``record`` (parsed) is kept when there is one, else ``raw``."""
+    letter: dict[str, Any] = {"stage": stage, "error": error, "source": source}
+    if line is not None:
+        letter["line"] = line
+    if record is not None:
+        letter["record"] = record
+    else:
+        letter["raw"] = raw
+    return letter
+
+
+def document_dead_letter(document: Document, stage: str, error: str) -> dict[str, Any]:
+    """A dead letter for a document that failed after it was parsed."""
+    return dead_letter(stage, error, document.source, record=document.record, line=document.line)
+
+DEAD_LETTER_TAG = "dead_letter"
+"""Tag of the dead-letter output of every DoFn that can reject an element."""

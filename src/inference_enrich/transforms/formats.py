@@ -1,0 +1,239 @@
+"""Streaming readers for the input formats: one ``SourceItem`` per record, never a whole file.
+
+Each reader takes a binary file object (already decompressed) and yields items in file order.
+A record that cannot be parsed is still yielded, with its error and raw text, so the caller
+can dead-letter it: nothing is skipped silently (blank lines of plain text files are
+paragraph breaks, not records, and are only counted).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any, BinaryIO, Callable, Iterator
+
+import pyarrow.parquet as pq
+
+JSON_CHUNK_CHARS = 1 << 16
+MAX_RAW_CHARS = 1 << 16
+"""Raw text kept in a dead letter for an unparseable JSON array tail (the rest of the file
+cannot be split into records, and holding all of it would defeat streaming)."""
+
+COMPRESSION_SUFFIXES = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".xz": "xz"}
+FORMAT_SUFFIXES = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".txt": "text",
+    ".text": "text",
+}
+
+
+@dataclass(frozen=True)
+class SourceItem:
+    """One record of a file: ``value`` when parsed, else ``error`` and ``raw``."""
+
+    line: int | None
+    value: Any = None
+    error: str | None = None
+    raw: str | None = None
+    blank: bool = False
+
+
+def compression_of(path: str) -> str | None:
+    """The codec fsspec should use for ``path``, from its extension."""
+    return COMPRESSION_SUFFIXES.get(PurePosixPath(path).suffix.lower())
+
+
+def format_of(path: str) -> str:
+    """Guess the format from the extension (compression suffix ignored)."""
+    pure = PurePosixPath(path)
+    if pure.suffix.lower() in COMPRESSION_SUFFIXES:
+        pure = PurePosixPath(pure.stem)
+    fmt = FORMAT_SUFFIXES.get(pure.suffix.lower())
+    if fmt is None:
+        raise ValueError(
+            f"cannot tell the format of '{path}' from its extension; pass --format "
+            f"({'|'.join(sorted(set(FORMAT_SUFFIXES.values())))})"
+        )
+    return fmt
+
+
+def _raw(data: bytes) -> str:
+    return data.decode("utf-8", "backslashreplace").rstrip("\r\n")
+
+
+def read_jsonl(stream: BinaryIO, text_field: str) -> Iterator[SourceItem]:
+    """One JSON value per line; blank lines and undecodable bytes are reported, not skipped."""
+    for number, line in enumerate(stream, start=1):
+        try:
+            decoded = line.decode("utf-8")
+        except UnicodeDecodeError as error:
+            yield SourceItem(number, error=f"not valid UTF-8: {error}", raw=_raw(line))
+            continue
+        if not decoded.strip():
+            yield SourceItem(number, error="blank line: expected a JSON object", raw=decoded.rstrip("\r\n"))
+            continue
+        try:
+            yield SourceItem(number, value=json.loads(decoded))
+        except json.JSONDecodeError as error:
+            yield SourceItem(number, error=f"invalid JSON: {error}", raw=decoded.rstrip("\r\n"))
+
+
+def read_text(stream: BinaryIO, text_field: str) -> Iterator[SourceItem]:
+    """Each non-blank line is a document ``{text_field: line}``."""
+    for number, line in enumerate(stream, start=1):
+        try:
+            decoded = line.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError as error:
+            yield SourceItem(number, error=f"not valid UTF-8: {error}", raw=_raw(line))
+            continue
+        if decoded.strip():
+            yield SourceItem(number, value={text_field: decoded})
+        else:
+            yield SourceItem(number, blank=True)
+
+
+def read_csv(stream: BinaryIO, text_field: str) -> Iterator[SourceItem]:
+    """A header row, then one record per row (all values are strings)."""
+    text = io.TextIOWrapper(stream, encoding="utf-8", errors="surrogateescape", newline="")
+    reader = csv.DictReader(text)
+    first_line = 2
+    try:
+        for row in reader:
+            line, first_line = first_line, reader.line_num + 1
+            values = [v for v in row.values() if isinstance(v, str)]
+            if any(_has_surrogates(v) for v in values):
+                raw = ",".join(v.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") for v in values)
+                yield SourceItem(line, error="not valid UTF-8", raw=raw)
+            elif None in row:
+                yield SourceItem(line, error="row has more fields than the header", raw=json.dumps(row.get(None)))
+            else:
+                yield SourceItem(line, value=dict(row))
+    except csv.Error as error:
+        yield SourceItem(first_line, error=f"invalid CSV: {error}", raw=None)
+
+
+def _has_surrogates(value: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in value)
+
+
+def read_parquet(stream: BinaryIO, text_field: str) -> Iterator[SourceItem]:
+    """Rows in batches, so a large file never sits in memory whole; ``line`` is the row."""
+    row = 0
+    for batch in pq.ParquetFile(stream).iter_batches(batch_size=1024):
+        for value in batch.to_pylist():
+            row += 1
+            yield SourceItem(row, value=value)
+
+
+def read_json(stream: BinaryIO, text_field: str) -> Iterator[SourceItem]:
+    """A JSON array of records (or one top-level value), parsed element by element."""
+    text = io.TextIOWrapper(stream, encoding="utf-8")
+    parser = _JsonArrayParser(text)
+    try:
+        yield from parser.items()
+    except UnicodeDecodeError as error:
+        yield SourceItem(parser.line, error=f"not valid UTF-8: {error}", raw=None)
+
+
+class _JsonArrayParser:
+    """Incremental parsing of ``[v1, v2, ...]`` from a text stream, one element at a time."""
+
+    def __init__(self, text: io.TextIOBase) -> None:
+        self._text = text
+        self._buffer = ""
+        self._pos = 0
+        self._eof = False
+        self._decoder = json.JSONDecoder()
+        self.line = 1
+
+    def _fill(self) -> bool:
+        chunk = self._text.read(JSON_CHUNK_CHARS)
+        if not chunk:
+            self._eof = True
+            return False
+        self._buffer = self._buffer[self._pos :] + chunk
+        self._pos = 0
+        return True
+
+    def _peek(self) -> str:
+        """Next non-whitespace character ('' at end of input), counting lines skipped."""
+        while True:
+            while self._pos < len(self._buffer) and self._buffer[self._pos] in " \t\r\n":
+                if self._buffer[self._pos] == "\n":
+                    self.line += 1
+                self._pos += 1
+            if self._pos < len(self._buffer):
+                return self._buffer[self._pos]
+            if not self._fill():
+                return ""
+
+    def _decode_value(self) -> Any:
+        while True:
+            try:
+                value, end = self._decoder.raw_decode(self._buffer, self._pos)
+            except json.JSONDecodeError:
+                if self._fill():  # maybe the element is only cut by the chunk boundary
+                    continue
+                raise
+            if end == len(self._buffer) and self._fill():
+                continue  # a number at the very end may continue in the next chunk
+            self.line += self._buffer.count("\n", self._pos, end)
+            self._pos = end
+            return value
+
+    def _rest(self) -> str:
+        rest = self._buffer[self._pos :]
+        while len(rest) < MAX_RAW_CHARS and self._fill():
+            rest = self._buffer
+        return rest[:MAX_RAW_CHARS]
+
+    def items(self) -> Iterator[SourceItem]:
+        first = self._peek()
+        if first == "":
+            return
+        if first != "[":
+            line = self.line
+            try:
+                yield SourceItem(line, value=self._decode_value())
+            except json.JSONDecodeError as error:
+                yield SourceItem(line, error=f"invalid JSON: {error}", raw=self._rest())
+            return
+        self._pos += 1
+        index = 0
+        while True:
+            char = self._peek()
+            if char == "]" and index == 0:
+                return
+            line = self.line
+            try:
+                value = self._decode_value()
+            except json.JSONDecodeError as error:
+                yield SourceItem(line, error=f"invalid JSON in array element {index}: {error}", raw=self._rest())
+                return
+            yield SourceItem(line, value=value)
+            index += 1
+            separator = self._peek()
+            if separator == ",":
+                self._pos += 1
+            elif separator == "]":
+                return
+            else:
+                yield SourceItem(self.line, error=f"invalid JSON after array element {index - 1}: expected ',' or ']'", raw=self._rest())
+                return
+
+
+READERS: dict[str, Callable[[BinaryIO, str], Iterator[SourceItem]]] = {
+    "jsonl": read_jsonl,
+    "json": read_json,
+    "csv": read_csv,
+    "parquet": read_parquet,
+    "text": read_text,
+}
+FORMATS = tuple(READERS)

@@ -1,0 +1,187 @@
+"""``InferenceDoFn``: documents in, enriched documents out, batched by a token budget.
+
+Per bundle it buffers documents, tokenises them together, cuts length-sorted batches that fit
+the token budget (``plan_batches``) and runs one forward pass per batch. Each output keeps
+its input's window and timestamp. The model is loaded once per worker process (Beam
+``Shared``), however many DoFn instances and threads the runner creates.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
+from apache_beam.utils import shared
+from apache_beam.utils.windowed_value import WindowedValue
+
+from inference_enrich.inference import Endpoint, ModelRuntime, load_runtime
+from inference_enrich.inference.batching import plan_batches
+from inference_enrich.transforms.documents import (
+    DEAD_LETTER_TAG,
+    INFERENCE,
+    Document,
+    EnrichedDocument,
+    document_dead_letter,
+)
+from inference_enrich.transforms.read_files import METRICS_NAMESPACE
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BatchingConfig:
+    """How documents are grouped into forward passes.
+
+    max_batch_tokens: padded tokens per forward pass (documents x longest); bounds memory.
+    max_batch_size: documents per forward pass.
+    max_buffered_documents: documents held before a flush; larger buffers sort better by
+        length (less padding) but hold results back longer in streaming jobs.
+    """
+
+    max_batch_tokens: int = 8192
+    max_batch_size: int = 64
+    max_buffered_documents: int = 1024
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch_tokens", "max_batch_size", "max_buffered_documents"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+
+class _ProgressLog:
+    """Logs throughput every ``interval`` seconds so long runs show they are alive."""
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._start = self._last = time.monotonic()
+        self._documents = self._tokens = 0
+
+    def add(self, documents: int, tokens: int) -> None:
+        self._documents += documents
+        self._tokens += tokens
+        now = time.monotonic()
+        if self._interval and now - self._last >= self._interval:
+            self._last = now
+            elapsed = now - self._start
+            LOG.info(
+                "enriched %d documents in this worker (%.0f docs/s, %.0f tokens/s)",
+                self._documents,
+                self._documents / elapsed,
+                self._tokens / elapsed,
+            )
+
+
+class InferenceDoFn(beam.DoFn):
+    """Calls ``endpoint`` on each ``Document``; emits ``EnrichedDocument`` (main output) or a
+    dead letter (``DEAD_LETTER_TAG``) for a document the model fails on."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        batching: BatchingConfig = BatchingConfig(),
+        num_threads: int | None = None,
+        progress_interval_s: float = 30.0,
+    ) -> None:
+        self._endpoint = endpoint
+        self._batching = batching
+        self._num_threads = num_threads
+        self._progress_interval_s = progress_interval_s
+        self._shared_runtime = shared.Shared()
+        self._runtime: ModelRuntime | None = None
+        self._buffer: list[tuple[Document, object, object]] = []
+        self._documents = Metrics.counter(METRICS_NAMESPACE, "records_enriched")
+        self._failed = Metrics.counter(METRICS_NAMESPACE, "inference_errors")
+        self._tokens = Metrics.counter(METRICS_NAMESPACE, "tokens")
+        self._batches = Metrics.counter(METRICS_NAMESPACE, "batches")
+        self._truncated = Metrics.counter(METRICS_NAMESPACE, "truncated")
+        self._latency = Metrics.distribution(METRICS_NAMESPACE, "batch_latency_ms")
+
+    def setup(self) -> None:
+        if self._num_threads:
+            import torch
+
+            torch.set_num_threads(self._num_threads)
+        key = f"{self._endpoint.inference_id}:{self._endpoint!r}"
+        self._runtime = self._shared_runtime.acquire(lambda: _RuntimeHolder(self._endpoint), tag=key).runtime
+        self._progress = _ProgressLog(self._progress_interval_s)
+
+    def start_bundle(self) -> None:
+        self._buffer = []
+
+    def process(
+        self, document: Document, window=beam.DoFn.WindowParam, timestamp=beam.DoFn.TimestampParam
+    ) -> Iterator[WindowedValue | TaggedOutput]:
+        self._buffer.append((document, window, timestamp))
+        if len(self._buffer) >= self._batching.max_buffered_documents:
+            yield from self._flush()
+
+    def finish_bundle(self) -> Iterator[WindowedValue | TaggedOutput]:
+        yield from self._flush()
+
+    def _flush(self) -> Iterator[WindowedValue | TaggedOutput]:
+        buffered, self._buffer = self._buffer, []
+        if not buffered:
+            return
+        runtime = self._runtime
+        tokenized = runtime.tokenize([document.text for document, _, _ in buffered])
+        lengths = [len(item.ids) for item in tokenized]
+        for batch in plan_batches(
+            lengths, self._batching.max_batch_tokens, self._batching.max_batch_size
+        ):
+            started = time.perf_counter()
+            try:
+                results = runtime.embed([tokenized[i] for i in batch])
+            except Exception as error:  # a batch failed: retry one by one to isolate the culprit
+                LOG.warning("batch of %d failed (%s); retrying documents singly", len(batch), error)
+                yield from self._embed_singly(batch, tokenized, buffered)
+                continue
+            self._latency.update(int((time.perf_counter() - started) * 1000))
+            self._batches.inc()
+            batch_tokens = sum(lengths[i] for i in batch)
+            self._tokens.inc(batch_tokens)
+            self._documents.inc(len(batch))
+            self._progress.add(len(batch), batch_tokens)
+            for index, result in zip(batch, results):
+                document, window, timestamp = buffered[index]
+                if result.is_truncated:
+                    self._truncated.inc()
+                yield WindowedValue(EnrichedDocument(document, result), timestamp, (window,))
+
+    def _embed_singly(self, batch, tokenized, buffered) -> Iterator[WindowedValue | TaggedOutput]:
+        for index in batch:
+            document, window, timestamp = buffered[index]
+            try:
+                (result,) = self._runtime.embed([tokenized[index]])
+            except Exception as error:
+                self._failed.inc()
+                letter = document_dead_letter(document, INFERENCE, f"{type(error).__name__}: {error}")
+                yield TaggedOutput(DEAD_LETTER_TAG, WindowedValue(letter, timestamp, (window,)))
+                continue
+            self._documents.inc()
+            self._tokens.inc(len(tokenized[index].ids))
+            if result.is_truncated:
+                self._truncated.inc()
+            yield WindowedValue(EnrichedDocument(document, result), timestamp, (window,))
+
+
+class _RuntimeHolder:
+    """``Shared.acquire`` needs a weak-referenceable object; runtimes may not be."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.runtime = load_runtime(endpoint)
+
+
+class Enrich(beam.PTransform):
+    """Documents -> enriched documents (main) and dead letters (``DEAD_LETTER_TAG``)."""
+
+    def __init__(self, endpoint: Endpoint, batching: BatchingConfig = BatchingConfig(), num_threads: int | None = None) -> None:
+        super().__init__()
+        self._dofn = InferenceDoFn(endpoint, batching, num_threads)
+
+    def expand(self, documents):
+        return documents | "Infer" >> beam.ParDo(self._dofn).with_outputs(DEAD_LETTER_TAG, main="enriched")

@@ -1,0 +1,118 @@
+"""Write enriched documents as Parquet with an explicit schema.
+
+Columns, in order:
+
+=================  ===================================  =====================================
+column             type                                 holds
+=================  ===================================  =====================================
+``id``             string, not null                     the record id (id field, else a hash)
+<text field>       string                               the text that was embedded
+<output field>     map<string, float32> (sparse) or     the inference result
+                   list<float32> (dense)
+``is_truncated``   bool                                 input was cut at the model's limit
+``passthrough``    string (JSON object)                 every input field but the text, as read
+=================  ===================================  =====================================
+
+Passthrough fields are kept as one JSON column because input records need not share a
+schema; a fixed schema keeps every file of a run readable together with
+``pyarrow.dataset.dataset(OUTPUT_DIR)``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import BinaryIO
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from inference_enrich.inference.results import SPARSE_EMBEDDING
+from inference_enrich.transforms.bundle_files import BundleFileWriter
+from inference_enrich.transforms.documents import EnrichedDocument
+
+RESERVED_COLUMNS = ("id", "is_truncated", "passthrough")
+ROW_GROUP_ROWS = 4096
+
+
+def enriched_schema(text_field: str, output_field: str, task_type: str) -> pa.Schema:
+    """The Parquet schema of enriched output (see the module docstring)."""
+    for name in (text_field, output_field):
+        if name in RESERVED_COLUMNS:
+            raise ValueError(f"'{name}' is a reserved output column ({', '.join(RESERVED_COLUMNS)})")
+    if text_field == output_field:
+        raise ValueError(f"the output field must differ from the text field ('{text_field}')")
+    if task_type == SPARSE_EMBEDDING:
+        result_type = pa.map_(pa.string(), pa.float32())
+    else:
+        result_type = pa.list_(pa.float32())
+    return pa.schema(
+        [
+            pa.field("id", pa.string(), nullable=False),
+            pa.field(text_field, pa.string()),
+            pa.field(output_field, result_type),
+            pa.field("is_truncated", pa.bool_()),
+            pa.field("passthrough", pa.string()),
+        ]
+    )
+
+
+class ParquetBundleWriter(BundleFileWriter):
+    """One Parquet file per bundle, written in row groups of ``ROW_GROUP_ROWS``."""
+
+    suffix = ".parquet"
+
+    def __init__(self, directory: str, text_field: str, output_field: str, task_type: str) -> None:
+        super().__init__(directory)
+        self._text_field = text_field
+        self._output_field = output_field
+        self._schema = enriched_schema(text_field, output_field, task_type)
+        self._sparse = task_type == SPARSE_EMBEDDING
+
+    def open_file(self, stream: BinaryIO) -> None:
+        self._writer = pq.ParquetWriter(stream, self._schema)
+        self._rows: list[EnrichedDocument] = []
+
+    def write(self, element: EnrichedDocument) -> None:
+        self._rows.append(element)
+        if len(self._rows) >= ROW_GROUP_ROWS:
+            self._write_row_group()
+
+    def close_file(self) -> None:
+        self._write_row_group()
+        self._writer.close()
+
+    def _write_row_group(self) -> None:
+        if not self._rows:
+            return
+        rows, self._rows = self._rows, []
+        skip = {self._text_field}
+        columns = {
+            "id": [row.document.id for row in rows],
+            self._text_field: [row.document.text for row in rows],
+            self._output_field: [
+                list(row.result.embedding.items()) if self._sparse else row.result.embedding
+                for row in rows
+            ],
+            "is_truncated": [row.result.is_truncated for row in rows],
+            "passthrough": [
+                json.dumps(
+                    {k: v for k, v in row.document.record.items() if k not in skip},
+                    ensure_ascii=False,
+                    default=str,
+                )
+                for row in rows
+            ],
+        }
+        self._writer.write_table(pa.Table.from_pydict(columns, schema=self._schema))
+
+
+class WriteEnrichedParquet(beam.PTransform):
+    """Enriched documents -> ``<directory>/part-*.parquet``."""
+
+    def __init__(self, directory: str, text_field: str, output_field: str, task_type: str) -> None:
+        super().__init__()
+        self._writer = ParquetBundleWriter(directory, text_field, output_field, task_type)
+
+    def expand(self, enriched):
+        return enriched | "WriteParquetFiles" >> beam.ParDo(self._writer)
