@@ -1,0 +1,111 @@
+"""File readers: records stream out one by one, and every unparseable record is reported."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from inference_enrich.transforms import formats
+from inference_enrich.transforms.formats import (
+    compression_of,
+    format_of,
+    read_csv,
+    read_json,
+    read_jsonl,
+    read_parquet,
+    read_text,
+)
+
+
+def items(reader, data: bytes):
+    return list(reader(io.BytesIO(data), "text"))
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 65536])
+def test_json_array_is_parsed_element_by_element_across_chunk_boundaries(monkeypatch, chunk):
+    monkeypatch.setattr(formats, "JSON_CHUNK_CHARS", chunk)
+    data = '[\n {"text": "a b", "id": 1},\n 12345678901,\n "x" , {"text": "été"}, []\n]'.encode()
+    got = items(read_json, data)
+    assert [(i.line, i.value) for i in got] == [
+        (2, {"text": "a b", "id": 1}),
+        (3, 12345678901),
+        (4, "x"),
+        (4, {"text": "été"}),
+        (4, []),
+    ]
+
+
+def test_json_array_error_reports_the_rest_of_the_file():
+    got = items(read_json, b'[{"text": "ok"},\n {bad}, {"text": "lost"}]')
+    assert got[0].value == {"text": "ok"}
+    assert got[1].line == 2 and "array element 1" in got[1].error
+    assert got[1].raw.startswith("{bad}")
+    assert len(got) == 2
+
+
+def test_json_single_object_and_empty_array():
+    assert [i.value for i in items(read_json, b' {"text": "one"} ')] == [{"text": "one"}]
+    assert items(read_json, b"[ ]") == []
+
+
+def test_jsonl_reports_blank_invalid_and_undecodable_lines():
+    got = items(read_jsonl, b'{"text": "x"}\n\n[1]\n{bad\n\xff\xfe\n{"text": "y"}')
+    assert [i.line for i in got] == [1, 2, 3, 4, 5, 6]
+    assert got[0].value == {"text": "x"} and got[5].value == {"text": "y"}
+    assert got[1].error.startswith("blank line") and got[1].raw == ""
+    assert got[2].value == [1]
+    assert got[3].error.startswith("invalid JSON") and got[3].raw == "{bad"
+    assert got[4].error.startswith("not valid UTF-8") and got[4].raw == "\\xff\\xfe"
+
+
+def test_csv_rows_with_multiline_fields_bad_bytes_and_extra_fields():
+    got = items(read_csv, b'id,text\n1,"hello\nworld"\n2,caf\xe9\n3,a,b\n4,fine\n')
+    assert (got[0].line, got[0].value) == (2, {"id": "1", "text": "hello\nworld"})
+    assert got[1].line == 4 and got[1].error == "not valid UTF-8" and "caf\\xe9" in got[1].raw
+    assert got[2].line == 5 and "more fields" in got[2].error
+    assert (got[3].line, got[3].value) == (6, {"id": "4", "text": "fine"})
+
+
+def test_text_lines_are_documents_and_blank_lines_are_separators():
+    got = items(read_text, b"first line\n\n  \nsecond\n")
+    assert [(i.line, i.value, i.blank) for i in got] == [
+        (1, {"text": "first line"}, False),
+        (2, None, True),
+        (3, None, True),
+        (4, {"text": "second"}, False),
+    ]
+
+
+def test_parquet_rows_keep_their_types():
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({"id": [1, 2], "text": ["a", "b"], "score": [0.5, None]}), buffer)
+    got = items(read_parquet, buffer.getvalue())
+    assert [(i.line, i.value) for i in got] == [
+        (1, {"id": 1, "text": "a", "score": 0.5}),
+        (2, {"id": 2, "text": "b", "score": None}),
+    ]
+
+
+@pytest.mark.parametrize(
+    "path, fmt, codec",
+    [
+        ("a/b.jsonl", "jsonl", None),
+        ("s3://x/b.ndjson.gz", "jsonl", "gzip"),
+        ("b.json.bz2", "json", "bz2"),
+        ("b.csv.zst", "csv", "zstd"),
+        ("b.parquet", "parquet", None),
+        ("b.TXT", "text", None),
+    ],
+)
+def test_format_and_compression_from_extension(path, fmt, codec):
+    assert format_of(path) == fmt
+    assert compression_of(path) == codec
+
+
+def test_unknown_extension_asks_for_format():
+    with pytest.raises(ValueError, match="pass --format"):
+        format_of("data.xml")

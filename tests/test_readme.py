@@ -1,0 +1,24 @@
+"""The README's set-up commands are the ones CI runs, and its examples are true."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_ci_runs_the_readme_test_command():
+    ci_command = (REPO / ".ci" / "run").read_text().strip().splitlines()[-1]
+    readme_commands = [line.strip() for line in (REPO / "README.md").read_text().splitlines()
+                       if line.startswith("    python3 -m venv")]
+    assert len(readme_commands) == 2
+    assert readme_commands[1] == ci_command
+    assert readme_commands[0].endswith("enrich run")
+
+
+def test_example_config_paths_exist():
+    import yaml
+
+    config = yaml.safe_load((REPO / "configs" / "local.yaml").read_text())
+    assert (REPO / "configs" / config["source"]["input"]).resolve().is_file()
+    assert (REPO / "configs" / config["inference"]["endpoints"]).is_file()
