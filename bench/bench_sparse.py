@@ -207,15 +207,19 @@ VARIANTS = {
 
 
 def run_variant(name: str, corpus: Path) -> dict:
-    """Run one variant in a fresh process; its JSON result comes back on stdout."""
-    with tempfile.TemporaryDirectory() as work:
-        done = subprocess.run(
-            [sys.executable, __file__, "--variant", name, str(corpus), work],
-            capture_output=True, text=True, check=False,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"variant {name} failed:\n{done.stderr[-3000:]}")
-        return json.loads(done.stdout.strip().splitlines()[-1])
+    """Run one variant in a fresh process; its JSON result comes back on stdout and its
+    output stays in ``<corpus dir>/<name>/`` for the comparisons."""
+    work = corpus.parent / name
+    work.mkdir()
+    done = subprocess.run(
+        [sys.executable, __file__, "--variant", name, str(corpus), str(work)],
+        capture_output=True, text=True, check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"variant {name} failed:\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["work"] = str(work)
+    return result
 
 
 # ---------------------------------------------------------------------------- report
@@ -251,6 +255,43 @@ def top10_overlap(candidate: dict, reference: dict) -> float:
     return sum(overlaps) / len(overlaps)
 
 
+QUERIES = [
+    "open a file for reading", "raise an exception", "dictionary keys and values",
+    "regular expression match", "thread synchronization lock", "decimal precision rounding",
+    "socket connection timeout", "unicode string encoding", "sort a list in place",
+    "date and time formatting", "random number generator seed", "parse command line arguments",
+    "compress data with gzip", "environment variables", "run a subprocess and read its output",
+    "garbage collection of objects", "class inheritance and method resolution order",
+    "module search path for imports", "iterator protocol", "context manager with statement",
+    "logging handler level", "hash value of an object", "floating point arithmetic errors",
+    "network address parsing", "unit test assertions", "serialize objects to JSON",
+    "pack binary data with struct", "file path manipulation", "deep copy of objects",
+    "signal handlers",
+]
+
+
+def output_weights(work: str) -> dict[str, dict[str, float]]:
+    import pyarrow.dataset as ds
+
+    rows = ds.dataset(Path(work) / "out").to_table(columns=["id", "embedding"]).to_pylist()
+    return {r["id"]: dict(r["embedding"]) for r in rows}
+
+
+def retrieval_overlap(exact: dict, approx: dict) -> float:
+    """Mean overlap of the top-10 documents per query (exact query vectors, dot product)."""
+    from inference_enrich.inference import infer_texts, load_endpoints, load_runtime
+
+    runtime = load_runtime(load_endpoints().get("my-elser-model"))
+    overlaps = []
+    for query in infer_texts(runtime, QUERIES):
+        def top10(docs: dict) -> set:
+            scores = {doc_id: sum(w * weights.get(t, 0.0) for t, w in query.embedding.items())
+                      for doc_id, weights in docs.items()}
+            return set(sorted(scores, key=scores.get, reverse=True)[:10])
+        overlaps.append(len(top10(exact) & top10(approx)) / 10)
+    return sum(overlaps) / len(overlaps)
+
+
 def count_tokens(texts: list[str]) -> int:
     from transformers import AutoTokenizer
 
@@ -261,8 +302,7 @@ def count_tokens(texts: list[str]) -> int:
 
 
 def report(docs: int, variants: list[str]) -> str:
-    work = Path(tempfile.mkdtemp(prefix="bench-"))
-    corpus = work / "corpus.jsonl"
+    corpus = Path(tempfile.mkdtemp(prefix="bench-")) / "corpus.jsonl"
     records = build_corpus(docs)
     corpus.write_text("".join(json.dumps(r) + "\n" for r in records))
     tokens = count_tokens([r["text"] for r in records])
@@ -315,8 +355,12 @@ def report(docs: int, variants: list[str]) -> str:
         if name in results and "c" in results:
             lines.append(f"- {name}: {max_weight_error(results[name]['weights'], results['c']['weights']):.2e}")
     if "a8" in results and "c" in results:
-        lines.append(f"- a8 top-10 token overlap with exact: "
+        lines.append(f"- a8, top-10 token overlap with exact, per document: "
                      f"{top10_overlap(results['a8']['weights'], results['c']['weights']):.1%}")
+    if "a8" in results:
+        overlap = retrieval_overlap(output_weights(results["a"]["work"]), output_weights(results["a8"]["work"]))
+        lines.append(f"- a8, retrieval: top-10 documents for {len(QUERIES)} queries over the whole "
+                     f"corpus, overlap with exact-mode documents: {overlap:.1%}")
     lines.append(f"\n(e) = {results['e']['flops_per_second'] / 1e9:.0f} GFLOP/s (best 2048^3 fp32 matmul) / "
                  f"{model_flops_per_token(tokens / docs) / 1e6:.2f} MFLOP per token.")
     return "\n".join(lines)

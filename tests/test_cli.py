@@ -95,7 +95,8 @@ def test_endpoints_lists_the_configured_endpoints():
     done = enrich("endpoints", "--json")
     assert done.returncode == 0, done.stderr
     ids = {e["inference_id"]: e["task_type"] for e in json.loads(done.stdout)["endpoints"]}
-    assert ids == {"my-elser-model": "sparse_embedding", "my-minilm": "text_embedding"}
+    assert ids == {"my-elser-model": "sparse_embedding", "my-minilm": "text_embedding",
+                   "my-elser-model-int8": "sparse_embedding"}
     table = enrich("endpoints").stdout
     assert "my-elser-model" in table and "model_id=splade-tiny" in table
 

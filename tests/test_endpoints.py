@@ -53,6 +53,7 @@ endpoints:
         ("{model_id: splade-tiny}", "{model_id: splade-tiny, max_sequence_length: 1}", "service_settings.max_sequence_length", "expected an integer >= 2"),
         ("{model_id: splade-tiny}", "{max_sequence_length: 128}", "service_settings.model_id", "required"),
         ("{model_id: splade-tiny}", "{model_id: splade-tiny, modelid: x}", "service_settings.modelid", "unknown key"),
+        ("{model_id: splade-tiny}", "{model_id: splade-tiny, quantization: int4}", "service_settings.quantization", "expected 'none'"),
         ("task_type: sparse_embedding", "task_type: rerank", "task_type", "unknown task type 'rerank'"),
         ("service: transformers", "service: openai", "service", "unknown service 'openai'"),
         ("    service: transformers\n", "", "service", "required"),
@@ -66,6 +67,13 @@ def test_invalid_endpoint_names_file_endpoint_and_key(tmp_path, old, new, key, p
     message = str(error.value)
     assert message.startswith(f"{path}: endpoint 'my-elser-model': {key}: ")
     assert problem in message
+
+
+def test_int8_is_refused_for_dense_endpoints(tmp_path):
+    body = VALID.replace("sparse_embedding", "text_embedding").replace("task_settings: {top_k: 10}", "")
+    path = write(tmp_path, body.replace("{model_id: splade-tiny}", "{model_id: all-minilm-l6-v2, quantization: int8}"))
+    with pytest.raises(EndpointConfigError, match="service_settings.quantization: only 'none'"):
+        load_endpoints(path)
 
 
 def test_task_settings_of_another_task_type_are_rejected(tmp_path):

@@ -105,3 +105,21 @@ def test_dense_equals_sentence_transformers(dense_runtime):
     # sentence-transformers uses this model with 256 tokens; so do we.
     assert dense_runtime.max_sequence_length == reference.max_seq_length == 256
     assert [r.is_truncated for r in results] == [False] * (len(texts) - 1) + [True]
+
+
+def test_int8_fast_mode_stays_close_to_exact(endpoints, sparse_runtime):
+    from inference_enrich.inference import load_runtime
+
+    fast = load_runtime(endpoints.get("my-elser-model-int8"))
+    texts = [*MIXED, "a", "whale song"]  # includes documents shorter than int8's 17-row minimum
+    exact_results = infer_texts(sparse_runtime, texts)
+    fast_results = infer_texts(fast, texts, max_batch_tokens=600, max_batch_size=5)
+    overlaps = []
+    for exact, approx in zip(exact_results, fast_results):
+        assert_sparse_close(approx.embedding, exact.embedding, 0.25)
+        weights = list(approx.embedding.values())
+        assert all(w > 0 for w in weights) and weights == sorted(weights, reverse=True)
+        top = lambda result: set(list(result.embedding)[:10])
+        overlaps.append(len(top(exact) & top(approx)) / 10)
+        assert approx.is_truncated == exact.is_truncated
+    assert sum(overlaps) / len(overlaps) >= 0.9

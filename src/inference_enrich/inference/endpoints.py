@@ -67,6 +67,10 @@ SERVICE_SETTINGS: dict[str, SettingSpec] = {
     "max_sequence_length": SettingSpec(
         lambda v: _positive_int(v) and v >= 2, "an integer >= 2 (tokens, special tokens included)"
     ),
+    "quantization": SettingSpec(
+        lambda v: v in ("none", "int8"),
+        "'none' (exact, the default) or 'int8' (sparse_embedding only: faster, approximate)",
+    ),
 }
 
 TASK_SETTINGS: dict[str, dict[str, SettingSpec]] = {
@@ -188,6 +192,8 @@ def _parse_endpoint(inference_id: str, body: Any, source: str) -> Endpoint:
             "service_settings.model_id",
             f"unknown model '{model_id}' (expected {SERVICE_SETTINGS['model_id'].expected})",
         )
+    if service_settings.get("quantization", "none") != "none" and task_type != SPARSE_EMBEDDING:
+        raise fail("service_settings.quantization", f"only 'none' is available for {task_type}")
     task_settings = _check_settings(
         body.get("task_settings") or {}, TASK_SETTINGS[task_type], "task_settings", fail
     )
