@@ -47,3 +47,19 @@ def textbook_sparse():
         return {tokenizer.convert_ids_to_tokens(i): float(weights[i]) for i in ids}
 
     return compute
+
+
+@pytest.fixture(scope="session")
+def elasticsearch_url(tmp_path_factory):
+    from services import elasticsearch_server
+
+    with elasticsearch_server(tmp_path_factory.mktemp("noida-db")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def opensearch_url():
+    from services import opensearch_server
+
+    with opensearch_server() as url:
+        yield url

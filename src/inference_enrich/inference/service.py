@@ -21,11 +21,14 @@ RUNTIMES: dict[str, type] = {SPARSE_EMBEDDING: SparseEncoder, TEXT_EMBEDDING: De
 
 def load_runtime(endpoint: Endpoint) -> ModelRuntime:
     """Load the model behind ``endpoint`` (the expensive step: do it once per process)."""
+    settings = endpoint.service_settings
+    options = {"quantization": settings["quantization"]} if "quantization" in settings else {}
     return RUNTIMES[endpoint.task_type](
         resolve_model_path(endpoint.model_id),
         endpoint.model_id,
-        endpoint.service_settings.get("max_sequence_length"),
+        settings.get("max_sequence_length"),
         endpoint.task_settings,
+        **options,
     )
 
 
@@ -37,3 +40,13 @@ def perform_inference(endpoint: Endpoint, task_type: str, texts: Sequence[str]) 
     """
     endpoint.require_task_type(task_type)
     return to_inference_response(task_type, infer_texts(load_runtime(endpoint), texts))
+
+
+def embedding_dimensions(endpoint: Endpoint) -> int | None:
+    """Dense vector size of a text_embedding endpoint (from the model config, without
+    loading weights); None for sparse endpoints."""
+    if endpoint.task_type != TEXT_EMBEDDING:
+        return None
+    from transformers import AutoConfig
+
+    return int(AutoConfig.from_pretrained(resolve_model_path(endpoint.model_id)).hidden_size)

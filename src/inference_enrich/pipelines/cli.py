@@ -18,7 +18,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from inference_enrich import __version__
 from inference_enrich.inference import InferenceEnrichError, load_endpoints, perform_inference
 from inference_enrich.inference.results import TASK_TYPES
-from inference_enrich.pipelines.config import JobConfig, load_job_config
+from inference_enrich.indexes.settings import INDEX_SINKS, IndexSettings
+from inference_enrich.pipelines.config import SINKS, JobConfig, load_job_config
+from inference_enrich.pipelines.search import search_index
 from inference_enrich.pipelines.enrich import resolve_endpoint, run_job
 from inference_enrich.pipelines.summary import format_summary
 from inference_enrich.transforms.formats import FORMATS
@@ -84,7 +86,34 @@ def build_parser() -> argparse.ArgumentParser:
                      metavar="N", help="documents per forward pass (default: 64)")
     run.add_argument("--num-threads", "--num_threads", dest="num_threads", type=int,
                      metavar="N", help="torch threads per worker (default: torch's choice)")
+    run.add_argument("--sink", choices=SINKS,
+                     help="where enriched records go (default: parquet, in --output)")
+    add_index_arguments(run)
     run.add_argument("--quiet", action="store_true", help="print only the summary")
+
+    search = commands.add_parser(
+        "search",
+        help="search an index written by 'enrich run' with a query expanded by the endpoint",
+        description="Expand QUERY with the sparse endpoint and return the top hits by dot "
+        "product: Elasticsearch sparse_vector query, OpenSearch rank_feature clauses, or the "
+        "embedded index's sparse search. Credentials: ES_API_KEY, ES_USERNAME/ES_PASSWORD, "
+        "OPENSEARCH_USERNAME/OPENSEARCH_PASSWORD.",
+        allow_abbrev=False,
+    )
+    search.add_argument("query", metavar="QUERY")
+    search.add_argument("--sink", choices=INDEX_SINKS, default=None,
+                        help="which index to search (default: index if --index-path is given, "
+                        "else elasticsearch)")
+    add_index_arguments(search)
+    search.add_argument("--top-k", "--top_k", dest="top_k", type=int, default=10, metavar="K")
+    search.add_argument("--inference-id", "--inference_id", dest="inference_id",
+                        default="my-elser-model", metavar="ID", help="sparse endpoint (default: my-elser-model)")
+    search.add_argument("--output-field", "--output_field", dest="output_field", default="embedding",
+                        metavar="F", help="the indexed embedding field (default: embedding)")
+    search.add_argument("--text-field", "--text_field", dest="text_field", default="text",
+                        metavar="F", help="the indexed text field, shown in hits (default: text)")
+    search.add_argument("--endpoints", metavar="FILE", help="endpoints YAML")
+    search.add_argument("--json", action="store_true", help="print JSON")
 
     infer = commands.add_parser(
         "infer",
@@ -104,6 +133,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_index_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--es-url", "--es_url", dest="es_url", metavar="URL",
+                        help="Elasticsearch/OpenSearch URL (default: http://127.0.0.1:9200)")
+    parser.add_argument("--index", metavar="NAME",
+                        help="Elasticsearch/OpenSearch index name (default: enriched)")
+    parser.add_argument("--index-path", "--index_path", dest="index_path", metavar="DIR",
+                        help="embedded index directory (one writer at a time)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
@@ -114,6 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args, beam_args)
         if args.command == "infer":
             return _infer(args)
+        if args.command == "search":
+            return _search(args)
         return _endpoints(args)
     except (InferenceEnrichError, FileNotFoundError, ValueError) as error:
         print(f"enrich: error: {error}", file=sys.stderr)
@@ -126,7 +166,7 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
         key: getattr(args, key)
         for key in ("input", "format", "output", "endpoints", "inference_id", "text_field",
                     "id_field", "output_field", "max_batch_tokens", "max_batch_size",
-                    "num_threads")
+                    "num_threads", "sink", "es_url", "index", "index_path")
     }
     job = load_job_config(args.config, overrides)
     if not any(arg.split("=")[0] == "--runner" for arg in beam_args):
@@ -146,6 +186,25 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
 def _infer(args: argparse.Namespace) -> int:
     endpoint = load_endpoints(args.endpoints).get(args.inference_id)
     print(json.dumps(perform_inference(endpoint, args.task_type, args.text), indent=2))
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    kind = args.sink or ("index" if args.index_path else "elasticsearch")
+    settings = IndexSettings(kind=kind, url=args.es_url, index=args.index or "enriched",
+                             path=args.index_path)
+    hits = search_index(settings, args.query, load_endpoints(args.endpoints).get(args.inference_id),
+                        args.output_field, args.top_k)
+    if args.json:
+        print(json.dumps({"query": args.query, "index": settings.describe(),
+                          "hits": [{"id": h.doc_id, "score": h.score, "source": h.source} for h in hits]},
+                         indent=2, ensure_ascii=False, default=str))
+        return 0
+    print(f"{len(hits)} hits for {args.query!r} in {settings.describe()}")
+    for rank, hit in enumerate(hits, start=1):
+        text = str(hit.source.get(args.text_field, ""))
+        snippet = text if len(text) <= 80 else text[:77] + "..."
+        print(f"{rank:>3}. {hit.score:8.3f}  {hit.doc_id:<20}  {snippet}")
     return 0
 
 

@@ -15,20 +15,30 @@ A config file has three sections (every key optional; flags given on the command
       max_batch_size: 64
       num_threads: 2                 # torch threads per worker (default: torch's choice)
     sink:
-      output: ./enrich-output        # any fsspec URL
+      type: parquet                  # parquet | elasticsearch | opensearch | index
+      output: ./enrich-output        # Parquet (and, for every sink, dead letters); fsspec URL
+      url: http://127.0.0.1:9200     # elasticsearch / opensearch
+      index: enriched                # elasticsearch / opensearch index name
+      path: ./idx                    # the embedded index directory (type: index)
+      api_key: ...                   # or ES_API_KEY in the environment (preferred)
+      username: elastic              # or ES_USERNAME / OPENSEARCH_USERNAME
+      password: ...                  # or ES_PASSWORD / OPENSEARCH_PASSWORD (preferred)
+      ca_certs: /path/to/ca.pem
+      verify_certs: true
 
 Relative local paths in a config file are relative to that file's directory.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from inference_enrich.indexes.settings import INDEX_SINKS, IndexSettings
 from inference_enrich.inference.errors import InferenceEnrichError
 from inference_enrich.transforms.formats import FORMATS
 
@@ -57,11 +67,38 @@ class JobConfig:
     max_batch_size: int = 64
     num_threads: int | None = None
     output: str = "enrich-output"
+    sink: str = "parquet"
+    es_url: str | None = None
+    index: str = "enriched"
+    index_path: str | None = None
+    api_key: str | None = None
+    username: str | None = None
+    password: str | None = None
+    ca_certs: str | None = None
+    verify_certs: bool = True
+
+    def __repr__(self) -> str:  # never print secrets
+        hidden = {"api_key", "password"}
+        shown = ", ".join(
+            f"{f.name}={'***' if f.name in hidden and getattr(self, f.name) else getattr(self, f.name)!r}"
+            for f in fields(self)
+        )
+        return f"JobConfig({shown})"
+
+    def index_settings(self) -> IndexSettings:
+        """Where the index sink writes (for ``sink`` other than parquet)."""
+        return IndexSettings(
+            kind=self.sink, url=self.es_url, index=self.index, path=self.index_path,
+            api_key=self.api_key, username=self.username, password=self.password,
+            ca_certs=self.ca_certs, verify_certs=self.verify_certs,
+        )
 
     def __post_init__(self) -> None:
         if isinstance(self.input, str):
             self.input = [self.input]
 
+
+SINKS = ("parquet", *INDEX_SINKS)
 
 # section -> key -> expected Python type(s)
 SECTIONS: dict[str, dict[str, tuple[type, ...]]] = {
@@ -76,9 +113,22 @@ SECTIONS: dict[str, dict[str, tuple[type, ...]]] = {
         "max_batch_size": (int,),
         "num_threads": (int,),
     },
-    "sink": {"output": (str,)},
+    "sink": {
+        "type": (str,),
+        "output": (str,),
+        "url": (str,),
+        "index": (str,),
+        "path": (str,),
+        "api_key": (str,),
+        "username": (str,),
+        "password": (str,),
+        "ca_certs": (str,),
+        "verify_certs": (bool,),
+    },
 }
-PATH_KEYS = ("input", "endpoints", "output")
+RENAMED = {("sink", "type"): "sink", ("sink", "url"): "es_url", ("sink", "path"): "index_path"}
+"""(section, key) -> JobConfig attribute, where the config-file name reads better."""
+PATH_KEYS = ("input", "endpoints", "output", "index_path", "ca_certs")
 
 
 def load_job_config(path: str | Path | None, overrides: dict[str, Any]) -> JobConfig:
@@ -112,10 +162,11 @@ def _read_config_file(path: Path) -> dict[str, Any]:
             if expected is None:
                 known = ", ".join(SECTIONS[section])
                 raise JobConfigError(f"{path}: {section}.{key}: unknown key (known: {known})")
-            if not isinstance(value, expected) or isinstance(value, bool):
+            if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
                 names = " or ".join(t.__name__ for t in expected)
                 raise JobConfigError(f"{path}: {section}.{key}: expected {names}, got {value!r}")
-            values[key] = _resolve_paths(value, path.parent) if key in PATH_KEYS else value
+            name = RENAMED.get((section, key), key)
+            values[name] = _resolve_paths(value, path.parent) if name in PATH_KEYS else value
     return values
 
 
@@ -148,3 +199,7 @@ def _validate(config: JobConfig, origin: str) -> None:
     for key in ("text_field", "id_field", "output_field", "inference_id", "output"):
         if not getattr(config, key):
             raise fail(key, "must not be empty")
+    if config.sink not in SINKS:
+        raise fail("sink", f"unknown sink '{config.sink}' (known: {', '.join(SINKS)})")
+    if config.sink == "index" and not config.index_path:
+        raise fail("index_path", "the embedded index sink needs a directory (--index-path DIR)")

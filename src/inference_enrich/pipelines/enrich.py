@@ -14,12 +14,15 @@ import apache_beam as beam
 import fsspec
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from inference_enrich.indexes import IndexSpec, open_index
 from inference_enrich.inference import Endpoint, load_endpoints
+from inference_enrich.inference.service import embedding_dimensions
 from inference_enrich.pipelines.config import JobConfig
 from inference_enrich.transforms.dead_letters import DEAD_LETTER_DIR, WriteDeadLetters
 from inference_enrich.transforms.documents import DEAD_LETTER_TAG, RecordFields
 from inference_enrich.transforms.inference_dofn import BatchingConfig, Enrich
 from inference_enrich.transforms.read_files import METRICS_NAMESPACE, ReadDocuments
+from inference_enrich.transforms.write_index import WriteToSearchIndex
 from inference_enrich.transforms.write_parquet import WriteEnrichedParquet, enriched_schema
 
 LOG = logging.getLogger(__name__)
@@ -37,11 +40,19 @@ def build_pipeline(pipeline: beam.Pipeline, job: JobConfig, endpoint: Endpoint) 
     read = pipeline | "ReadDocuments" >> ReadDocuments(job.input, job.format, fields)
     batching = BatchingConfig(job.max_batch_tokens, job.max_batch_size)
     enriched = read.documents | "Enrich" >> Enrich(endpoint, batching, job.num_threads)
-    _ = enriched.enriched | "WriteParquet" >> WriteEnrichedParquet(
-        job.output, job.text_field, job.output_field, endpoint.task_type
-    )
+    dead_letters = [read[DEAD_LETTER_TAG], enriched[DEAD_LETTER_TAG]]
+    if job.sink == "parquet":
+        _ = enriched.enriched | "WriteParquet" >> WriteEnrichedParquet(
+            job.output, job.text_field, job.output_field, endpoint.task_type
+        )
+    else:
+        spec = IndexSpec(job.text_field, job.output_field, endpoint.task_type,
+                         embedding_dimensions(endpoint))
+        dead_letters.append(
+            enriched.enriched | "WriteIndex" >> WriteToSearchIndex(job.index_settings(), spec)
+        )
     _ = (
-        (read[DEAD_LETTER_TAG], enriched[DEAD_LETTER_TAG])
+        tuple(dead_letters)
         | "AllDeadLetters" >> beam.Flatten()
         | "WriteDeadLetters" >> WriteDeadLetters(job.output)
     )
@@ -73,6 +84,8 @@ class JobSummary:
     truncated: int
     seconds: float
     output: str
+    tokens_renamed: int = 0
+    index_documents: int | None = None  # documents the index holds after the run
 
     @property
     def docs_per_second(self) -> float:
@@ -86,6 +99,14 @@ class JobSummary:
 def run_job(job: JobConfig, options: PipelineOptions) -> JobSummary:
     """Run the enrichment job to completion and summarise it."""
     endpoint = resolve_endpoint(job)
+    if job.sink != "parquet":  # fail fast (bad URL, credentials, mapping) before any work
+        spec = IndexSpec(job.text_field, job.output_field, endpoint.task_type,
+                         embedding_dimensions(endpoint))
+        index = open_index(job.index_settings())
+        try:
+            index.ensure_index(spec)
+        finally:
+            index.close()
     clear_previous_output(job.output)
     started = time.monotonic()
     pipeline = beam.Pipeline(options=options)
@@ -93,6 +114,13 @@ def run_job(job: JobConfig, options: PipelineOptions) -> JobSummary:
     result = pipeline.run()
     result.wait_until_finish()
     counters = _counters(result)
+    index_documents = None
+    if job.sink != "parquet":  # makes the writes searchable now (a refresh) and counts them
+        index = open_index(job.index_settings())
+        try:
+            index_documents = index.count()
+        finally:
+            index.close()
     return JobSummary(
         records_read=counters.get("records_read", 0),
         records_written=counters.get("records_written", 0),
@@ -101,7 +129,9 @@ def run_job(job: JobConfig, options: PipelineOptions) -> JobSummary:
         batches=counters.get("batches", 0),
         truncated=counters.get("truncated", 0),
         seconds=time.monotonic() - started,
-        output=job.output,
+        output=job.output if job.sink == "parquet" else job.index_settings().describe(),
+        tokens_renamed=counters.get("tokens_renamed", 0),
+        index_documents=index_documents,
     )
 
 

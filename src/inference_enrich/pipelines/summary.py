@@ -25,9 +25,15 @@ def format_summary(summary: JobSummary, endpoint: Endpoint, job: JobConfig) -> s
         f"  tokens          {summary.tokens:>10,}   ({summary.tokens_per_second:,.0f} tokens/s, "
         f"{summary.truncated:,} truncated)",
         f"  throughput      {summary.docs_per_second:>10,.1f} docs/s (whole job, start-up included)",
-        f"  output          {job.output}/part-*.parquet   "
-        f"(pyarrow.dataset.dataset({job.output!r}))",
     ]
+    if job.sink != "parquet":
+        lines.append(f"  output          {summary.output} ({summary.index_documents:,} documents)")
+        if summary.tokens_renamed:
+            lines.append(f"  renamed tokens  {summary.tokens_renamed:>10,}   ('.' -> U+2024, see README)")
+        return "\n".join(lines)
+    lines.append(
+        f"  output          {job.output}/part-*.parquet   (pyarrow.dataset.dataset({job.output!r}))"
+    )
     example = _first_record(job)
     if example is not None:
         lines.append(_describe_example(example, endpoint, job))

@@ -1,0 +1,41 @@
+"""Elasticsearch: ``sparse_vector`` fields and the ``sparse_vector`` query (ES 8.15+)."""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator
+
+from elasticsearch import Elasticsearch, helpers
+
+from inference_enrich.indexes.rest import MAX_RETRIES, RETRY_ON_STATUS, RestIndex
+from inference_enrich.indexes.settings import IndexSettings
+
+
+class ElasticsearchIndex(RestIndex):
+    sparse_field_type = "sparse_vector"
+    engine = "Elasticsearch"
+
+    def connect(self, settings: IndexSettings, url: str) -> Elasticsearch:
+        options: dict = {
+            "retry_on_status": RETRY_ON_STATUS,
+            "max_retries": MAX_RETRIES,
+            "retry_on_timeout": True,
+            "request_timeout": 60,
+        }
+        if settings.api_key:
+            options["api_key"] = settings.api_key
+        elif settings.username:
+            options["basic_auth"] = (settings.username, settings.password or "")
+        if url.startswith("https"):
+            options["verify_certs"] = settings.verify_certs
+            if settings.ca_certs:
+                options["ca_certs"] = settings.ca_certs
+        return Elasticsearch(url, **options)
+
+    def streaming_bulk(self, actions: Iterable[dict], **kwargs) -> Iterator[tuple[bool, dict]]:
+        return helpers.streaming_bulk(self._client, actions, **kwargs)
+
+    def dense_mapping(self, dims: int) -> tuple[dict, dict]:
+        return {"type": "dense_vector", "dims": dims, "index": True, "similarity": "cosine"}, {}
+
+    def sparse_query(self, query_vector: dict[str, float], field: str) -> dict:
+        return {"sparse_vector": {"field": field, "query_vector": query_vector}}

@@ -1,0 +1,47 @@
+"""OpenSearch: ``rank_features`` fields, searched with one linear ``rank_feature`` clause per
+query token, whose summed score is the dot product (OpenSearch has no ``sparse_vector``)."""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator
+
+from opensearchpy import OpenSearch, helpers
+
+from inference_enrich.indexes.rest import MAX_RETRIES, RETRY_ON_STATUS, RestIndex
+from inference_enrich.indexes.settings import IndexSettings
+
+
+class OpenSearchIndex(RestIndex):
+    sparse_field_type = "rank_features"
+    engine = "OpenSearch"
+
+    def connect(self, settings: IndexSettings, url: str) -> OpenSearch:
+        options: dict = {
+            "retry_on_status": RETRY_ON_STATUS,
+            "max_retries": MAX_RETRIES,
+            "retry_on_timeout": True,
+            "timeout": 60,
+        }
+        if settings.username:
+            options["http_auth"] = (settings.username, settings.password or "")
+        if url.startswith("https"):
+            options.update(use_ssl=True, verify_certs=settings.verify_certs)
+            if settings.ca_certs:
+                options["ca_certs"] = settings.ca_certs
+        return OpenSearch(hosts=[url], **options)
+
+    def streaming_bulk(self, actions: Iterable[dict], **kwargs) -> Iterator[tuple[bool, dict]]:
+        return helpers.streaming_bulk(self._client, actions, **kwargs)
+
+    def dense_mapping(self, dims: int) -> tuple[dict, dict]:
+        return {"type": "knn_vector", "dimension": dims}, {"index": {"knn": True}}
+
+    def sparse_query(self, query_vector: dict[str, float], field: str) -> dict:
+        return {
+            "bool": {
+                "should": [
+                    {"rank_feature": {"field": f"{field}.{token}", "linear": {}, "boost": weight}}
+                    for token, weight in query_vector.items()
+                ]
+            }
+        }

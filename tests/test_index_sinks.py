@@ -1,0 +1,156 @@
+"""Search-index sinks against real servers (noida-db for the Elasticsearch API, osmem-server
+for the OpenSearch API) and the embedded index in a temporary directory."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from inference_enrich.indexes import IndexSettings, open_index
+from inference_enrich.indexes.base import DOT_REPLACEMENT
+from inference_enrich.indexes.embedded import EmbeddedIndex
+from inference_enrich.inference import infer_texts
+from inference_enrich.pipelines.config import JobConfig
+from inference_enrich.pipelines.search import search_index
+
+from pipeline_helpers import read_dead_letters, read_output, run, sparse, write_lines
+
+QUERIES = ["whale at sea", "liberty and government", "a rabbit with pink eyes", "time travel",
+           "winter wind and rain"]
+
+
+@pytest.fixture(scope="module")
+def exact_vectors(tmp_path_factory):
+    """Sample-corpus vectors from the Parquet sink: the reference for rankings."""
+    output = str(tmp_path_factory.mktemp("parquet") / "out")
+    run(JobConfig(output=output))
+    return {doc_id: sparse(row) for doc_id, row in read_output(output).items()}
+
+
+def exact_scores(query_vector: dict[str, float], vectors: dict) -> dict[str, float]:
+    return {doc_id: sum(w * vector.get(t, 0.0) for t, w in query_vector.items())
+            for doc_id, vector in vectors.items()}
+
+
+def assert_same_ranking(hits, scores: dict[str, float], relative: float) -> None:
+    """Rank by rank, each hit's exact score equals the exact ranking's score at that rank
+    (within ``relative``: Elasticsearch and OpenSearch store weights with 9 significant
+    bits, so near-ties may swap, but nothing else may)."""
+    expected = sorted(scores, key=scores.get, reverse=True)[: len(hits)]
+    assert len(hits) == 10
+    for hit, reference in zip(hits, expected):
+        assert scores[hit.doc_id] == pytest.approx(scores[reference], rel=relative, abs=1e-6)
+        assert hit.score == pytest.approx(scores[hit.doc_id], rel=relative, abs=1e-6)
+
+
+def settings_for(kind: str, request, tmp_path) -> IndexSettings:
+    if kind == "elasticsearch":
+        return IndexSettings(kind, url=request.getfixturevalue("elasticsearch_url"), index=f"t-{tmp_path.name}".lower())
+    if kind == "opensearch":
+        return IndexSettings(kind, url=request.getfixturevalue("opensearch_url"), index=f"t-{tmp_path.name}".lower())
+    return IndexSettings("index", path=str(tmp_path / "idx"))
+
+
+def job_for(settings: IndexSettings, output: str, **extra) -> JobConfig:
+    return JobConfig(output=output, sink=settings.kind, es_url=settings.url, index=settings.index,
+                     index_path=settings.path, **extra)
+
+
+@pytest.mark.parametrize("kind, relative", [("elasticsearch", 0.01), ("opensearch", 0.01), ("index", 1e-5)])
+def test_index_sample_corpus_rerun_and_rank_exactly(kind, relative, request, tmp_path, exact_vectors,
+                                                   endpoints, sparse_runtime):
+    settings = settings_for(kind, request, tmp_path)
+    summary = run(job_for(settings, str(tmp_path / "out")))
+    assert (summary.records_read, summary.records_written, summary.dead_letters) == (41, 41, 0)
+    assert summary.index_documents == 41
+    assert summary.tokens_renamed > 0  # '.' tokens: the dot rule applied
+
+    again = run(job_for(settings, str(tmp_path / "out")))  # ids are record ids: no duplicates
+    assert again.index_documents == 41
+
+    endpoint = endpoints.get("my-elser-model")
+    for query in QUERIES:
+        hits = search_index(settings, query, endpoint, "embedding", 10)
+        (expanded,) = infer_texts(sparse_runtime, [query])
+        assert_same_ranking(hits, exact_scores(expanded.embedding, exact_vectors), relative)
+        assert all("text" in hit.source for hit in hits)
+
+
+@pytest.mark.parametrize("kind", ["elasticsearch", "opensearch"])
+def test_rejected_bulk_item_becomes_a_dead_letter(kind, request, tmp_path):
+    settings = settings_for(kind, request, tmp_path)
+    source = write_lines(tmp_path / "in.jsonl", [
+        b'{"id": "a", "text": "Whales sing.", "year": 1851}',
+        b'{"id": "b", "text": "Ships sail.", "year": "not a number"}',
+        b'{"id": "c", "text": "Stars shine.", "year": 1900}',
+    ])
+    # Map "year" as a number first, so the second record is rejected whatever order the
+    # bulk request has.
+    seed = write_lines(tmp_path / "seed.jsonl", [b'{"id": "s", "text": "seed", "year": 1}'])
+    run(job_for(settings, str(tmp_path / "seed"), input=[str(seed)]))
+    summary = run(job_for(settings, str(tmp_path / "out"), input=[str(source)]))
+    assert (summary.records_written, summary.dead_letters) == (2, 1)
+    (letter,) = read_dead_letters(str(tmp_path / "out"))
+    assert letter["stage"] == "index" and letter["line"] == 2
+    assert letter["record"] == {"id": "b", "text": "Ships sail.", "year": "not a number"}
+    assert "rejected the document (status 400)" in letter["error"] and "year" in letter["error"]
+    assert summary.index_documents == 3  # seed + a + c
+
+
+def test_dots_in_token_names_follow_the_documented_rule(elasticsearch_url, tmp_path, endpoints):
+    settings = IndexSettings("elasticsearch", url=elasticsearch_url, index="dots")
+    source = write_lines(tmp_path / "in.jsonl", [b'{"id": "d", "text": "Wait... what. Yes."}'])
+    run(job_for(settings, str(tmp_path / "out"), input=[str(source)]))
+    index = open_index(settings)
+    try:
+        stored = index._client.get(index="dots", id="d")["_source"]["embedding"]
+    finally:
+        index.close()
+    assert not any("." in token for token in stored)
+    assert DOT_REPLACEMENT in stored  # '.' itself, renamed
+    hits = search_index(settings, "...", endpoints.get("my-elser-model"), "embedding", 3)
+    assert hits and hits[0].doc_id == "d"
+
+
+def test_embedded_index_allows_one_writer(tmp_path):
+    from inference_enrich.indexes import IndexSpec
+
+    index = EmbeddedIndex(str(tmp_path / "idx"))
+    index.ensure_index(IndexSpec("text", "embedding"))
+    holder = index._open()  # another writer holds the directory
+    try:
+        with pytest.raises(RuntimeError, match="open in another process; it allows one writer"):
+            list(index.bulk([("x", {"text": "t", "embedding": {"a": 1.0}})]))
+    finally:
+        holder.close()
+    assert list(index.bulk([("x", {"text": "t", "embedding": {"a": 1.0}})]))[0].error is None
+    assert index.count() == 1
+
+
+def test_secrets_are_never_shown():
+    settings = IndexSettings("elasticsearch", url="https://elastic:hunter2@es.example:9243",
+                             api_key="sekrit-key", password="hunter2")
+    for text in (repr(settings), settings.describe(), repr(JobConfig(api_key="sekrit-key", password="hunter2"))):
+        assert "hunter2" not in text and "sekrit-key" not in text
+
+
+def test_cli_search_table_and_json(tmp_path):
+    index_path = str(tmp_path / "idx")
+    cli = [sys.executable, "-m", "inference_enrich.pipelines.cli"]
+    done = subprocess.run([*cli, "run", "--sink", "index", "--index-path", index_path, "--output",
+                           str(tmp_path / "out"), "--quiet"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "embedded index" in done.stdout and "(41 documents)" in done.stdout
+    done = subprocess.run([*cli, "search", "whale at sea", "--index-path", index_path, "--top-k", "3"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("3 hits for 'whale at sea'") and "doc-004" in lines[1]
+    done = subprocess.run([*cli, "search", "whale", "--sink", "index", "--index-path", index_path, "--json"],
+                          capture_output=True, text=True)
+    hits = json.loads(done.stdout)["hits"]
+    assert len(hits) == 10 and hits[0]["source"]["title"] == "Moby-Dick"
+    assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
