@@ -63,3 +63,11 @@ def opensearch_url():
 
     with opensearch_server() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory):
+    from services import kafka_broker
+
+    with kafka_broker(tmp_path_factory.mktemp("noida-kafka")) as bootstrap:
+        yield bootstrap

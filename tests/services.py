@@ -59,6 +59,35 @@ def elasticsearch_server(data_dir: Path) -> Iterator[str]:
 
 
 @contextmanager
+def kafka_broker(data_dir: Path) -> Iterator[str]:
+    """noida-db serving only the Kafka protocol; yields its bootstrap address."""
+    shutil.rmtree(data_dir, ignore_errors=True)
+    data_dir.mkdir(parents=True)
+    port = free_port()
+    subprocess.run(
+        [NOIDA, "up", "--data-dir", str(data_dir), "--host", "127.0.0.1", "--only", "kafka",
+         "--kafka-port", str(port)],
+        check=True, capture_output=True, timeout=120,
+    )
+    bootstrap = f"127.0.0.1:{port}"
+    try:
+        from confluent_kafka.admin import AdminClient
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=2)
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        yield bootstrap
+    finally:
+        subprocess.run([NOIDA, "down", "--data-dir", str(data_dir)], capture_output=True, timeout=120)
+
+
+@contextmanager
 def opensearch_server() -> Iterator[str]:
     """osmem-server (in memory); yields its URL."""
     from osmem_server import OsmemServer

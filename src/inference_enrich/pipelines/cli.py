@@ -63,6 +63,18 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     run.add_argument("--config", metavar="FILE", help="job config YAML (see configs/local.yaml)")
+    run.add_argument("--source", choices=("files", "kafka"), help="where documents come from (default: files)")
+    run.add_argument("--kafka-bootstrap", "--kafka_bootstrap", dest="kafka_bootstrap", metavar="HOST:PORT")
+    run.add_argument("--kafka-topic", "--kafka_topic", dest="kafka_topic", action="append", metavar="T",
+                     help="topic to read; repeat for several")
+    run.add_argument("--kafka-group", "--kafka_group", dest="kafka_group", metavar="G",
+                     help="consumer group whose offsets are read and committed (default: inference-enrich)")
+    run.add_argument("--streaming", action="store_true", default=None,
+                     help="read Kafka without end (also sets Beam's --streaming)")
+    run.add_argument("--stop-after-records", "--stop_after_records", dest="stop_after_records", type=int,
+                     metavar="N", help="streaming: stop after N records")
+    run.add_argument("--stop-after-seconds", "--stop_after_seconds", dest="stop_after_seconds", type=float,
+                     metavar="T", help="streaming: stop after T seconds")
     run.add_argument(
         "--input",
         action="append",
@@ -166,15 +178,21 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
         key: getattr(args, key)
         for key in ("input", "format", "output", "endpoints", "inference_id", "text_field",
                     "id_field", "output_field", "max_batch_tokens", "max_batch_size",
-                    "num_threads", "sink", "es_url", "index", "index_path")
+                    "num_threads", "sink", "es_url", "index", "index_path", "source",
+                    "kafka_bootstrap", "kafka_topic", "kafka_group", "streaming",
+                    "stop_after_records", "stop_after_seconds")
     }
     job = load_job_config(args.config, overrides)
     if not any(arg.split("=")[0] == "--runner" for arg in beam_args):
         beam_args = [f"--runner={DEFAULT_RUNNER}", *beam_args]
+    if job.streaming:
+        beam_args.append("--streaming")
     endpoint = resolve_endpoint(job)
     if not args.quiet:
+        origin = (f"kafka {job.kafka_bootstrap} {','.join(job.kafka_topic)}" if job.source == "kafka"
+                  else f"{len(job.input)} input(s)")
         print(
-            f"enrich: {len(job.input)} input(s) -> {job.output} with {endpoint.inference_id} "
+            f"enrich: {origin} -> {job.sink} with {endpoint.inference_id} "
             f"({endpoint.task_type}, {endpoint.model_id})",
             file=sys.stderr,
         )

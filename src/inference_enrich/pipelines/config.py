@@ -3,8 +3,18 @@
 A config file has three sections (every key optional; flags given on the command line win)::
 
     source:
+      type: files                    # files | kafka
       input: data/*.jsonl.gz         # fsspec URL(s), globs or directories; a list is fine
       format: jsonl                  # jsonl | json | csv | parquet | text (default: by extension)
+      kafka_bootstrap: 127.0.0.1:9092
+      kafka_topic: [docs]            # one topic or a list
+      kafka_group: inference-enrich  # consumer group whose offsets are read and committed
+      kafka_auto_offset_reset: earliest   # where a partition without a committed offset starts
+      kafka_reader: python           # python (ours, any runner) | beam (cross-language, Java)
+      kafka_config: {}               # passed to confluent-kafka: security.protocol, sasl.*, ...
+      streaming: false               # unbounded read; offsets committed per finished bundle
+      stop_after_records: 1000       # streaming: stop after N records (per worker process)
+      stop_after_seconds: 60         # streaming: stop after T seconds
     inference:
       endpoints: endpoints.yaml      # endpoint definitions (default: the packaged ones)
       inference_id: my-elser-model
@@ -40,6 +50,7 @@ import yaml
 
 from inference_enrich.indexes.settings import INDEX_SINKS, IndexSettings
 from inference_enrich.inference.errors import InferenceEnrichError
+from inference_enrich.transforms.kafka import KafkaSettings
 from inference_enrich.transforms.formats import FORMATS
 
 
@@ -56,8 +67,18 @@ def sample_corpus_path() -> str:
 class JobConfig:
     """Everything a run needs besides Beam's own pipeline options."""
 
+    source: str = "files"
     input: list[str] = field(default_factory=lambda: [sample_corpus_path()])
     format: str | None = None
+    kafka_bootstrap: str | None = None
+    kafka_topic: list[str] = field(default_factory=list)
+    kafka_group: str = "inference-enrich"
+    kafka_auto_offset_reset: str = "earliest"
+    kafka_reader: str = "python"
+    kafka_config: dict[str, Any] = field(default_factory=dict)
+    streaming: bool = False
+    stop_after_records: int | None = None
+    stop_after_seconds: float | None = None
     endpoints: str | None = None
     inference_id: str = "my-elser-model"
     text_field: str = "text"
@@ -78,12 +99,21 @@ class JobConfig:
     verify_certs: bool = True
 
     def __repr__(self) -> str:  # never print secrets
-        hidden = {"api_key", "password"}
+        hidden = {"api_key", "password", "kafka_config"}
         shown = ", ".join(
             f"{f.name}={'***' if f.name in hidden and getattr(self, f.name) else getattr(self, f.name)!r}"
             for f in fields(self)
         )
         return f"JobConfig({shown})"
+
+    def kafka_settings(self) -> KafkaSettings:
+        return KafkaSettings(
+            bootstrap=self.kafka_bootstrap or "", topics=tuple(self.kafka_topic),
+            group=self.kafka_group, auto_offset_reset=self.kafka_auto_offset_reset,
+            client_config=dict(self.kafka_config), streaming=self.streaming,
+            stop_after_records=self.stop_after_records,
+            stop_after_seconds=self.stop_after_seconds, reader=self.kafka_reader,
+        )
 
     def index_settings(self) -> IndexSettings:
         """Where the index sink writes (for ``sink`` other than parquet)."""
@@ -96,13 +126,29 @@ class JobConfig:
     def __post_init__(self) -> None:
         if isinstance(self.input, str):
             self.input = [self.input]
+        if isinstance(self.kafka_topic, str):
+            self.kafka_topic = [self.kafka_topic]
 
 
 SINKS = ("parquet", *INDEX_SINKS)
+SOURCES = ("files", "kafka")
 
 # section -> key -> expected Python type(s)
 SECTIONS: dict[str, dict[str, tuple[type, ...]]] = {
-    "source": {"input": (str, list), "format": (str,)},
+    "source": {
+        "type": (str,),
+        "input": (str, list),
+        "format": (str,),
+        "kafka_bootstrap": (str,),
+        "kafka_topic": (str, list),
+        "kafka_group": (str,),
+        "kafka_auto_offset_reset": (str,),
+        "kafka_reader": (str,),
+        "kafka_config": (dict,),
+        "streaming": (bool,),
+        "stop_after_records": (int,),
+        "stop_after_seconds": (int, float),
+    },
     "inference": {
         "endpoints": (str,),
         "inference_id": (str,),
@@ -126,7 +172,7 @@ SECTIONS: dict[str, dict[str, tuple[type, ...]]] = {
         "verify_certs": (bool,),
     },
 }
-RENAMED = {("sink", "type"): "sink", ("sink", "url"): "es_url", ("sink", "path"): "index_path"}
+RENAMED = {("source", "type"): "source", ("sink", "type"): "sink", ("sink", "url"): "es_url", ("sink", "path"): "index_path"}
 """(section, key) -> JobConfig attribute, where the config-file name reads better."""
 PATH_KEYS = ("input", "endpoints", "output", "index_path", "ca_certs")
 
@@ -199,6 +245,15 @@ def _validate(config: JobConfig, origin: str) -> None:
     for key in ("text_field", "id_field", "output_field", "inference_id", "output"):
         if not getattr(config, key):
             raise fail(key, "must not be empty")
+    if config.source not in SOURCES:
+        raise fail("source", f"unknown source '{config.source}' (known: {', '.join(SOURCES)})")
+    if config.source == "kafka":
+        if not config.kafka_bootstrap or not config.kafka_topic:
+            raise fail("kafka", "the kafka source needs --kafka-bootstrap HOST:PORT and --kafka-topic T")
+        if config.kafka_reader not in ("python", "beam"):
+            raise fail("kafka_reader", "expected 'python' or 'beam'")
+        if config.kafka_auto_offset_reset not in ("earliest", "latest"):
+            raise fail("kafka_auto_offset_reset", "expected 'earliest' or 'latest'")
     if config.sink not in SINKS:
         raise fail("sink", f"unknown sink '{config.sink}' (known: {', '.join(SINKS)})")
     if config.sink == "index" and not config.index_path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Sequence
 
 import apache_beam as beam
 import fsspec
@@ -21,6 +22,12 @@ from inference_enrich.pipelines.config import JobConfig
 from inference_enrich.transforms.dead_letters import DEAD_LETTER_DIR, WriteDeadLetters
 from inference_enrich.transforms.documents import DEAD_LETTER_TAG, RecordFields
 from inference_enrich.transforms.inference_dofn import BatchingConfig, Enrich
+from inference_enrich.transforms.kafka import (
+    PartitionRange,
+    ReadKafkaDocuments,
+    commit_end_offsets,
+    plan_partitions,
+)
 from inference_enrich.transforms.read_files import METRICS_NAMESPACE, ReadDocuments
 from inference_enrich.transforms.write_index import WriteToSearchIndex
 from inference_enrich.transforms.write_parquet import WriteEnrichedParquet, enriched_schema
@@ -33,11 +40,21 @@ def resolve_endpoint(job: JobConfig) -> Endpoint:
     return load_endpoints(job.endpoints).get(job.inference_id)
 
 
-def build_pipeline(pipeline: beam.Pipeline, job: JobConfig, endpoint: Endpoint) -> None:
-    """Add the enrichment graph for ``job`` to ``pipeline``."""
+def build_pipeline(
+    pipeline: beam.Pipeline,
+    job: JobConfig,
+    endpoint: Endpoint,
+    partitions: Sequence[PartitionRange] = (),
+) -> None:
+    """Add the enrichment graph for ``job`` to ``pipeline`` (``partitions``: the Kafka
+    offset ranges planned at launch, for the Kafka source)."""
     fields = RecordFields(job.text_field, job.id_field)
     enriched_schema(job.text_field, job.output_field, endpoint.task_type)  # fail fast on names
-    read = pipeline | "ReadDocuments" >> ReadDocuments(job.input, job.format, fields)
+    if job.source == "kafka":
+        source = ReadKafkaDocuments(job.kafka_settings(), fields, partitions)
+    else:
+        source = ReadDocuments(job.input, job.format, fields)
+    read = pipeline | "ReadDocuments" >> source
     batching = BatchingConfig(job.max_batch_tokens, job.max_batch_size)
     enriched = read.documents | "Enrich" >> Enrich(endpoint, batching, job.num_threads)
     dead_letters = [read[DEAD_LETTER_TAG], enriched[DEAD_LETTER_TAG]]
@@ -109,10 +126,15 @@ def run_job(job: JobConfig, options: PipelineOptions) -> JobSummary:
             index.close()
     clear_previous_output(job.output)
     started = time.monotonic()
+    partitions: list[PartitionRange] = []
+    if job.source == "kafka" and job.kafka_reader == "python":
+        partitions = plan_partitions(job.kafka_settings())
     pipeline = beam.Pipeline(options=options)
-    build_pipeline(pipeline, job, endpoint)
+    build_pipeline(pipeline, job, endpoint, partitions)
     result = pipeline.run()
     result.wait_until_finish()
+    if partitions and not job.streaming:  # only now: a failed run must be re-readable
+        commit_end_offsets(job.kafka_settings(), partitions)
     counters = _counters(result)
     index_documents = None
     if job.sink != "parquet":  # makes the writes searchable now (a refresh) and counts them

@@ -1,0 +1,187 @@
+"""The Kafka source against a real Kafka-protocol broker (noida-db) started by a fixture."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from inference_enrich.indexes import IndexSettings, open_index
+from inference_enrich.pipelines.config import JobConfig
+from inference_enrich.transforms.documents import Document, RecordFields
+from inference_enrich.transforms.kafka import (
+    KafkaSettings,
+    ReadKafkaDocuments,
+    committed_offsets,
+    message_to_document,
+    plan_partitions,
+)
+
+from pipeline_helpers import IN_PROCESS, read_dead_letters, read_output, run
+
+PARTITIONS = 3
+
+
+def is_bad(i: int) -> str | None:
+    """Which messages are bad, and how: 2% of them."""
+    return {7: "invalid-json", 57: "not-an-object", 91: "number-text"}.get(i % 150)
+
+
+def message(i: int) -> bytes:
+    bad = is_bad(i)
+    if bad == "invalid-json":
+        return b"{not json"
+    if bad == "not-an-object":
+        return b"[1, 2]"
+    if bad == "number-text":
+        return json.dumps({"text": i}).encode()
+    return json.dumps({"text": f"Message {i}: the whale surfaced near ship {i % 17}.", "n": i}).encode()
+
+
+def new_topic(bootstrap: str) -> str:
+    topic = f"docs-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # must outlive its futures
+    for future in admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)]).values():
+        future.result(30)
+    return topic
+
+
+def produce(bootstrap: str, topic: str, first: int, count: int) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    for i in range(first, first + count):
+        producer.produce(topic, key=f"key-{i}".encode(), value=message(i), partition=i % PARTITIONS)
+    producer.flush(30)
+
+
+def kafka_job(bootstrap: str, topic: str, output: str, group: str = "enrich-test", **extra) -> JobConfig:
+    return JobConfig(source="kafka", kafka_bootstrap=bootstrap, kafka_topic=[topic], kafka_group=group,
+                     output=output, **extra)
+
+
+def valid_keys(first: int, count: int) -> set[str]:
+    return {f"key-{i}" for i in range(first, first + count) if not is_bad(i)}
+
+
+def test_bounded_read_accounts_for_every_message_and_commits_end_offsets(kafka_bootstrap, tmp_path):
+    topic = new_topic(kafka_bootstrap)
+    produce(kafka_bootstrap, topic, 0, 10_000)
+    settings = KafkaSettings(kafka_bootstrap, (topic,), "enrich-test")
+    ends = {(r.topic, r.partition): r.stop for r in plan_partitions(settings)}
+    assert sum(ends.values()) == 10_000
+
+    first = str(tmp_path / "first")
+    summary = run(kafka_job(kafka_bootstrap, topic, first))
+    rows, letters = read_output(first), read_dead_letters(first)
+    assert len(rows) + len(letters) == 10_000
+    assert set(rows) == valid_keys(0, 10_000)  # the key is the id when the record has none
+    assert (summary.records_read, summary.dead_letters) == (10_000, len(letters))
+    assert committed_offsets(settings) == ends
+
+    bad = {(l["partition"], l["offset"]): l for l in letters}
+    assert len(bad) == len(letters) == sum(1 for i in range(10_000) if is_bad(i))
+    for letter in letters:
+        assert letter["topic"] == topic and letter["source"] == f"kafka://{topic}/{letter['partition']}"
+        assert letter["stage"] in ("parse", "validate")
+    assert {l["stage"] for l in letters} == {"parse", "validate"}
+
+    produce(kafka_bootstrap, topic, 10_000, 500)
+    second = str(tmp_path / "second")
+    summary = run(kafka_job(kafka_bootstrap, topic, second))
+    assert summary.records_read == 500
+    assert set(read_output(second)) == valid_keys(10_000, 500)
+    assert sum(committed_offsets(settings).values()) == 10_500
+
+
+def test_streaming_read_commits_after_each_bundle_and_stops_on_request(kafka_bootstrap, tmp_path):
+    topic = new_topic(kafka_bootstrap)
+    produce(kafka_bootstrap, topic, 0, 300)
+    output = str(tmp_path / "out")
+    job = kafka_job(kafka_bootstrap, topic, output, group="streaming-test", streaming=True,
+                    stop_after_records=300, stop_after_seconds=120)
+    summary = run(job, [*IN_PROCESS, "--streaming"])
+    assert summary.records_read == 300
+    assert set(read_output(output)) == valid_keys(0, 300)
+    offsets = committed_offsets(KafkaSettings(kafka_bootstrap, (topic,), "streaming-test"))
+    assert sum(offsets.values()) == 300  # committed by bundle finalisation, not by the launcher
+
+
+KILL_TEST_MESSAGES = 3_000  # noida-db's bulk API takes ~3 s per 500 documents
+
+
+def test_killed_run_then_rerun_enriches_everything_once_per_id(kafka_bootstrap, elasticsearch_url, tmp_path):
+    topic = new_topic(kafka_bootstrap)
+    produce(kafka_bootstrap, topic, 0, KILL_TEST_MESSAGES)
+    index = IndexSettings("elasticsearch", url=elasticsearch_url, index=f"kill-{topic}")
+    command = [sys.executable, "-m", "inference_enrich.pipelines.cli", "run", "--source", "kafka",
+               "--kafka-bootstrap", kafka_bootstrap, "--kafka-topic", topic, "--kafka-group", "kill-test",
+               "--sink", "elasticsearch", "--es-url", elasticsearch_url, "--index", index.index,
+               "--output", str(tmp_path / "out"), "--quiet"]
+    job = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    client = None
+    try:
+        deadline = time.monotonic() + 300
+        indexed = 0
+        while time.monotonic() < deadline and job.poll() is None:
+            time.sleep(0.2)
+            try:
+                client = client or open_index(index)
+                indexed = client.count()
+            except Exception:
+                continue  # index not created yet
+            if indexed > 0:
+                break
+        assert job.poll() is None, "the job ended before it could be killed"
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait(30)
+        assert 0 < indexed
+        offsets = committed_offsets(KafkaSettings(kafka_bootstrap, (topic,), "kill-test"))
+        assert all(offset < 0 for offset in offsets.values())  # nothing committed by a failed run
+
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        expected = valid_keys(0, KILL_TEST_MESSAGES)
+        assert client.count() == len(expected)  # every message once: no duplicates
+        hits = {h.doc_id for h in client.search({"whale": 1.0}, "embedding", len(expected))}
+        assert hits == expected
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+        if client is not None:
+            client.close()
+
+
+def test_message_parsing_rules():
+    fields = RecordFields()
+    document = message_to_document(b'{"text": "hi"}', b"the-key", "t", 1, 42, fields)
+    assert isinstance(document, Document)
+    assert (document.id, document.source, document.line) == ("the-key", "kafka://t/1", 42)
+    assert message_to_document(b'{"id": "own", "text": "hi"}', b"k", "t", 1, 1, fields).id == "own"
+    letter = message_to_document(b"\xff\xfe", None, "t", 2, 7, fields)
+    assert (letter["stage"], letter["topic"], letter["partition"], letter["offset"]) == ("parse", "t", 2, 7)
+    assert letter["error"].startswith("not valid UTF-8") and letter["raw"] == "\\xff\\xfe"
+    letter = message_to_document(b'"text"', b"k", "t", 0, 3, fields)
+    assert letter["stage"] == "validate" and "expected a JSON object" in letter["error"]
+
+
+def test_beam_cross_language_reader_is_selected_by_config():
+    from apache_beam.io.kafka import ReadFromKafka
+
+    settings = KafkaSettings("broker:9092", ("docs",), "g", reader="beam",
+                             client_config={"security.protocol": "SASL_SSL"})
+    reader = ReadKafkaDocuments(settings, RecordFields()).beam_reader()
+    assert isinstance(reader, ReadFromKafka)
+    payload = str(reader._payload)  # the serialised expansion request that would go to Java
+    assert "broker:9092" in payload and "docs" in payload and "SASL_SSL" in payload
+
+
+def test_client_secrets_are_masked():
+    settings = KafkaSettings("b:9092", ("t",), client_config={"sasl.password": "hunter2", "sasl.username": "me"})
+    assert "hunter2" not in repr(settings) and "me" in repr(settings)
+    assert "hunter2" not in repr(JobConfig(kafka_config={"sasl.password": "hunter2"}))
