@@ -154,3 +154,15 @@ def test_cli_search_table_and_json(tmp_path):
     hits = json.loads(done.stdout)["hits"]
     assert len(hits) == 10 and hits[0]["source"]["title"] == "Moby-Dick"
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+
+
+def test_429_and_5xx_answers_are_retried(elasticsearch_url, tmp_path):
+    from fault_proxy import FaultProxy
+
+    source = write_lines(tmp_path / "in.jsonl", [b'{"id": "r1", "text": "retry me"}',
+                                                  b'{"id": "r2", "text": "and me"}'])
+    with FaultProxy(elasticsearch_url, "_bulk", [429, 503, 502]) as proxy:
+        settings = IndexSettings("elasticsearch", url=proxy.url, index="retried")
+        summary = run(job_for(settings, str(tmp_path / "out"), input=[str(source)]))
+    assert proxy.failed == [429, 503, 502]  # three failed bulk requests, then success
+    assert (summary.records_written, summary.dead_letters, summary.index_documents) == (2, 0, 2)

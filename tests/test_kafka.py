@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 
+import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -110,6 +111,23 @@ def test_streaming_read_commits_after_each_bundle_and_stops_on_request(kafka_boo
     assert set(read_output(output)) == valid_keys(0, 300)
     offsets = committed_offsets(KafkaSettings(kafka_bootstrap, (topic,), "streaming-test"))
     assert sum(offsets.values()) == 300  # committed by bundle finalisation, not by the launcher
+
+
+@pytest.mark.parametrize("sink", ["index", "elasticsearch"])
+def test_streaming_into_index_sinks(sink, kafka_bootstrap, request, tmp_path):
+    topic = new_topic(kafka_bootstrap)
+    produce(kafka_bootstrap, topic, 0, 150)
+    if sink == "index":
+        index = IndexSettings("index", path=str(tmp_path / "idx"))
+    else:
+        index = IndexSettings("elasticsearch", url=request.getfixturevalue("elasticsearch_url"),
+                              index=f"stream-{topic}")
+    job = kafka_job(kafka_bootstrap, topic, str(tmp_path / "out"), group=f"stream-{sink}",
+                    streaming=True, stop_after_records=150, stop_after_seconds=120, sink=sink,
+                    es_url=index.url, index=index.index, index_path=index.path)
+    summary = run(job, [*IN_PROCESS, "--streaming"])
+    assert summary.index_documents == len(valid_keys(0, 150))
+    assert summary.records_written + summary.dead_letters == 150
 
 
 KILL_TEST_MESSAGES = 3_000  # noida-db's bulk API takes ~3 s per 500 documents

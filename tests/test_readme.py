@@ -22,3 +22,14 @@ def test_example_config_paths_exist():
     config = yaml.safe_load((REPO / "configs" / "local.yaml").read_text())
     assert (REPO / "configs" / config["source"]["input"]).resolve().is_file()
     assert (REPO / "configs" / config["inference"]["endpoints"]).is_file()
+
+
+def test_every_example_job_config_is_valid():
+    from inference_enrich.pipelines.config import load_job_config
+
+    jobs = {path.name: load_job_config(path, {}) for path in sorted((REPO / "configs").glob("*.yaml"))
+            if path.name != "endpoints.yaml"}
+    assert set(jobs) == {"local.yaml", "elasticsearch.yaml", "kafka.yaml"}
+    assert (jobs["elasticsearch.yaml"].sink, jobs["elasticsearch.yaml"].index) == ("elasticsearch", "sample-corpus")
+    assert (jobs["kafka.yaml"].source, jobs["kafka.yaml"].kafka_topic) == ("kafka", ["documents"])
+    assert jobs["kafka.yaml"].kafka_config == {"session.timeout.ms": 45000}

@@ -16,6 +16,7 @@ reduced while still in cache, into a scratch block reused for the whole batch.
 
 from __future__ import annotations
 
+import threading
 from typing import Sequence
 
 import torch
@@ -37,6 +38,25 @@ def document_bounds(lengths: Sequence[int]) -> list[tuple[int, int]]:
     return bounds
 
 
+class ScratchBuffers:
+    """Per-thread buffers reused from batch to batch, so the multi-megabyte scratch and
+    output blocks are not allocated, page-faulted and freed again for every batch (see also
+    ``memory.py``). Per thread, because a Beam worker may run several DoFn threads over one
+    shared runtime."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def get(self, name: str, rows: int, columns: int, dtype: torch.dtype) -> torch.Tensor:
+        """A contiguous [rows, columns] view of a buffer that grows only when it must."""
+        buffers = self._local.__dict__.setdefault("buffers", {})
+        buffer = buffers.get((name, columns, dtype))
+        if buffer is None or buffer.shape[0] < rows:
+            buffer = torch.empty((max(rows, 64), columns), dtype=dtype)
+            buffers[(name, columns, dtype)] = buffer
+        return buffer[:rows]
+
+
 class ExactProjection:
     """fp32 projection; the bias is added after the max, which is exact (``max(x + b) ==
     max(x) + b`` for a constant b) and saves an add per (token, entry)."""
@@ -48,14 +68,17 @@ class ExactProjection:
         ]
         self._bias = bias
         self._vocab_size = weight.shape[0]
+        self._buffers = ScratchBuffers()
 
     def max_logits(self, states: torch.Tensor, bounds: Bounds) -> torch.Tensor:
-        out = torch.empty((len(bounds), self._vocab_size), dtype=states.dtype)
+        """[documents, vocabulary] maxima, in a reused buffer: valid until the next call
+        from the same thread."""
+        out = self._buffers.get("out", len(bounds), self._vocab_size, states.dtype)
         longest = max(last - first for first, last in bounds)
         column = 0
         for weight_t in self._chunks:
             width = weight_t.shape[1]
-            scratch = torch.empty((longest, width), dtype=states.dtype)
+            scratch = self._buffers.get("scratch", longest, width, states.dtype)
             for row, (first, last) in enumerate(bounds):
                 block = scratch[: last - first]
                 torch.mm(states[first:last], weight_t, out=block)

@@ -69,7 +69,7 @@ class SparseEncoder:
         hidden = self._encoder(input_ids=input_ids, attention_mask=attention_mask)[0]
         states = self._head_transform(hidden[attention_mask.bool()])  # [real tokens, hidden]
         bounds = document_bounds([len(item.ids) for item in batch])
-        weights = torch.log1p(torch.relu(self._projection.max_logits(states, bounds)))
+        weights = self._projection.max_logits(states, bounds).relu_().log1p_()  # in place
         weights[:, self._special_ids] = 0.0
         return [self._to_result(row, item.is_truncated) for row, item in zip(weights, batch)]
 

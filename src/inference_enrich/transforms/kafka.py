@@ -24,6 +24,7 @@ import logging
 import sys
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -188,23 +189,25 @@ class _PartitionRestrictions(RestrictionProvider):
 
 
 class _StopCondition:
-    """Per-process record and time budget of a streaming read (shared by all partitions)."""
+    """Record and time budget of a streaming read, shared by the partitions a worker process
+    reads for one pipeline run (``run_id``)."""
 
     _lock = threading.Lock()
-    _records = 0
+    _records: dict[str, int] = {}
 
-    def __init__(self, settings: KafkaSettings) -> None:
+    def __init__(self, settings: KafkaSettings, run_id: str) -> None:
+        self._run_id = run_id
         self._max_records = settings.stop_after_records
         self._deadline = time.monotonic() + settings.stop_after_seconds if settings.stop_after_seconds else None
 
     def count(self) -> None:
         with self._lock:
-            type(self)._records += 1
+            self._records[self._run_id] = self._records.get(self._run_id, 0) + 1
 
     def reached(self) -> bool:
         if self._deadline is not None and time.monotonic() >= self._deadline:
             return True
-        return self._max_records is not None and type(self)._records >= self._max_records
+        return self._max_records is not None and self._records.get(self._run_id, 0) >= self._max_records
 
 
 class ReadKafkaPartitionFn(beam.DoFn):
@@ -213,12 +216,13 @@ class ReadKafkaPartitionFn(beam.DoFn):
     def __init__(self, settings: KafkaSettings, fields: RecordFields) -> None:
         self._settings = settings
         self._fields = fields
+        self._run_id = uuid.uuid4().hex  # one per pipeline construction
         self._messages = Metrics.counter(METRICS_NAMESPACE, "records_read")
         self._bad = Metrics.counter(METRICS_NAMESPACE, "parse_errors")
 
     def setup(self) -> None:
         self._consumer = _consumer(self._settings)
-        self._stop = _StopCondition(self._settings)
+        self._stop = _StopCondition(self._settings, self._run_id)
         self._watermarks: dict[tuple[str, int], Timestamp] = {}
         self._assigned: tuple[str, int, int] | None = None  # (topic, partition, next offset)
 
