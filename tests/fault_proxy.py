@@ -31,10 +31,13 @@ class FaultProxy:
                 if proxy.path_part in self.path and proxy.pending:
                     status = proxy.pending.pop(0)
                     proxy.failed.append(status)
+                    payload = b'{"error": "injected by FaultProxy"}'
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
+                    self.send_header("X-Elastic-Product", "Elasticsearch")
+                    self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
-                    self.wfile.write(b'{"error": "injected by FaultProxy"}')
+                    self.wfile.write(payload)
                     return
                 proxy.forwarded.append(self.path)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
@@ -42,11 +45,13 @@ class FaultProxy:
                                                  method=self.command, headers=headers)
                 try:
                     with urllib.request.urlopen(request, timeout=60) as response:
-                        status, payload, kind = response.status, response.read(), response.headers.get("Content-Type")
+                        status, payload, upstream_headers = response.status, response.read(), response.headers
                 except urllib.error.HTTPError as error:
-                    status, payload, kind = error.code, error.read(), error.headers.get("Content-Type")
+                    status, payload, upstream_headers = error.code, error.read(), error.headers
                 self.send_response(status)
-                self.send_header("Content-Type", kind or "application/json")
+                for name, value in upstream_headers.items():  # e.g. X-Elastic-Product
+                    if name.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(name, value)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
