@@ -40,39 +40,38 @@ def wait_for_http(url: str, timeout: float = 60.0) -> dict:
 
 
 @contextmanager
-def elasticsearch_server(data_dir: Path) -> Iterator[str]:
-    """noida-db serving only the Elasticsearch API; yields its URL."""
+def noida_service(data_dir: Path, service: str) -> Iterator[int]:
+    """noida-db serving only ``service`` from a fresh ``data_dir``; yields its port."""
     shutil.rmtree(data_dir, ignore_errors=True)
     data_dir.mkdir(parents=True)
     port = free_port()
     subprocess.run(
-        [NOIDA, "up", "--data-dir", str(data_dir), "--host", "127.0.0.1", "--only",
-         "elasticsearch", "--elasticsearch-port", str(port)],
+        [NOIDA, "up", "--data-dir", str(data_dir), "--host", "127.0.0.1", "--only", service,
+         f"--{service}-port", str(port)],
         check=True, capture_output=True, timeout=120,
     )
-    url = f"http://127.0.0.1:{port}"
     try:
-        wait_for_http(url)
-        yield url
+        yield port
     finally:
         subprocess.run([NOIDA, "down", "--data-dir", str(data_dir)], capture_output=True, timeout=120)
 
 
 @contextmanager
+def elasticsearch_server(data_dir: Path) -> Iterator[str]:
+    """noida-db serving only the Elasticsearch API; yields its URL."""
+    with noida_service(data_dir, "elasticsearch") as port:
+        url = f"http://127.0.0.1:{port}"
+        wait_for_http(url)
+        yield url
+
+
+@contextmanager
 def kafka_broker(data_dir: Path) -> Iterator[str]:
     """noida-db serving only the Kafka protocol; yields its bootstrap address."""
-    shutil.rmtree(data_dir, ignore_errors=True)
-    data_dir.mkdir(parents=True)
-    port = free_port()
-    subprocess.run(
-        [NOIDA, "up", "--data-dir", str(data_dir), "--host", "127.0.0.1", "--only", "kafka",
-         "--kafka-port", str(port)],
-        check=True, capture_output=True, timeout=120,
-    )
-    bootstrap = f"127.0.0.1:{port}"
-    try:
-        from confluent_kafka.admin import AdminClient
+    from confluent_kafka.admin import AdminClient
 
+    with noida_service(data_dir, "kafka") as port:
+        bootstrap = f"127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -83,8 +82,6 @@ def kafka_broker(data_dir: Path) -> Iterator[str]:
                     raise
                 time.sleep(0.2)
         yield bootstrap
-    finally:
-        subprocess.run([NOIDA, "down", "--data-dir", str(data_dir)], capture_output=True, timeout=120)
 
 
 @contextmanager
