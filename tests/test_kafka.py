@@ -27,6 +27,8 @@ from inference_enrich.transforms.kafka import (
 
 from pipeline_helpers import IN_PROCESS, read_dead_letters, read_output, run
 
+pytestmark = pytest.mark.kafka
+
 PARTITIONS = 3
 
 
