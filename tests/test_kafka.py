@@ -11,6 +11,9 @@ import time
 import uuid
 
 import pytest
+from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
+from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
+from apache_beam.pvalue import TaggedOutput
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -19,6 +22,8 @@ from inference_enrich.pipelines.config import JobConfig
 from inference_enrich.transforms.documents import Document, RecordFields
 from inference_enrich.transforms.kafka import (
     KafkaSettings,
+    PartitionRange,
+    ReadKafkaPartitionFn,
     ReadKafkaDocuments,
     committed_offsets,
     message_to_document,
@@ -175,6 +180,37 @@ def test_killed_run_then_rerun_enriches_everything_once_per_id(kafka_bootstrap, 
             os.killpg(job.pid, signal.SIGKILL)
         if client is not None:
             client.close()
+
+
+def offsets_read(read_fn: ReadKafkaPartitionFn, part: PartitionRange, start: int, stop: int) -> list[int]:
+    """Drive the splittable DoFn over one restriction, as a runner does after a split."""
+    tracker = OffsetRestrictionTracker(OffsetRange(start, stop))
+    watermark = ManualWatermarkEstimator(None)
+    offsets = []
+    for output in read_fn.process(part, None, tracker, watermark):
+        element = (output.value if isinstance(output, TaggedOutput) else output).value
+        offsets.append(element["offset"] if isinstance(element, dict) else element.line)
+    tracker.check_done()
+    return offsets
+
+
+def test_split_restrictions_read_exactly_their_offsets(kafka_bootstrap):
+    """Runners split restrictions and hand the parts to the same DoFn instance in any order;
+    each part must yield exactly its offsets even when the consumer has fetched past it."""
+    topic = new_topic(kafka_bootstrap)
+    produce(kafka_bootstrap, topic, 0, 3 * 1_200)
+    settings = KafkaSettings(kafka_bootstrap, (topic,), "split-test")
+    part = next(r for r in plan_partitions(settings) if r.partition == 1)
+    read_fn = ReadKafkaPartitionFn(settings, RecordFields())
+    read_fn.setup()
+    try:
+        assert offsets_read(read_fn, part, 0, 700) == list(range(700))
+        assert offsets_read(read_fn, part, 700, 900) == list(range(700, 900))  # fetched already
+        assert offsets_read(read_fn, part, 300, 500) == list(range(300, 500))  # behind the consumer
+        assert offsets_read(read_fn, part, 900, 1_200) == list(range(900, 1_200))
+        assert offsets_read(read_fn, part, 1_200, 1_200) == []
+    finally:
+        read_fn.teardown()
 
 
 def test_message_parsing_rules():
