@@ -22,7 +22,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 from inference_enrich.inference import Endpoint, ModelRuntime, load_runtime
 from inference_enrich.inference.results import InferenceResult
 from inference_enrich.inference.batching import plan_batches
-from inference_enrich.inference.memory import release_freed_memory
+from inference_enrich.inference.memory import HeapTrimmer
 from inference_enrich.transforms.documents import (
     DEAD_LETTER_TAG,
     INFERENCE,
@@ -113,6 +113,7 @@ class InferenceDoFn(beam.DoFn):
         )
         self._runtime = holder.runtime
         self._progress = _ProgressLog(self._progress_interval_s)
+        self._heap = HeapTrimmer()  # keeps RSS flat over millions of documents
 
     def start_bundle(self) -> None:
         self._buffer = []
@@ -145,10 +146,11 @@ class InferenceDoFn(beam.DoFn):
             else:
                 self._latency.update(int((time.perf_counter() - started) * 1000))
             self._batches.inc()
+            self._heap.after_batch()
             self._progress.add(len(batch), sum(lengths[i] for i in batch))
             for index, result in zip(batch, results):
                 yield self._emit(buffered[index], lengths[index], result)
-        release_freed_memory()  # keeps RSS flat over millions of documents
+        self._heap.trim()
 
     def _embed_one(self, item) -> InferenceResult | Exception:
         try:
