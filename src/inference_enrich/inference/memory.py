@@ -23,24 +23,22 @@ import ctypes
 import ctypes.util
 import functools
 import os
-from typing import Callable
 
 DEFAULT_SLACK_BYTES = 256 * 1024 * 1024
 
 
-@functools.lru_cache(maxsize=None)
-def _glibc_function(name: str) -> Callable[..., int] | None:
-    library = ctypes.util.find_library("c")
+@functools.lru_cache(maxsize=1)
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")  # runs ldconfig: once per process
     try:
-        libc = ctypes.CDLL(library) if library else None
+        return ctypes.CDLL(name) if name else None
     except OSError:
         return None
-    return getattr(libc, name, None) if libc is not None else None
 
 
 def release_freed_memory() -> None:
     """Return freed heap memory to the OS."""
-    trim = _glibc_function("malloc_trim")
+    trim = getattr(_libc(), "malloc_trim", None)
     if trim is not None:
         trim(0)
 
