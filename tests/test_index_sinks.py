@@ -14,7 +14,7 @@ from inference_enrich.indexes.base import DOT_REPLACEMENT
 from inference_enrich.indexes.embedded import EmbeddedIndex
 from inference_enrich.inference import infer_texts
 from inference_enrich.pipelines.config import JobConfig
-from inference_enrich.pipelines.search import search_index
+from inference_enrich.indexes.query import search_index
 
 from pipeline_helpers import read_dead_letters, read_output, run, sparse, write_lines
 
@@ -51,7 +51,7 @@ def settings_for(kind: str, request, tmp_path) -> IndexSettings:
         return IndexSettings(kind, url=request.getfixturevalue("elasticsearch_url"), index=f"t-{tmp_path.name}".lower())
     if kind == "opensearch":
         return IndexSettings(kind, url=request.getfixturevalue("opensearch_url"), index=f"t-{tmp_path.name}".lower())
-    return IndexSettings("index", path=str(tmp_path / "idx"))
+    return IndexSettings("embedded", path=str(tmp_path / "idx"))
 
 
 def job_for(settings: IndexSettings, output: str, **extra) -> JobConfig:
@@ -59,7 +59,7 @@ def job_for(settings: IndexSettings, output: str, **extra) -> JobConfig:
                      index_path=settings.path, **extra)
 
 
-@pytest.mark.parametrize("kind, relative", [("elasticsearch", 0.01), ("opensearch", 0.01), ("index", 1e-5)])
+@pytest.mark.parametrize("kind, relative", [("elasticsearch", 0.01), ("opensearch", 0.01), ("embedded", 1e-5)])
 def test_index_sample_corpus_rerun_and_rank_exactly(kind, relative, request, tmp_path, exact_vectors,
                                                    endpoints, sparse_runtime):
     settings = settings_for(kind, request, tmp_path)
@@ -140,7 +140,7 @@ def test_secrets_are_never_shown():
 def test_cli_search_table_and_json(tmp_path):
     index_path = str(tmp_path / "idx")
     cli = [sys.executable, "-m", "inference_enrich.pipelines.cli"]
-    done = subprocess.run([*cli, "run", "--sink", "index", "--index-path", index_path, "--output",
+    done = subprocess.run([*cli, "run", "--sink", "embedded", "--index-path", index_path, "--output",
                            str(tmp_path / "out"), "--quiet"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "embedded index" in done.stdout and "(41 documents)" in done.stdout
@@ -149,7 +149,7 @@ def test_cli_search_table_and_json(tmp_path):
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("3 hits for 'whale at sea'") and "doc-004" in lines[1]
-    done = subprocess.run([*cli, "search", "whale", "--sink", "index", "--index-path", index_path, "--json"],
+    done = subprocess.run([*cli, "search", "whale", "--sink", "embedded", "--index-path", index_path, "--json"],
                           capture_output=True, text=True)
     hits = json.loads(done.stdout)["hits"]
     assert len(hits) == 10 and hits[0]["source"]["title"] == "Moby-Dick"
@@ -166,3 +166,22 @@ def test_429_and_5xx_answers_are_retried(elasticsearch_url, tmp_path):
         summary = run(job_for(settings, str(tmp_path / "out"), input=[str(source)]))
     assert proxy.failed == [429, 503, 502]  # three failed bulk requests, then success
     assert (summary.records_written, summary.dead_letters, summary.index_documents) == (2, 0, 2)
+
+
+def test_cli_search_uses_the_embedded_index_field_and_names_a_wrong_one(tmp_path):
+    """An index written with another --output-field: search finds the field by itself, and a
+    wrong field is a one-line error, not a traceback."""
+    index_path = str(tmp_path / "idx")
+    cli = [sys.executable, "-m", "inference_enrich.pipelines.cli"]
+    done = subprocess.run([*cli, "run", "--sink", "embedded", "--index-path", index_path, "--output-field",
+                           "splade", "--output", str(tmp_path / "out"), "--quiet"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    done = subprocess.run([*cli, "search", "whale at sea", "--index-path", index_path, "--top-k", "1"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "doc-004" in done.stdout
+    done = subprocess.run([*cli, "search", "whale", "--index-path", index_path, "--output-field", "embedding"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"enrich: error: the embedded index {index_path} holds its embeddings in 'splade', not 'embedding'"]

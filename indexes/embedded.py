@@ -71,7 +71,7 @@ class EmbeddedIndex:
 
     def bulk(self, documents: Iterable[tuple[str, dict[str, Any]]]) -> Iterator[BulkOutcome]:
         if self._spec is None:
-            raise RuntimeError(f"no embedded index at {self._path}: run a job with --sink index first")
+            raise RuntimeError(f"no embedded index at {self._path}: run a job with --sink embedded first")
         field = self._spec.output_field
         points, ids = [], []
         for doc_id, source in documents:
@@ -97,9 +97,15 @@ class EmbeddedIndex:
             return qe.SparseVector(indices, [float(w) for w in value.values()])
         return [float(v) for v in value]
 
-    def search(self, query_vector: dict[str, float], field: str, top_k: int) -> list[Hit]:
+    def search(self, query_vector: dict[str, float], field: str | None, top_k: int) -> list[Hit]:
+        if self._spec is None:
+            raise ValueError(f"no embedded index at {self._path}: run a job with --sink embedded first")
+        if field is not None and field != self._spec.output_field:
+            raise ValueError(f"the embedded index {self._path} holds its embeddings in "
+                             f"'{self._spec.output_field}', not '{field}'")
+        field = self._spec.output_field
         known = [(self._vocabulary[t], w) for t, w in query_vector.items() if t in self._vocabulary]
-        if self._spec is None or not known:
+        if not known:
             return []
         shard = self._open()
         try:

@@ -18,9 +18,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from inference_enrich import __version__
 from inference_enrich.inference import InferenceEnrichError, load_endpoints, perform_inference
 from inference_enrich.inference.results import TASK_TYPES
-from inference_enrich.indexes.settings import INDEX_SINKS, IndexSettings
+from inference_enrich.indexes.settings import INDEX_SINKS, SINK_ALIASES, IndexSettings
 from inference_enrich.pipelines.config import SINKS, JobConfig, load_job_config
-from inference_enrich.pipelines.search import search_index
+from inference_enrich.indexes.query import search_index
 from inference_enrich.pipelines.enrich import resolve_endpoint, run_job
 from inference_enrich.pipelines.summary import format_summary
 from inference_enrich.transforms.formats import FORMATS
@@ -55,9 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser(
         "run",
-        help="enrich documents from files and write Parquet plus dead letters",
-        description="Read documents, call an inference endpoint on their text in batches, "
-        "write enriched records to Parquet and failures to dead-letter files.",
+        help="enrich documents from files or Kafka into Parquet or a search index",
+        description="Read documents from files or Kafka, call an inference endpoint on their "
+        "text in batches, write enriched records to Parquet, Elasticsearch, OpenSearch or an "
+        "embedded index, and every record that fails to dead-letter files with its reason.",
         epilog=BEAM_OPTIONS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
@@ -98,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
                      metavar="N", help="documents per forward pass (default: 64)")
     run.add_argument("--num-threads", "--num_threads", dest="num_threads", type=int,
                      metavar="N", help="torch threads per worker (default: torch's choice)")
-    run.add_argument("--sink", choices=SINKS,
+    run.add_argument("--sink", choices=(*SINKS, *SINK_ALIASES),
                      help="where enriched records go (default: parquet, in --output)")
     add_index_arguments(run)
     run.add_argument("--quiet", action="store_true", help="print only the summary")
@@ -113,15 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     search.add_argument("query", metavar="QUERY")
-    search.add_argument("--sink", choices=INDEX_SINKS, default=None,
-                        help="which index to search (default: index if --index-path is given, "
+    search.add_argument("--sink", choices=(*INDEX_SINKS, *SINK_ALIASES), default=None,
+                        help="which index to search (default: embedded if --index-path is given, "
                         "else elasticsearch)")
     add_index_arguments(search)
     search.add_argument("--top-k", "--top_k", dest="top_k", type=int, default=10, metavar="K")
     search.add_argument("--inference-id", "--inference_id", dest="inference_id",
                         default="my-elser-model", metavar="ID", help="sparse endpoint (default: my-elser-model)")
-    search.add_argument("--output-field", "--output_field", dest="output_field", default="embedding",
-                        metavar="F", help="the indexed embedding field (default: embedding)")
+    search.add_argument("--output-field", "--output_field", dest="output_field", default=None,
+                        metavar="F", help="the indexed embedding field (default: the one the "
+                        "embedded index was written with, else embedding)")
     search.add_argument("--text-field", "--text_field", dest="text_field", default="text",
                         metavar="F", help="the indexed text field, shown in hits (default: text)")
     search.add_argument("--endpoints", metavar="FILE", help="endpoints YAML")
@@ -208,7 +210,7 @@ def _infer(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    kind = args.sink or ("index" if args.index_path else "elasticsearch")
+    kind = args.sink or ("embedded" if args.index_path else "elasticsearch")
     settings = IndexSettings(kind=kind, url=args.es_url, index=args.index or "enriched",
                              path=args.index_path)
     hits = search_index(settings, args.query, load_endpoints(args.endpoints).get(args.inference_id),

@@ -144,20 +144,6 @@ def commit_end_offsets(settings: KafkaSettings, ranges: Sequence[PartitionRange]
         consumer.close()
 
 
-def committed_offsets(settings: KafkaSettings) -> dict[tuple[str, int], int]:
-    """(topic, partition) -> the group's committed offset (-1001 when none)."""
-    ranges = plan_partitions(KafkaSettings(settings.bootstrap, settings.topics, settings.group,
-                                           "latest", settings.client_config))
-    from confluent_kafka import TopicPartition
-
-    consumer = _consumer(settings)
-    try:
-        committed = consumer.committed([TopicPartition(r.topic, r.partition) for r in ranges], timeout=30)
-        return {(tp.topic, tp.partition): tp.offset for tp in committed}
-    finally:
-        consumer.close()
-
-
 def message_to_document(value: bytes | None, key: bytes | None, topic: str, partition: int,
                         offset: int, fields: RecordFields) -> Document | dict[str, Any]:
     """A document, or a dead letter (a dict) naming topic, partition and offset."""

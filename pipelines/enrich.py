@@ -17,7 +17,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from inference_enrich.indexes import IndexSpec, open_index
 from inference_enrich.inference import Endpoint, load_endpoints
-from inference_enrich.inference.service import embedding_dimensions
+from inference_enrich.inference.api import embedding_dimensions
 from inference_enrich.pipelines.config import JobConfig
 from inference_enrich.transforms.dead_letters import DEAD_LETTER_DIR, WriteDeadLetters
 from inference_enrich.transforms.documents import DEAD_LETTER_TAG, RecordFields

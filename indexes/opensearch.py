@@ -7,11 +7,11 @@ from typing import Iterable, Iterator
 
 from opensearchpy import OpenSearch, helpers
 
-from inference_enrich.indexes.rest import MAX_RETRIES, RETRY_ON_STATUS, RestIndex
+from inference_enrich.indexes.cluster import MAX_RETRIES, RETRY_ON_STATUS, ClusterIndex
 from inference_enrich.indexes.settings import IndexSettings
 
 
-class OpenSearchIndex(RestIndex):
+class OpenSearchIndex(ClusterIndex):
     sparse_field_type = "rank_features"
     engine = "OpenSearch"
 

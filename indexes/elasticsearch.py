@@ -6,11 +6,11 @@ from typing import Iterable, Iterator
 
 from elasticsearch import Elasticsearch, helpers
 
-from inference_enrich.indexes.rest import MAX_RETRIES, RETRY_ON_STATUS, RestIndex
+from inference_enrich.indexes.cluster import MAX_RETRIES, RETRY_ON_STATUS, ClusterIndex
 from inference_enrich.indexes.settings import IndexSettings
 
 
-class ElasticsearchIndex(RestIndex):
+class ElasticsearchIndex(ClusterIndex):
     sparse_field_type = "sparse_vector"
     engine = "Elasticsearch"
 

@@ -42,7 +42,6 @@ class DenseEncoder:
         )
         self.tokenize = Truncator(tokenizer, self.max_sequence_length)
         self._pad_id = tokenizer.pad_token_id
-        self.dimensions = int(self._model.config.hidden_size)
 
     @torch.inference_mode()
     def embed(self, batch: Sequence[TokenizedText]) -> list[TextEmbedding]:

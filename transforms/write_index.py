@@ -99,7 +99,7 @@ class WriteToSearchIndex(beam.PTransform):
         self._spec = spec
 
     def expand(self, enriched):
-        if self._settings.kind == "index":  # one writer: gather under one key first
+        if self._settings.kind == "embedded":  # one writer: gather under one key first
             enriched = (
                 enriched
                 | "OneWriterKey" >> beam.Map(lambda e: ("embedded-index", e))

@@ -1,4 +1,4 @@
-"""``enrich search``: expand a query with the sparse endpoint, then ask the index."""
+"""Query an index written by `enrich run`: expand the query with the sparse endpoint, then search."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from inference_enrich.inference import Endpoint, infer_texts, load_runtime
 from inference_enrich.inference.results import SPARSE_EMBEDDING
 
 
-def search_index(settings: IndexSettings, query: str, endpoint: Endpoint, field: str, top_k: int) -> list[Hit]:
+def search_index(settings: IndexSettings, query: str, endpoint: Endpoint, field: str | None,
+                 top_k: int) -> list[Hit]:
     """Top ``top_k`` hits for ``query`` by dot product with the indexed sparse vectors."""
     endpoint.require_task_type(SPARSE_EMBEDDING)
     if top_k < 1:

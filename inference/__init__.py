@@ -20,7 +20,7 @@ from inference_enrich.inference.results import (
     TextEmbedding,
 )
 from inference_enrich.inference.runtime import ModelRuntime, TokenizedText, infer_texts
-from inference_enrich.inference.service import load_runtime, perform_inference
+from inference_enrich.inference.api import load_runtime, perform_inference
 
 __all__ = [
     "Endpoint",

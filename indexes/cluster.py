@@ -1,4 +1,4 @@
-"""What Elasticsearch and OpenSearch share: index creation, bulk writes, searches.
+"""What Elasticsearch and OpenSearch clusters share: index creation, bulk writes, searches.
 
 Bulk writes follow elasticsearch-py's ``helpers.streaming_bulk``: actions are generated
 lazily, sent in chunks, 429 answers for single items are retried with exponential backoff,
@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable, Iterator
 
-from inference_enrich.indexes.base import BulkOutcome, Hit, IndexSpec
+from inference_enrich.indexes.base import DEFAULT_OUTPUT_FIELD, BulkOutcome, Hit, IndexSpec
 from inference_enrich.indexes.settings import DEFAULT_URLS, IndexSettings
 from inference_enrich.inference.results import SPARSE_EMBEDDING
 
@@ -21,7 +21,7 @@ MAX_RETRIES = 5
 BULK_CHUNK = 500
 
 
-class RestIndex:
+class ClusterIndex:
     """Base class: subclasses give the client, the field types and the query shape."""
 
     sparse_field_type = ""
@@ -105,7 +105,8 @@ class RestIndex:
                 yield BulkOutcome(str(result.get("_id")), f"{self.engine} rejected the document "
                                   f"(status {result.get('status')}): {error}")
 
-    def search(self, query_vector: dict[str, float], field: str, top_k: int) -> list[Hit]:
+    def search(self, query_vector: dict[str, float], field: str | None, top_k: int) -> list[Hit]:
+        field = field or DEFAULT_OUTPUT_FIELD
         response = self._client.search(
             index=self._name,
             body={"query": self.sparse_query(query_vector, field), "size": top_k,

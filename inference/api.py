@@ -1,4 +1,4 @@
-"""From an endpoint to a loaded runtime, and Elasticsearch's one-request inference call."""
+"""The Beam-free inference API: endpoint -> loaded runtime, and Elasticsearch's one-request call."""
 
 from __future__ import annotations
 

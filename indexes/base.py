@@ -8,6 +8,8 @@ from typing import Any, Iterable, Iterator, Protocol
 
 from inference_enrich.inference.results import SPARSE_EMBEDDING
 
+DEFAULT_OUTPUT_FIELD = "embedding"
+
 DOT_REPLACEMENT = "\u2024"
 """Elasticsearch and OpenSearch reject '.' in ``sparse_vector`` / ``rank_features`` feature
 names (it would mean an object path). Every '.' in a token becomes U+2024 ONE DOT LEADER,
@@ -57,8 +59,10 @@ class SearchIndex(Protocol):
     def bulk(self, documents: Iterable[tuple[str, dict[str, Any]]]) -> Iterator[BulkOutcome]:
         """Write ``(id, source)`` pairs (the same id replaces); one outcome per document."""
 
-    def search(self, query_vector: dict[str, float], field: str, top_k: int) -> list[Hit]:
-        """Top ``top_k`` documents by dot product of ``field`` with ``query_vector``."""
+    def search(self, query_vector: dict[str, float], field: str | None, top_k: int) -> list[Hit]:
+        """Top ``top_k`` documents by dot product of ``field`` with ``query_vector``;
+        ``field=None``: the field the index was written with (``DEFAULT_OUTPUT_FIELD`` where
+        the index cannot tell)."""
 
     def count(self) -> int:
         """Documents in the index (after making recent writes visible)."""

@@ -13,7 +13,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from inference_enrich.indexes.base import SearchIndex
 
-INDEX_SINKS = ("elasticsearch", "opensearch", "index")
+INDEX_SINKS = ("elasticsearch", "opensearch", "embedded")
+SINK_ALIASES = {"index": "embedded"}
+"""Older names still accepted: ``--sink index`` was the embedded index's first name."""
 DEFAULT_URLS = {"elasticsearch": "http://127.0.0.1:9200", "opensearch": "http://127.0.0.1:9200"}
 SECRET_FIELDS = ("api_key", "password")
 
@@ -31,6 +33,9 @@ class IndexSettings:
     password: str | None = None
     ca_certs: str | None = None
     verify_certs: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", SINK_ALIASES.get(self.kind, self.kind))
 
     def __repr__(self) -> str:
         shown = []
@@ -55,7 +60,7 @@ class IndexSettings:
 
     def describe(self) -> str:
         """Where the index is, for messages (no secrets)."""
-        if self.kind == "index":
+        if self.kind == "embedded":
             return f"embedded index {self.path}"
         return f"{self.kind} {redact_url(self.url or DEFAULT_URLS[self.kind])} index '{self.index}'"
 
@@ -80,7 +85,7 @@ def open_index(settings: IndexSettings) -> SearchIndex:
         from inference_enrich.indexes.opensearch import OpenSearchIndex
 
         return OpenSearchIndex(settings)
-    if settings.kind == "index":
+    if settings.kind == "embedded":
         from inference_enrich.indexes.embedded import EmbeddedIndex
 
         if not settings.path:

@@ -25,11 +25,11 @@ A config file has three sections (every key optional; flags given on the command
       max_batch_size: 64
       num_threads: 2                 # torch threads per worker (default: torch's choice)
     sink:
-      type: parquet                  # parquet | elasticsearch | opensearch | index
+      type: parquet                  # parquet | elasticsearch | opensearch | embedded
       output: ./enrich-output        # Parquet (and, for every sink, dead letters); fsspec URL
       url: http://127.0.0.1:9200     # elasticsearch / opensearch
       index: enriched                # elasticsearch / opensearch index name
-      path: ./idx                    # the embedded index directory (type: index)
+      path: ./idx                    # the embedded index directory (type: embedded)
       api_key: ...                   # or ES_API_KEY in the environment (preferred)
       username: elastic              # or ES_USERNAME / OPENSEARCH_USERNAME
       password: ...                  # or ES_PASSWORD / OPENSEARCH_PASSWORD (preferred)
@@ -48,7 +48,7 @@ from typing import Any
 
 import yaml
 
-from inference_enrich.indexes.settings import INDEX_SINKS, IndexSettings
+from inference_enrich.indexes.settings import INDEX_SINKS, SINK_ALIASES, IndexSettings
 from inference_enrich.inference.errors import InferenceEnrichError
 from inference_enrich.transforms.kafka import KafkaSettings
 from inference_enrich.transforms.formats import FORMATS
@@ -128,6 +128,7 @@ class JobConfig:
             self.input = [self.input]
         if isinstance(self.kafka_topic, str):
             self.kafka_topic = [self.kafka_topic]
+        self.sink = SINK_ALIASES.get(self.sink, self.sink)
 
 
 SINKS = ("parquet", *INDEX_SINKS)
@@ -256,5 +257,5 @@ def _validate(config: JobConfig, origin: str) -> None:
             raise fail("kafka_auto_offset_reset", "expected 'earliest' or 'latest'")
     if config.sink not in SINKS:
         raise fail("sink", f"unknown sink '{config.sink}' (known: {', '.join(SINKS)})")
-    if config.sink == "index" and not config.index_path:
+    if config.sink == "embedded" and not config.index_path:
         raise fail("index_path", "the embedded index sink needs a directory (--index-path DIR)")
