@@ -8,6 +8,7 @@ from elasticsearch import Elasticsearch, helpers
 
 from inference_enrich.indexes.cluster import MAX_RETRIES, RETRY_ON_STATUS, ClusterIndex
 from inference_enrich.indexes.settings import IndexSettings
+from inference_enrich.inference.secrets import reveal
 
 
 class ElasticsearchIndex(ClusterIndex):
@@ -22,9 +23,9 @@ class ElasticsearchIndex(ClusterIndex):
             "request_timeout": 60,
         }
         if settings.api_key:
-            options["api_key"] = settings.api_key
+            options["api_key"] = reveal(settings.api_key)
         elif settings.username:
-            options["basic_auth"] = (settings.username, settings.password or "")
+            options["basic_auth"] = (settings.username, reveal(settings.password) or "")
         if url.startswith("https"):
             options["verify_certs"] = settings.verify_certs
             if settings.ca_certs:

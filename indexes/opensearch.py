@@ -9,6 +9,7 @@ from opensearchpy import OpenSearch, helpers
 
 from inference_enrich.indexes.cluster import MAX_RETRIES, RETRY_ON_STATUS, ClusterIndex
 from inference_enrich.indexes.settings import IndexSettings
+from inference_enrich.inference.secrets import reveal
 
 
 class OpenSearchIndex(ClusterIndex):
@@ -23,7 +24,7 @@ class OpenSearchIndex(ClusterIndex):
             "timeout": 60,
         }
         if settings.username:
-            options["http_auth"] = (settings.username, settings.password or "")
+            options["http_auth"] = (settings.username, reveal(settings.password) or "")
         if url.startswith("https"):
             options.update(use_ssl=True, verify_certs=settings.verify_certs)
             if settings.ca_certs:

@@ -2,22 +2,24 @@
 
 Secrets (API key, password) may come from the environment so they never sit in a config file
 or a shell history: ``ES_API_KEY``, ``ES_USERNAME``/``ES_PASSWORD`` (Elasticsearch) and
-``OPENSEARCH_USERNAME``/``OPENSEARCH_PASSWORD``. They are never logged: ``repr`` masks them.
+``OPENSEARCH_USERNAME``/``OPENSEARCH_PASSWORD``. They are held as ``SecretStr`` and shown by the
+project's one rule (inference/secrets.py): ``repr`` masks them and the URL's password.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, fields
-from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import SecretStr
 
 from inference_enrich.indexes.base import SearchIndex
+from inference_enrich.inference.secrets import as_secret, masked, redact_url
 
 INDEX_SINKS = ("elasticsearch", "opensearch", "embedded")
 SINK_ALIASES = {"index": "embedded"}
 """Older names still accepted: ``--sink index`` was the embedded index's first name."""
 DEFAULT_URLS = {"elasticsearch": "http://127.0.0.1:9200", "opensearch": "http://127.0.0.1:9200"}
-SECRET_FIELDS = ("api_key", "password")
 
 
 @dataclass(frozen=True)
@@ -28,25 +30,20 @@ class IndexSettings:
     url: str | None = None  # elasticsearch / opensearch
     index: str = "enriched"  # elasticsearch / opensearch index name
     path: str | None = None  # embedded index directory
-    api_key: str | None = None
+    api_key: SecretStr | None = None  # a plain str is accepted and wrapped
     username: str | None = None
-    password: str | None = None
+    password: SecretStr | None = None
     ca_certs: str | None = None
     verify_certs: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", SINK_ALIASES.get(self.kind, self.kind))
+        object.__setattr__(self, "api_key", as_secret(self.api_key))
+        object.__setattr__(self, "password", as_secret(self.password))
 
     def __repr__(self) -> str:
-        shown = []
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in SECRET_FIELDS and value:
-                value = "***"
-            elif f.name == "url" and value:
-                value = redact_url(value)
-            shown.append(f"{f.name}={value!r}")
-        return f"IndexSettings({', '.join(shown)})"
+        shown = ", ".join(f"{f.name}={masked(f.name, getattr(self, f.name))!r}" for f in fields(self))
+        return f"IndexSettings({shown})"
 
     def with_environment(self) -> "IndexSettings":
         """Fill credentials that were not configured from the environment."""
@@ -63,15 +60,6 @@ class IndexSettings:
         if self.kind == "embedded":
             return f"embedded index {self.path}"
         return f"{self.kind} {redact_url(self.url or DEFAULT_URLS[self.kind])} index '{self.index}'"
-
-
-def redact_url(url: str) -> str:
-    """``url`` without a password in its user-info part."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def open_index(settings: IndexSettings) -> SearchIndex:

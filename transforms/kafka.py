@@ -37,6 +37,7 @@ from apache_beam.transforms.core import RestrictionProvider
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
 
+from inference_enrich.inference.secrets import masked, protect_secrets, reveal
 from inference_enrich.transforms.documents import (
     DEAD_LETTER_TAG,
     PARSE,
@@ -54,13 +55,13 @@ UNBOUNDED_END = sys.maxsize
 POLL_BATCH = 500
 POLL_TIMEOUT_S = 0.05  # short: consume() waits the whole timeout unless POLL_BATCH arrive
 STALL_TIMEOUT_S = 120.0
-SECRET_MARKERS = ("password", "secret", "token", "key.pem", "ssl.key")
 
 
 @dataclass(frozen=True)
 class KafkaSettings:
     """Where to read and how. ``client_config`` passes straight to confluent-kafka
-    (``security.protocol``, ``sasl.*``, ``ssl.*``, timeouts, ...)."""
+    (``security.protocol``, ``sasl.*``, ``ssl.*``, timeouts, ...); values named like secrets
+    are held as ``SecretStr`` (inference/secrets.py) and revealed only to the client."""
 
     bootstrap: str
     topics: tuple[str, ...]
@@ -72,20 +73,23 @@ class KafkaSettings:
     stop_after_seconds: float | None = None
     reader: str = "python"
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "client_config", protect_secrets(self.client_config))
+
     def consumer_config(self) -> dict[str, Any]:
+        """The confluent-kafka consumer configuration (secrets revealed: give it only to the client)."""
         return {
             "bootstrap.servers": self.bootstrap,
             "group.id": self.group,
             "enable.auto.commit": False,
             "auto.offset.reset": self.auto_offset_reset,
-            **self.client_config,
+            **reveal(self.client_config),
         }
 
-    def __repr__(self) -> str:  # client_config may hold SASL passwords or keys
-        shown = {k: ("***" if any(m in k.lower() for m in SECRET_MARKERS) else v)
-                 for k, v in self.client_config.items()}
+    def __repr__(self) -> str:
         return (f"KafkaSettings(bootstrap={self.bootstrap!r}, topics={self.topics!r}, "
-                f"group={self.group!r}, streaming={self.streaming}, client_config={shown!r})")
+                f"group={self.group!r}, streaming={self.streaming}, "
+                f"client_config={masked('client_config', self.client_config)!r})")
 
 
 @dataclass(frozen=True)
