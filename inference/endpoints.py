@@ -11,7 +11,11 @@
         task_settings: {top_k: 100}
 
 Everything is validated when the file is loaded, so a typo fails at start-up with the file,
-the endpoint and the key in the message, not hours into a job.
+the endpoint and the key in the message, not hours into a job. Each block of the body is a
+pydantic model declared once below (unknown keys, wrong types and out-of-range values are
+errors); a field's description says what a valid value is, and the error quotes it.
+``Endpoint.from_body`` applies the same checks to a body sent over HTTP, ``to_body`` gives it
+back in the same shape.
 """
 
 from __future__ import annotations
@@ -19,9 +23,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from inference_enrich.inference.errors import (
     EndpointConfigError,
@@ -30,61 +43,94 @@ from inference_enrich.inference.errors import (
 )
 from inference_enrich.inference.models import BUILT_IN_MODELS, is_known_model_id
 from inference_enrich.inference.results import SPARSE_EMBEDDING, TASK_TYPES, TEXT_EMBEDDING
+from inference_enrich.inference.validation import InvalidSetting, setting_problems, yaml_problem
 
-SERVICES: dict[str, tuple[str, ...]] = {"transformers": TASK_TYPES}
-"""service name -> the task types it can serve."""
 
-ENDPOINT_KEYS = ("task_type", "service", "service_settings", "task_settings")
+class Settings(BaseModel):
+    """One block of an endpoint body. Validated with the endpoint's task type as context
+    (``info.context["task_type"]``) for rules that depend on it."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class TransformersServiceSettings(Settings):
+    """``service: transformers``: a Hugging Face model run locally, inside each worker."""
+
+    model_id: str = Field(
+        min_length=1,
+        description=f"a built-in alias ({', '.join(sorted(BUILT_IN_MODELS))}), a local directory or a hub id",
+    )
+    max_sequence_length: int | None = Field(
+        None, ge=2, description="an integer >= 2 (tokens, special tokens included)"
+    )
+    quantization: Literal["none", "int8"] = Field(
+        "none",
+        description="'none' (exact, the default) or 'int8' (sparse_embedding only: faster, approximate)",
+    )
+
+    @field_validator("model_id")
+    @classmethod
+    def _model_exists(cls, model_id: str) -> str:
+        if not is_known_model_id(model_id):
+            expected = cls.model_fields["model_id"].description
+            raise ValueError(f"unknown model '{model_id}' (expected {expected})")
+        return model_id
+
+    @model_validator(mode="after")
+    def _quantization_fits_task_type(self, info: ValidationInfo) -> "TransformersServiceSettings":
+        task_type = (info.context or {}).get("task_type")
+        if self.quantization != "none" and task_type != SPARSE_EMBEDDING:
+            raise InvalidSetting("quantization", f"only 'none' is available for {task_type}")
+        return self
+
+
+class SparseEmbeddingTaskSettings(Settings):
+    """Pruning of sparse results."""
+
+    top_k: int | None = Field(None, gt=0, description="a positive integer (keep the k highest weights)")
+    min_weight: float | None = Field(None, ge=0, description="a number >= 0 (drop smaller weights)")
+
+
+class TextEmbeddingTaskSettings(Settings):
+    """text_embedding endpoints take no task settings."""
+
+
+TASK_SETTINGS: dict[str, type[Settings]] = {
+    SPARSE_EMBEDDING: SparseEmbeddingTaskSettings,
+    TEXT_EMBEDDING: TextEmbeddingTaskSettings,
+}
 
 
 @dataclass(frozen=True)
-class SettingSpec:
-    """One allowed setting: its type check, a description of valid values, and if required."""
+class Service:
+    """A service an endpoint can name: the model of its ``service_settings``, its task types."""
 
-    check: Callable[[Any], bool]
-    expected: str
-    required: bool = False
-
-
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+    settings: type[Settings]
+    task_types: tuple[str, ...]
 
 
-def _non_negative_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+SERVICES: dict[str, Service] = {"transformers": Service(TransformersServiceSettings, TASK_TYPES)}
+"""service name -> Service. Remote services (``openai``, ``elasticsearch``) join this table
+with their own settings model (url, an api_key held as ``SecretStr``, rate_limit, ...)."""
 
 
-def _non_empty_string(value: Any) -> bool:
-    return isinstance(value, str) and bool(value.strip())
+class EndpointBody(Settings):
+    """The body of ``PUT _inference/<task_type>/<inference_id>`` (and one endpoints.yaml entry).
 
+    ``task_type`` and ``service`` choose the models that check the two settings blocks.
+    ``chunking_settings`` (Elasticsearch: sentence | word | recursive | none) will be a field
+    here, with its own model, when chunking is implemented.
+    """
 
-SERVICE_SETTINGS: dict[str, SettingSpec] = {
-    "model_id": SettingSpec(
-        _non_empty_string,
-        f"a built-in alias ({', '.join(sorted(BUILT_IN_MODELS))}), a local directory or a hub id",
-        required=True,
-    ),
-    "max_sequence_length": SettingSpec(
-        lambda v: _positive_int(v) and v >= 2, "an integer >= 2 (tokens, special tokens included)"
-    ),
-    "quantization": SettingSpec(
-        lambda v: v in ("none", "int8"),
-        "'none' (exact, the default) or 'int8' (sparse_embedding only: faster, approximate)",
-    ),
-}
-
-TASK_SETTINGS: dict[str, dict[str, SettingSpec]] = {
-    SPARSE_EMBEDDING: {
-        "top_k": SettingSpec(_positive_int, "a positive integer (keep the k highest weights)"),
-        "min_weight": SettingSpec(_non_negative_number, "a number >= 0 (drop smaller weights)"),
-    },
-    TEXT_EMBEDDING: {},
-}
+    task_type: str | None = None  # may come from the URL path instead
+    service: str
+    service_settings: dict[str, Any]
+    task_settings: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One configured inference endpoint (validated)."""
+    """One configured inference endpoint (validated: build it with ``from_body``)."""
 
     inference_id: str
     task_type: str
@@ -100,6 +146,69 @@ class Endpoint:
         """Raise as Elasticsearch does when asked for a task type this endpoint does not do."""
         if task_type != self.task_type:
             raise IncompatibleTaskTypeError(requested=task_type, actual=self.task_type)
+
+    @classmethod
+    def from_body(
+        cls, inference_id: str, body: Any, task_type: str | None = None, *, source: str | None = None
+    ) -> "Endpoint":
+        """Validate a create-endpoint body into an Endpoint.
+
+        ``task_type`` is the one of the URL path (``PUT _inference/{task_type}/{id}``), when the
+        body comes over HTTP; endpoints.yaml puts it in the body. Raises
+        ``EndpointConfigError`` naming ``source`` (a file), the endpoint and the key.
+        """
+        prefix = f"{source}: " if source else ""
+
+        def fail(key: str, problem: str) -> EndpointConfigError:
+            return EndpointConfigError(f"{prefix}endpoint '{inference_id}': {key}: {problem}")
+
+        if not isinstance(body, Mapping):
+            raise fail("(body)", "must be a mapping with " + ", ".join(EndpointBody.model_fields))
+        parsed = _validate(EndpointBody, body, "", fail)
+        if task_type is not None and parsed.task_type not in (None, task_type):
+            raise fail("task_type", f"'{parsed.task_type}' in the body differs from '{task_type}' in the path")
+        task_type = task_type or parsed.task_type
+        if task_type is None:
+            raise fail("task_type", "required")
+        if task_type not in TASK_TYPES:
+            raise fail("task_type", f"unknown task type '{task_type}' (known: {', '.join(TASK_TYPES)})")
+        service = SERVICES.get(parsed.service)
+        if service is None:
+            raise fail("service", f"unknown service '{parsed.service}' (known: {', '.join(SERVICES)})")
+        if task_type not in service.task_types:
+            raise fail("task_type", f"service '{parsed.service}' cannot do '{task_type}'")
+        service_settings = _validate(service.settings, parsed.service_settings, "service_settings",
+                                     fail, task_type)
+        task_settings = _validate(TASK_SETTINGS[task_type], parsed.task_settings or {}, "task_settings",
+                                  fail, task_type)
+        return cls(inference_id, task_type, parsed.service,
+                   service_settings.model_dump(exclude_unset=True),
+                   task_settings.model_dump(exclude_unset=True))
+
+    def to_body(self) -> dict[str, Any]:
+        """The body ``from_body`` accepts (task type included), as endpoints.yaml and
+        ``GET _inference`` show it; add ``inference_id`` for the GET shape."""
+        return {
+            "task_type": self.task_type,
+            "service": self.service,
+            "service_settings": dict(self.service_settings),
+            "task_settings": dict(self.task_settings),
+        }
+
+
+def _validate(
+    model: type[Settings],
+    data: Mapping[str, Any],
+    section: str,
+    fail: Callable[[str, str], EndpointConfigError],
+    task_type: str | None = None,
+) -> Any:
+    """``data`` validated by ``model``; the first mistake raised as ``section.key: problem``."""
+    try:
+        return model.model_validate(data, context={"task_type": task_type})
+    except ValidationError as error:
+        key, problem = next(setting_problems(error, model, quote_descriptions=True))
+        raise fail(f"{section}.{key}" if section else key, problem) from None
 
 
 class EndpointRegistry:
@@ -145,7 +254,7 @@ def load_endpoints(path: str | Path | None = None) -> EndpointRegistry:
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise EndpointConfigError(f"{path}: not valid YAML: {error}") from error
+        raise EndpointConfigError(f"{path}: not valid YAML: {yaml_problem(error)}") from None
     return parse_endpoints(document, source=str(path))
 
 
@@ -156,66 +265,8 @@ def parse_endpoints(document: Any, source: str) -> EndpointRegistry:
     entries = document["endpoints"]
     if not isinstance(entries, dict) or not entries:
         raise EndpointConfigError(f"{source}: 'endpoints' must map inference ids to endpoints")
-    endpoints = {}
-    for inference_id, body in entries.items():
-        endpoints[str(inference_id)] = _parse_endpoint(str(inference_id), body, source)
+    endpoints = {
+        str(inference_id): Endpoint.from_body(str(inference_id), body, source=source)
+        for inference_id, body in entries.items()
+    }
     return EndpointRegistry(endpoints, source)
-
-
-def _parse_endpoint(inference_id: str, body: Any, source: str) -> Endpoint:
-    def fail(key: str, problem: str) -> EndpointConfigError:
-        return EndpointConfigError(f"{source}: endpoint '{inference_id}': {key}: {problem}")
-
-    if not isinstance(body, dict):
-        raise fail("(body)", "must be a mapping with " + ", ".join(ENDPOINT_KEYS))
-    for key in body:
-        if key not in ENDPOINT_KEYS:
-            raise fail(str(key), f"unknown key (allowed: {', '.join(ENDPOINT_KEYS)})")
-    for key in ("task_type", "service", "service_settings"):
-        if key not in body:
-            raise fail(key, "required")
-
-    task_type, service = body["task_type"], body["service"]
-    if task_type not in TASK_TYPES:
-        raise fail("task_type", f"unknown task type '{task_type}' (known: {', '.join(TASK_TYPES)})")
-    if service not in SERVICES:
-        raise fail("service", f"unknown service '{service}' (known: {', '.join(SERVICES)})")
-    if task_type not in SERVICES[service]:
-        raise fail("task_type", f"service '{service}' cannot do '{task_type}'")
-
-    service_settings = _check_settings(
-        body["service_settings"], SERVICE_SETTINGS, "service_settings", fail
-    )
-    model_id = service_settings["model_id"]
-    if not is_known_model_id(model_id):
-        raise fail(
-            "service_settings.model_id",
-            f"unknown model '{model_id}' (expected {SERVICE_SETTINGS['model_id'].expected})",
-        )
-    if service_settings.get("quantization", "none") != "none" and task_type != SPARSE_EMBEDDING:
-        raise fail("service_settings.quantization", f"only 'none' is available for {task_type}")
-    task_settings = _check_settings(
-        body.get("task_settings") or {}, TASK_SETTINGS[task_type], "task_settings", fail
-    )
-    return Endpoint(inference_id, task_type, service, service_settings, task_settings)
-
-
-def _check_settings(
-    settings: Any,
-    specs: Mapping[str, SettingSpec],
-    section: str,
-    fail: Callable[[str, str], EndpointConfigError],
-) -> dict[str, Any]:
-    if not isinstance(settings, dict):
-        raise fail(section, "must be a mapping")
-    for key, value in settings.items():
-        spec = specs.get(key)
-        if spec is None:
-            allowed = ", ".join(specs) or "none for this task type"
-            raise fail(f"{section}.{key}", f"unknown key (allowed: {allowed})")
-        if not spec.check(value):
-            raise fail(f"{section}.{key}", f"expected {spec.expected}, got {value!r}")
-    for key, spec in specs.items():
-        if spec.required and key not in settings:
-            raise fail(f"{section}.{key}", "required")
-    return dict(settings)

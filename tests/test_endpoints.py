@@ -13,7 +13,7 @@ from inference_enrich.inference import (
     UnknownEndpointError,
     load_endpoints,
 )
-from inference_enrich.inference.endpoints import default_endpoints_path
+from inference_enrich.inference.endpoints import Endpoint, default_endpoints_path
 
 
 def write(tmp_path, body: str):
@@ -113,3 +113,28 @@ def test_wrong_task_type_is_worded_as_elasticsearch_words_it(endpoints):
 def test_unknown_inference_id(endpoints):
     with pytest.raises(UnknownEndpointError, match=r"Inference endpoint not found \[nope\].*my-elser-model"):
         endpoints.get("nope")
+
+
+def test_every_packaged_endpoint_round_trips_through_its_body(endpoints):
+    for endpoint in endpoints:
+        body = endpoint.to_body()
+        assert set(body) == {"task_type", "service", "service_settings", "task_settings"}
+        assert Endpoint.from_body(endpoint.inference_id, body) == endpoint
+    assert endpoints.get("my-elser-model").to_body()["service_settings"] == {
+        "model_id": "splade-tiny", "max_sequence_length": 512}  # as written, no defaults added
+
+
+def test_a_body_sent_over_http_is_checked_like_the_file():
+    """``PUT _inference/sparse_embedding/my-model`` carries the task type in its path."""
+    body = {"service": "transformers", "service_settings": {"model_id": "splade-tiny"},
+            "task_settings": {"top_k": 5}}
+    endpoint = Endpoint.from_body("my-model", body, task_type="sparse_embedding")
+    assert (endpoint.task_type, endpoint.model_id, endpoint.task_settings) == (
+        "sparse_embedding", "splade-tiny", {"top_k": 5})
+    with pytest.raises(EndpointConfigError) as error:
+        Endpoint.from_body("my-model", {**body, "task_settings": {"top_k": 0}}, task_type="sparse_embedding")
+    assert str(error.value).startswith("endpoint 'my-model': task_settings.top_k: expected a positive integer")
+    with pytest.raises(EndpointConfigError, match="endpoint 'my-model': task_type: required"):
+        Endpoint.from_body("my-model", body)
+    with pytest.raises(EndpointConfigError, match="task_type: 'text_embedding' in the body differs"):
+        Endpoint.from_body("my-model", {**body, "task_type": "text_embedding"}, task_type="sparse_embedding")
