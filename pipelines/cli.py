@@ -11,19 +11,27 @@ import argparse
 import json
 import logging
 import sys
-from typing import Sequence
+import textwrap
+import types
+from typing import Iterable, Literal, Sequence, Union, get_args, get_origin
 
 from apache_beam.options.pipeline_options import PipelineOptions
+from pydantic.fields import FieldInfo
 
 from inference_enrich import __version__
 from inference_enrich.inference import InferenceEnrichError, load_endpoints, perform_inference
 from inference_enrich.inference.results import TASK_TYPES
-from inference_enrich.indexes.settings import INDEX_SINKS, SINK_ALIASES, IndexSettings
-from inference_enrich.pipelines.config import SINKS, JobConfig, load_job_config
+from inference_enrich.indexes.settings import INDEX_SINKS, SINK_ALIASES
+from inference_enrich.pipelines.config import (
+    SECTIONS,
+    SETTINGS,
+    JobConfig,
+    flag,
+    load_job_config,
+)
 from inference_enrich.indexes.query import search_index
 from inference_enrich.pipelines.enrich import resolve_endpoint, run_job
 from inference_enrich.pipelines.summary import format_summary
-from inference_enrich.transforms.formats import FORMATS
 
 DEFAULT_RUNNER = "FnApiRunner"
 
@@ -36,11 +44,11 @@ Any other option is passed to Apache Beam as a pipeline option, for example:
   --job_endpoint=HOST:PORT   with --runner=PortableRunner
 See Beam's PipelineOptions for the full list.
 
-Defaults: input = the bundled sample corpus, format = from the file extension,
-inference id = my-elser-model, endpoints = the packaged configs/endpoints.yaml,
-output = ./{JobConfig.output}. A re-run replaces the output directory's part files.
 Output: OUTPUT/part-*.parquet (read with pyarrow.dataset.dataset(OUTPUT)) and
-dead letters as JSON Lines in OUTPUT/_dead_letter/."""
+dead letters as JSON Lines in OUTPUT/_dead_letter/. A re-run replaces the output
+directory's part files."""
+SEARCH_INDEX_SETTINGS = ("es_url", "index", "index_path", "username", "ca_certs", "verify_certs")
+"""The sink settings ``enrich search`` takes as flags too (credentials: the environment)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,45 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )
-    run.add_argument("--config", metavar="FILE", help="job config YAML (see configs/local.yaml)")
-    run.add_argument("--source", choices=("files", "kafka"), help="where documents come from (default: files)")
-    run.add_argument("--kafka-bootstrap", "--kafka_bootstrap", dest="kafka_bootstrap", metavar="HOST:PORT")
-    run.add_argument("--kafka-topic", "--kafka_topic", dest="kafka_topic", action="append", metavar="T",
-                     help="topic to read; repeat for several")
-    run.add_argument("--kafka-group", "--kafka_group", dest="kafka_group", metavar="G",
-                     help="consumer group whose offsets are read and committed (default: inference-enrich)")
-    run.add_argument("--streaming", action="store_true", default=None,
-                     help="read Kafka without end (also sets Beam's --streaming)")
-    run.add_argument("--stop-after-records", "--stop_after_records", dest="stop_after_records", type=int,
-                     metavar="N", help="streaming: stop after N records")
-    run.add_argument("--stop-after-seconds", "--stop_after_seconds", dest="stop_after_seconds", type=float,
-                     metavar="T", help="streaming: stop after T seconds")
-    run.add_argument(
-        "--input",
-        action="append",
-        metavar="URL_OR_GLOB",
-        help="input file, directory or glob; any fsspec URL (file://, memory://, s3://, gs://); "
-        "repeat for several",
-    )
-    run.add_argument("--format", choices=FORMATS, help="input format (default: by extension)")
-    run.add_argument("--output", metavar="DIR", help="output directory (any fsspec URL)")
-    run.add_argument("--endpoints", metavar="FILE", help="endpoints YAML")
-    run.add_argument("--inference-id", "--inference_id", dest="inference_id", metavar="ID")
-    run.add_argument("--text-field", "--text_field", dest="text_field", metavar="F",
-                     help="record field holding the text (default: text)")
-    run.add_argument("--id-field", "--id_field", dest="id_field", metavar="F",
-                     help="record field holding the id (default: id; else a hash of the record)")
-    run.add_argument("--output-field", "--output_field", dest="output_field", metavar="F",
-                     help="column for the inference result (default: embedding)")
-    run.add_argument("--max-batch-tokens", "--max_batch_tokens", dest="max_batch_tokens",
-                     type=int, metavar="N", help="padded tokens per forward pass (default: 8192)")
-    run.add_argument("--max-batch-size", "--max_batch_size", dest="max_batch_size", type=int,
-                     metavar="N", help="documents per forward pass (default: 64)")
-    run.add_argument("--num-threads", "--num_threads", dest="num_threads", type=int,
-                     metavar="N", help="torch threads per worker (default: torch's choice)")
-    run.add_argument("--sink", choices=(*SINKS, *SINK_ALIASES),
-                     help="where enriched records go (default: parquet, in --output)")
-    add_index_arguments(run)
+    run.add_argument("--config", metavar="FILE",
+                     help="job config YAML (see configs/local.yaml); flags given here win over it")
+    add_job_settings(run)
     run.add_argument("--quiet", action="store_true", help="print only the summary")
 
     search = commands.add_parser(
@@ -117,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--sink", choices=(*INDEX_SINKS, *SINK_ALIASES), default=None,
                         help="which index to search (default: embedded if --index-path is given, "
                         "else elasticsearch)")
-    add_index_arguments(search)
+    add_setting_flags(search, SEARCH_INDEX_SETTINGS)
     search.add_argument("--top-k", "--top_k", dest="top_k", type=int, default=10, metavar="K")
     search.add_argument("--inference-id", "--inference_id", dest="inference_id",
                         default="my-elser-model", metavar="ID", help="sparse endpoint (default: my-elser-model)")
@@ -147,13 +119,58 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_index_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--es-url", "--es_url", dest="es_url", metavar="URL",
-                        help="Elasticsearch/OpenSearch URL (default: http://127.0.0.1:9200)")
-    parser.add_argument("--index", metavar="NAME",
-                        help="Elasticsearch/OpenSearch index name (default: enriched)")
-    parser.add_argument("--index-path", "--index_path", dest="index_path", metavar="DIR",
-                        help="embedded index directory (one writer at a time)")
+def add_job_settings(run: argparse.ArgumentParser) -> None:
+    """One flag per JobConfig setting, grouped by config-file section; secrets get none."""
+    for section in SECTIONS:
+        names = [name for name, setting in SETTINGS.items() if setting.section == section]
+        renamed = [f"{flag(name)} is {SETTINGS[name].key}" for name in names if SETTINGS[name].key]
+        file_only = [name for name in names if SETTINGS[name].secret]
+        about = (f"Config file section '{section}:', keys as the flags with underscores"
+                 + (f" ({'; '.join(renamed)})" if renamed else "") + "."
+                 + (f" Config file only (secrets stay off command lines): {', '.join(file_only)}."
+                    if file_only else ""))
+        group = run.add_argument_group(f"{section} settings", textwrap.fill(about, 78))
+        add_setting_flags(group, [name for name in names if name not in file_only])
+
+
+def add_setting_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+                      names: Iterable[str]) -> None:
+    """``--kebab-name`` (and ``--snake_name``) for each JobConfig field in ``names``: help from
+    its description and default, the value's type or choices from its annotation. A flag not
+    given leaves no attribute (``SUPPRESS``), so the config file's value stands."""
+    for name in names:
+        field = JobConfig.model_fields[name]
+        value_type = _without_none(field.annotation)
+        options = [flag(name)] + ([f"--{name}"] if "_" in name and value_type is not bool else [])
+        kwargs: dict = {"dest": name, "default": argparse.SUPPRESS, "help": _flag_help(field)}
+        if value_type is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction  # --x and --no-x
+        else:
+            if get_origin(value_type) is list:
+                kwargs["action"] = "append"
+                value_type = get_args(value_type)[0]
+            if get_origin(value_type) is Literal:
+                kwargs["metavar"] = "{" + ",".join(get_args(value_type)) + "}"
+            else:
+                kwargs["metavar"] = SETTINGS[name].metavar or name.upper()
+            if value_type in (int, float):
+                kwargs["type"] = value_type
+        parser.add_argument(*options, **kwargs)
+
+
+def _without_none(annotation: object) -> object:
+    """``X | None`` -> ``X``."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        (annotation,) = [arg for arg in get_args(annotation) if arg is not type(None)]
+    return annotation
+
+
+def _flag_help(field: FieldInfo) -> str:
+    text = field.description or ""
+    if field.default is not None and field.default_factory is None and "(default" not in text:
+        shown = str(field.default).lower() if isinstance(field.default, bool) else field.default
+        text += f" (default: {shown})"
+    return text.replace("%", "%%")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -176,15 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
     _configure_logging(quiet=args.quiet)
-    overrides = {
-        key: getattr(args, key)
-        for key in ("input", "format", "output", "endpoints", "inference_id", "text_field",
-                    "id_field", "output_field", "max_batch_tokens", "max_batch_size",
-                    "num_threads", "sink", "es_url", "index", "index_path", "source",
-                    "kafka_bootstrap", "kafka_topic", "kafka_group", "streaming",
-                    "stop_after_records", "stop_after_seconds")
-    }
-    job = load_job_config(args.config, overrides)
+    job = load_job_config(args.config, given_settings(args))
     if not any(arg.split("=")[0] == "--runner" for arg in beam_args):
         beam_args = [f"--runner={DEFAULT_RUNNER}", *beam_args]
     if job.streaming:
@@ -203,6 +212,11 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
     return 0
 
 
+def given_settings(args: argparse.Namespace, names: Iterable[str] = SETTINGS) -> dict:
+    """The JobConfig settings among ``names`` given as flags (flags not given leave no attribute)."""
+    return {name: getattr(args, name) for name in names if hasattr(args, name)}
+
+
 def _infer(args: argparse.Namespace) -> int:
     endpoint = load_endpoints(args.endpoints).get(args.inference_id)
     print(json.dumps(perform_inference(endpoint, args.task_type, args.text), indent=2))
@@ -210,9 +224,9 @@ def _infer(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    kind = args.sink or ("embedded" if args.index_path else "elasticsearch")
-    settings = IndexSettings(kind=kind, url=args.es_url, index=args.index or "enriched",
-                             path=args.index_path)
+    given = given_settings(args, SEARCH_INDEX_SETTINGS)
+    kind = args.sink or ("embedded" if "index_path" in given else "elasticsearch")
+    settings = load_job_config(None, {**given, "sink": kind}).index_settings()
     hits = search_index(settings, args.query, load_endpoints(args.endpoints).get(args.inference_id),
                         args.output_field, args.top_k)
     if args.json:
@@ -230,16 +244,7 @@ def _search(args: argparse.Namespace) -> int:
 
 def _endpoints(args: argparse.Namespace) -> int:
     registry = load_endpoints(args.endpoints)
-    rows = [
-        {
-            "inference_id": e.inference_id,
-            "task_type": e.task_type,
-            "service": e.service,
-            "service_settings": dict(e.service_settings),
-            "task_settings": dict(e.task_settings),
-        }
-        for e in registry
-    ]
+    rows = [{"inference_id": e.inference_id, **e.to_body()} for e in registry]
     if args.json:
         print(json.dumps({"endpoints": rows}, indent=2))
         return 0

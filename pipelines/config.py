@@ -1,4 +1,4 @@
-"""The job configuration: YAML file and command-line flags, merged and validated.
+"""The job configuration: one pydantic model, filled from a YAML file and command-line flags.
 
 A config file has three sections (every key optional; flags given on the command line win)::
 
@@ -37,25 +37,61 @@ A config file has three sections (every key optional; flags given on the command
       verify_certs: true
 
 Relative local paths in a config file are relative to that file's directory.
+
+Each setting is declared once, as a field of ``JobConfig``: type, default, constraint and
+description, plus a ``Setting`` marker naming its file section (and its key there, where the
+file's name differs from the field's). The file reader, the validation, the error messages
+(``FILE: section.key: problem``, or ``command line: --flag: problem``) and the flags of
+``enrich run`` (pipelines/cli.py) all come from that declaration.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
-from inference_enrich.indexes.settings import INDEX_SINKS, SINK_ALIASES, IndexSettings
+from inference_enrich.indexes.settings import DEFAULT_URLS, INDEX_SINKS, SINK_ALIASES, IndexSettings
 from inference_enrich.inference.errors import InferenceEnrichError
-from inference_enrich.transforms.kafka import KafkaSettings
+from inference_enrich.inference.secrets import masked, protect_secrets
+from inference_enrich.inference.validation import InvalidSetting, setting_problems, yaml_problem
 from inference_enrich.transforms.formats import FORMATS
+from inference_enrich.transforms.kafka import KafkaSettings
+
+SECTIONS = ("source", "inference", "sink")
 
 
 class JobConfigError(InferenceEnrichError):
-    """An invalid job configuration; the message names the file and the key."""
+    """An invalid job configuration; the message names the file (or flag) and the key."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """Where a ``JobConfig`` field lives in a config file and how the command line treats it."""
+
+    section: str
+    key: str | None = None  # the config file's key, where it differs from the field name
+    metavar: str | None = None  # the value's placeholder in --help
+    path: bool = False  # a relative path in a config file resolves against the file's directory
+    secret: bool = False  # config file (or environment) only: no flag, never echoed
+
+    def file_key(self, name: str) -> str:
+        return self.key or name
 
 
 def sample_corpus_path() -> str:
@@ -63,48 +99,123 @@ def sample_corpus_path() -> str:
     return str(resources.files("inference_enrich.sample_data") / "sample_corpus.jsonl")
 
 
-@dataclass
-class JobConfig:
-    """Everything a run needs besides Beam's own pipeline options."""
+def _one_or_many(value: Any) -> Any:
+    """A config file may give one string where a list is expected."""
+    return [value] if isinstance(value, str) else value
 
-    source: str = "files"
-    input: list[str] = field(default_factory=lambda: [sample_corpus_path()])
-    format: str | None = None
-    kafka_bootstrap: str | None = None
-    kafka_topic: list[str] = field(default_factory=list)
-    kafka_group: str = "inference-enrich"
-    kafka_auto_offset_reset: str = "earliest"
-    kafka_reader: str = "python"
-    kafka_config: dict[str, Any] = field(default_factory=dict)
-    streaming: bool = False
-    stop_after_records: int | None = None
-    stop_after_seconds: float | None = None
-    endpoints: str | None = None
-    inference_id: str = "my-elser-model"
-    text_field: str = "text"
-    id_field: str = "id"
-    output_field: str = "embedding"
-    max_batch_tokens: int = 8192
-    max_batch_size: int = 64
-    num_threads: int | None = None
-    output: str = "enrich-output"
-    sink: str = "parquet"
-    es_url: str | None = None
-    index: str = "enriched"
-    index_path: str | None = None
-    api_key: str | None = None
-    username: str | None = None
-    password: str | None = None
-    ca_certs: str | None = None
-    verify_certs: bool = True
 
-    def __repr__(self) -> str:  # never print secrets
-        hidden = {"api_key", "password", "kafka_config"}
-        shown = ", ".join(
-            f"{f.name}={'***' if f.name in hidden and getattr(self, f.name) else getattr(self, f.name)!r}"
-            for f in fields(self)
-        )
-        return f"JobConfig({shown})"
+def _current_sink_name(value: Any) -> Any:
+    return SINK_ALIASES.get(value, value) if isinstance(value, str) else value
+
+
+Strings = Annotated[list[str], BeforeValidator(_one_or_many)]
+Format = Literal[FORMATS]  # type: ignore[valid-type]  # the readers transforms/formats.py has
+SinkKind = Annotated[Literal[("parquet", *INDEX_SINKS)], BeforeValidator(_current_sink_name)]  # type: ignore[valid-type]
+ClientConfig = Annotated[dict[str, Any], AfterValidator(protect_secrets)]
+
+
+class JobConfig(BaseModel):
+    """Everything a run needs besides Beam's own pipeline options (validated on creation)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    # --- source ---
+    source: Annotated[Literal["files", "kafka"], Setting("source", key="type")] = Field(
+        "files", description="where documents come from")
+    input: Annotated[Strings, Setting("source", metavar="URL_OR_GLOB", path=True)] = Field(
+        default_factory=lambda: [sample_corpus_path()], min_length=1,
+        description="input file, directory or glob; any fsspec URL (file://, memory://, s3://, "
+        "gs://); repeat for several (default: the bundled sample corpus)")
+    format: Annotated[Format | None, Setting("source")] = Field(
+        None, description="input format (default: from the file extension)")
+    kafka_bootstrap: Annotated[str | None, Setting("source", metavar="HOST:PORT")] = Field(
+        None, min_length=1, description="Kafka bootstrap servers (required by the kafka source)")
+    kafka_topic: Annotated[Strings, Setting("source", metavar="T")] = Field(
+        default_factory=list, description="Kafka topic to read; repeat for several "
+        "(required by the kafka source)")
+    kafka_group: Annotated[str, Setting("source", metavar="G")] = Field(
+        "inference-enrich", min_length=1,
+        description="consumer group whose offsets are read and committed")
+    kafka_auto_offset_reset: Annotated[Literal["earliest", "latest"], Setting("source")] = Field(
+        "earliest", description="where a partition without a committed offset starts")
+    kafka_reader: Annotated[Literal["python", "beam"], Setting("source")] = Field(
+        "python", description="python: ours, on any runner; beam: Beam's cross-language "
+        "ReadFromKafka, which needs a Java expansion service")
+    kafka_config: Annotated[ClientConfig, Setting("source", secret=True)] = Field(
+        default_factory=dict, description="confluent-kafka client settings (security.protocol, "
+        "sasl.*, ssl.*, timeouts); values named like password, secret or token are never shown")
+    streaming: Annotated[bool, Setting("source")] = Field(
+        False, description="read Kafka without end (also sets Beam's --streaming)")
+    stop_after_records: Annotated[int | None, Setting("source", metavar="N")] = Field(
+        None, gt=0, description="streaming: stop after N records (per worker process)")
+    stop_after_seconds: Annotated[float | None, Setting("source", metavar="T")] = Field(
+        None, gt=0, description="streaming: stop after T seconds")
+
+    # --- inference ---
+    endpoints: Annotated[str | None, Setting("inference", metavar="FILE", path=True)] = Field(
+        None, description="endpoints YAML (default: the packaged configs/endpoints.yaml)")
+    inference_id: Annotated[str, Setting("inference", metavar="ID")] = Field(
+        "my-elser-model", min_length=1, description="the inference endpoint to call")
+    text_field: Annotated[str, Setting("inference", metavar="F")] = Field(
+        "text", min_length=1, description="record field holding the text")
+    id_field: Annotated[str, Setting("inference", metavar="F")] = Field(
+        "id", min_length=1, description="record field holding the id; records without one get a "
+        "stable hash of the record")
+    output_field: Annotated[str, Setting("inference", metavar="F")] = Field(
+        "embedding", min_length=1, description="field (column) for the inference result")
+    max_batch_tokens: Annotated[int, Setting("inference", metavar="N")] = Field(
+        8192, ge=1, description="padded tokens per forward pass")
+    max_batch_size: Annotated[int, Setting("inference", metavar="N")] = Field(
+        64, ge=1, description="documents per forward pass")
+    num_threads: Annotated[int | None, Setting("inference", metavar="N")] = Field(
+        None, ge=1, description="torch threads per worker (default: torch's choice)")
+
+    # --- sink ---
+    sink: Annotated[SinkKind, Setting("sink", key="type")] = Field(
+        "parquet", description="where enriched records go: Parquet in --output, or an index "
+        "('index' is still accepted for embedded)")
+    output: Annotated[str, Setting("sink", metavar="DIR", path=True)] = Field(
+        "enrich-output", min_length=1, description="output directory (any fsspec URL): Parquet "
+        "part files and, for every sink, the dead letters in _dead_letter/")
+    es_url: Annotated[str | None, Setting("sink", key="url", metavar="URL")] = Field(
+        None, min_length=1,
+        description=f"Elasticsearch/OpenSearch URL (default: {DEFAULT_URLS['elasticsearch']})")
+    index: Annotated[str, Setting("sink", metavar="NAME")] = Field(
+        "enriched", min_length=1, description="Elasticsearch/OpenSearch index name")
+    index_path: Annotated[str | None, Setting("sink", key="path", metavar="DIR", path=True)] = Field(
+        None, min_length=1, description="embedded index directory (required by the embedded "
+        "sink; one writer at a time)")
+    api_key: Annotated[SecretStr | None, Setting("sink", secret=True)] = Field(
+        None, description="Elasticsearch API key (better: ES_API_KEY in the environment)")
+    username: Annotated[str | None, Setting("sink", metavar="NAME")] = Field(
+        None, min_length=1, description="Elasticsearch/OpenSearch user (or ES_USERNAME / "
+        "OPENSEARCH_USERNAME in the environment)")
+    password: Annotated[SecretStr | None, Setting("sink", secret=True)] = Field(
+        None, description="password of username (better: ES_PASSWORD / OPENSEARCH_PASSWORD in "
+        "the environment)")
+    ca_certs: Annotated[str | None, Setting("sink", metavar="FILE", path=True)] = Field(
+        None, min_length=1, description="CA certificates for an https URL")
+    verify_certs: Annotated[bool, Setting("sink")] = Field(
+        True, description="verify the server's TLS certificate (https)")
+
+    def __repr_args__(self):
+        """repr and str show secrets and URL passwords masked."""
+        return [(name, masked(name, value)) for name, value in super().__repr_args__()]
+
+    @model_serializer(mode="wrap")
+    def _dump_masked(self, dump: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """model_dump / model_dump_json show what repr shows (they are for display)."""
+        return {name: masked(name, value) for name, value in dump(self).items()}
+
+    @model_validator(mode="after")
+    def _required_together(self) -> "JobConfig":
+        if self.source == "kafka":
+            for name in ("kafka_bootstrap", "kafka_topic"):
+                if not getattr(self, name):
+                    raise InvalidSetting(name, "required by the kafka source")
+        if self.sink == "embedded" and not self.index_path:
+            raise InvalidSetting("index_path", "required by the embedded sink (a directory)")
+        return self
 
     def kafka_settings(self) -> KafkaSettings:
         return KafkaSettings(
@@ -123,139 +234,81 @@ class JobConfig:
             ca_certs=self.ca_certs, verify_certs=self.verify_certs,
         )
 
-    def __post_init__(self) -> None:
-        if isinstance(self.input, str):
-            self.input = [self.input]
-        if isinstance(self.kafka_topic, str):
-            self.kafka_topic = [self.kafka_topic]
-        self.sink = SINK_ALIASES.get(self.sink, self.sink)
+
+def _setting(name: str) -> Setting:
+    return next(m for m in JobConfig.model_fields[name].metadata if isinstance(m, Setting))
 
 
-SINKS = ("parquet", *INDEX_SINKS)
-SOURCES = ("files", "kafka")
-
-# section -> key -> expected Python type(s)
-SECTIONS: dict[str, dict[str, tuple[type, ...]]] = {
-    "source": {
-        "type": (str,),
-        "input": (str, list),
-        "format": (str,),
-        "kafka_bootstrap": (str,),
-        "kafka_topic": (str, list),
-        "kafka_group": (str,),
-        "kafka_auto_offset_reset": (str,),
-        "kafka_reader": (str,),
-        "kafka_config": (dict,),
-        "streaming": (bool,),
-        "stop_after_records": (int,),
-        "stop_after_seconds": (int, float),
-    },
-    "inference": {
-        "endpoints": (str,),
-        "inference_id": (str,),
-        "text_field": (str,),
-        "id_field": (str,),
-        "output_field": (str,),
-        "max_batch_tokens": (int,),
-        "max_batch_size": (int,),
-        "num_threads": (int,),
-    },
-    "sink": {
-        "type": (str,),
-        "output": (str,),
-        "url": (str,),
-        "index": (str,),
-        "path": (str,),
-        "api_key": (str,),
-        "username": (str,),
-        "password": (str,),
-        "ca_certs": (str,),
-        "verify_certs": (bool,),
-    },
+SETTINGS: dict[str, Setting] = {name: _setting(name) for name in JobConfig.model_fields}
+"""JobConfig field -> its Setting, in declaration order."""
+FILE_KEYS: dict[tuple[str, str], str] = {
+    (setting.section, setting.file_key(name)): name for name, setting in SETTINGS.items()
 }
-RENAMED = {("source", "type"): "source", ("sink", "type"): "sink", ("sink", "url"): "es_url", ("sink", "path"): "index_path"}
-"""(section, key) -> JobConfig attribute, where the config-file name reads better."""
-PATH_KEYS = ("input", "endpoints", "output", "index_path", "ca_certs")
+"""(section, key) of a config file -> JobConfig field."""
+
+
+def flag(name: str) -> str:
+    """The command-line flag of the JobConfig field ``name``."""
+    return "--" + name.replace("_", "-")
 
 
 def load_job_config(path: str | Path | None, overrides: dict[str, Any]) -> JobConfig:
-    """Defaults, then the config file (if any), then ``overrides`` (flags that were given)."""
+    """Defaults, then the config file (if any), then ``overrides`` (flags that were given,
+    by field name; None means not given)."""
     values: dict[str, Any] = {}
     if path is not None:
         values.update(_read_config_file(Path(path)))
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    config = JobConfig(**values)
-    _validate(config, str(path) if path else "command line")
-    return config
+    given = {name: value for name, value in overrides.items() if value is not None}
+    values.update(given)
+    try:
+        return JobConfig(**values)
+    except ValidationError as error:
+        secret = [name for name, setting in SETTINGS.items() if setting.secret]
+        problems = setting_problems(error, JobConfig, secret_keys=secret)
+        raise JobConfigError("\n".join(
+            f"{_where(key, path, given)}: {problem}" for key, problem in problems
+        )) from None
+
+
+def _where(key: str, path: str | Path | None, given: dict[str, Any]) -> str:
+    """Where the user sets ``key`` (a field name, maybe with an item suffix): the flag they
+    gave, else the config file's ``section.key``."""
+    name, dot, item = key.partition(".")
+    setting = SETTINGS.get(name)
+    if path is not None and name not in given and setting is not None:
+        return f"{path}: {setting.section}.{setting.file_key(name)}{dot}{item}"
+    return f"command line: {flag(name) if setting is not None else name}{dot}{item}"
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
+    """The file's settings by JobConfig field name, relative paths resolved."""
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except OSError as error:
         raise JobConfigError(f"{path}: cannot read config file: {error}") from error
     except yaml.YAMLError as error:
-        raise JobConfigError(f"{path}: not valid YAML: {error}") from error
+        raise JobConfigError(f"{path}: not valid YAML: {yaml_problem(error)}") from None
     if not isinstance(document, dict):
         raise JobConfigError(f"{path}: expected a mapping with sections {', '.join(SECTIONS)}")
     values: dict[str, Any] = {}
     for section, body in document.items():
         if section not in SECTIONS:
-            raise JobConfigError(f"{path}: unknown section '{section}' (known: {', '.join(SECTIONS)})")
-        if not isinstance(body, dict):
-            raise JobConfigError(f"{path}: {section}: expected a mapping")
-        for key, value in body.items():
-            expected = SECTIONS[section].get(key)
-            if expected is None:
-                known = ", ".join(SECTIONS[section])
+            raise JobConfigError(f"{path}: {section}: unknown section (known: {', '.join(SECTIONS)})")
+        if not isinstance(body, dict | None):
+            raise JobConfigError(f"{path}: {section}: expected a mapping of settings")
+        for key, value in (body or {}).items():
+            name = FILE_KEYS.get((section, key))
+            if name is None:
+                known = ", ".join(k for s, k in FILE_KEYS if s == section)
                 raise JobConfigError(f"{path}: {section}.{key}: unknown key (known: {known})")
-            if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
-                names = " or ".join(t.__name__ for t in expected)
-                raise JobConfigError(f"{path}: {section}.{key}: expected {names}, got {value!r}")
-            name = RENAMED.get((section, key), key)
-            values[name] = _resolve_paths(value, path.parent) if name in PATH_KEYS else value
+            values[name] = _resolve_paths(value, path.parent) if SETTINGS[name].path else value
     return values
 
 
-def _resolve_paths(value: str | list[str], base: Path) -> str | list[str]:
+def _resolve_paths(value: Any, base: Path) -> Any:
     if isinstance(value, list):
-        return [_resolve_path(str(v), base) for v in value]
-    return _resolve_path(value, base)
-
-
-def _resolve_path(value: str, base: Path) -> str:
-    if "://" in value:
-        return value
+        return [_resolve_paths(item, base) for item in value]
+    if not isinstance(value, str) or "://" in value:
+        return value  # URLs stay; a wrong type is reported by validation
     path = Path(value).expanduser()
     return str(path if path.is_absolute() else (base / path).resolve())
-
-
-def _validate(config: JobConfig, origin: str) -> None:
-    def fail(key: str, problem: str) -> JobConfigError:
-        return JobConfigError(f"{origin}: {key}: {problem}")
-
-    if not config.input:
-        raise fail("input", "at least one input URL or glob is required")
-    if config.format is not None and config.format not in FORMATS:
-        raise fail("format", f"unknown format '{config.format}' (known: {', '.join(FORMATS)})")
-    for key in ("max_batch_tokens", "max_batch_size"):
-        if getattr(config, key) < 1:
-            raise fail(key, "must be a positive integer")
-    if config.num_threads is not None and config.num_threads < 1:
-        raise fail("num_threads", "must be a positive integer")
-    for key in ("text_field", "id_field", "output_field", "inference_id", "output"):
-        if not getattr(config, key):
-            raise fail(key, "must not be empty")
-    if config.source not in SOURCES:
-        raise fail("source", f"unknown source '{config.source}' (known: {', '.join(SOURCES)})")
-    if config.source == "kafka":
-        if not config.kafka_bootstrap or not config.kafka_topic:
-            raise fail("kafka", "the kafka source needs --kafka-bootstrap HOST:PORT and --kafka-topic T")
-        if config.kafka_reader not in ("python", "beam"):
-            raise fail("kafka_reader", "expected 'python' or 'beam'")
-        if config.kafka_auto_offset_reset not in ("earliest", "latest"):
-            raise fail("kafka_auto_offset_reset", "expected 'earliest' or 'latest'")
-    if config.sink not in SINKS:
-        raise fail("sink", f"unknown sink '{config.sink}' (known: {', '.join(SINKS)})")
-    if config.sink == "embedded" and not config.index_path:
-        raise fail("index_path", "the embedded index sink needs a directory (--index-path DIR)")
