@@ -16,6 +16,7 @@ from inference_enrich.inference import infer_texts
 from inference_enrich.pipelines.config import JobConfig
 from inference_enrich.indexes.query import search_index
 
+from fault_proxy import FaultProxy
 from pipeline_helpers import read_dead_letters, read_output, run, sparse, write_lines
 
 QUERIES = ["whale at sea", "liberty and government", "a rabbit with pink eyes", "time travel",
@@ -100,6 +101,47 @@ def test_rejected_bulk_item_becomes_a_dead_letter(kind, request, tmp_path):
     assert summary.index_documents == 3  # seed + a + c
 
 
+def indexed_ids(settings: IndexSettings) -> set[str]:
+    index = open_index(settings)
+    try:
+        index.count()  # refreshes
+        hits = index._client.search(index=settings.index, body={"query": {"match_all": {}}, "size": 1000,
+                                                               "_source": False})["hits"]["hits"]
+        return {hit["_id"] for hit in hits}
+    finally:
+        index.close()
+
+
+@pytest.mark.parametrize("kind", ["elasticsearch", "opensearch"])
+def test_bulk_items_answered_429_then_400_are_attributed_by_id(kind, request, tmp_path):
+    """Some bulk items answered 429 (retried, some twice) and others 400 (rejected for good),
+    over the sample corpus. The client yields retried items after the others, so outcomes
+    paired with documents by position put the errors on the wrong documents. The proxy's
+    rejection reasons name their documents: each dead letter must carry its own error."""
+    throttled = {"doc-002": [429], "doc-009": [429, 429], "doc-017": [429], "doc-030": [429]}
+    rejected = {"doc-005": [400], "doc-021": [400], "doc-038": [400]}
+    settings = settings_for(kind, request, tmp_path)
+    all_ids = set(read_output_ids_of_sample_corpus())
+    with FaultProxy(settings.url, item_faults={**throttled, **rejected}) as proxy:
+        through_proxy = IndexSettings(kind, url=proxy.url, index=settings.index)
+        summary = run(job_for(through_proxy, str(tmp_path / "out")))
+    assert sorted(proxy.injected) == sorted(
+        (doc_id, status) for doc_id, statuses in {**throttled, **rejected}.items() for status in statuses)
+    assert (summary.records_read, summary.records_written, summary.dead_letters) == (41, 38, 3)
+    letters = read_dead_letters(str(tmp_path / "out"))
+    assert {letter["record"]["id"] for letter in letters} == set(rejected)
+    for letter in letters:
+        assert letter["stage"] == "index"
+        assert "(status 400)" in letter["error"]
+        assert f"[{letter['record']['id']}]" in letter["error"]  # its own error, not a neighbour's
+    assert indexed_ids(settings) == all_ids - set(rejected)
+
+
+def read_output_ids_of_sample_corpus() -> list[str]:
+    with open(JobConfig().input[0], encoding="utf-8") as corpus:
+        return [json.loads(line)["id"] for line in corpus if line.strip()]
+
+
 def test_dots_in_token_names_follow_the_documented_rule(elasticsearch_url, tmp_path, endpoints):
     settings = IndexSettings("elasticsearch", url=elasticsearch_url, index="dots")
     source = write_lines(tmp_path / "in.jsonl", [b'{"id": "d", "text": "Wait... what. Yes."}'])
@@ -157,8 +199,6 @@ def test_cli_search_table_and_json(tmp_path):
 
 
 def test_429_and_5xx_answers_are_retried(elasticsearch_url, tmp_path):
-    from fault_proxy import FaultProxy
-
     source = write_lines(tmp_path / "in.jsonl", [b'{"id": "r1", "text": "retry me"}',
                                                   b'{"id": "r2", "text": "and me"}'])
     with FaultProxy(elasticsearch_url, "_bulk", [429, 503, 502]) as proxy:
