@@ -10,7 +10,8 @@ The real servers never answer 429 or 503 on demand, so this is how the tests mak
   the rest is forwarded for real, and the answer is the real server's items with the injected
   ones put back at their positions, as a cluster answers when some shards are overloaded
   (429) or some documents are bad (400). An injected error's reason names its document, so
-  a test can tell whether every error reached the document it belongs to.
+  a test can tell whether every error reached the document it belongs to. The status
+  ``NO_ANSWER`` leaves the item out of the answer altogether (a server or proxy bug).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Mapping, Sequence
+
+NO_ANSWER = 0
 
 INJECTED_ERRORS = {
     429: "es_rejected_execution_exception",
@@ -99,14 +102,14 @@ class FaultProxy:
 
             def _bulk_with_item_faults(self, body: bytes) -> None:
                 operations = bulk_operations(body)
-                injected: dict[int, dict] = {}
+                injected: dict[int, dict | None] = {}  # position -> its item (None: no answer)
                 with proxy._lock:
                     for position, (op_type, action, _) in enumerate(operations):
                         faults = proxy.item_faults.get(str(action.get("_id")))
                         if faults:
                             status = faults.pop(0)
                             proxy.injected.append((str(action.get("_id")), status))
-                            injected[position] = injected_item(op_type, action, status)
+                            injected[position] = None if status == NO_ANSWER else injected_item(op_type, action, status)
                 kept = [lines for position, (_, _, lines) in enumerate(operations) if position not in injected]
                 if kept:
                     status, payload, headers = self._forward(b"\n".join(line for op in kept for line in op) + b"\n")
@@ -118,8 +121,8 @@ class FaultProxy:
                     headers = {"Content-Type": "application/json", "X-Elastic-Product": "Elasticsearch"}
                     answer = {"took": 0, "errors": False, "items": []}
                 forwarded_items = iter(answer["items"])
-                answer["items"] = [injected[p] if p in injected else next(forwarded_items)
-                                   for p in range(len(operations))]
+                items = [injected[p] if p in injected else next(forwarded_items) for p in range(len(operations))]
+                answer["items"] = [item for item in items if item is not None]
                 answer["errors"] = answer["errors"] or bool(injected)
                 self._answer(200, json.dumps(answer).encode(), headers)
 

@@ -9,14 +9,16 @@ import sys
 
 import pytest
 
-from inference_enrich.indexes import IndexSettings, open_index
+from inference_enrich.indexes import IndexSettings, IndexSpec, open_index
 from inference_enrich.indexes.base import DOT_REPLACEMENT
 from inference_enrich.indexes.embedded import EmbeddedIndex
 from inference_enrich.inference import infer_texts
 from inference_enrich.pipelines.config import JobConfig
+from inference_enrich.indexes.cluster import TransientBulkError
 from inference_enrich.indexes.query import search_index
+from inference_enrich.transforms.write_index import write_by_id
 
-from fault_proxy import FaultProxy
+from fault_proxy import NO_ANSWER, FaultProxy
 from pipeline_helpers import read_dead_letters, read_output, run, sparse, write_lines
 
 QUERIES = ["whale at sea", "liberty and government", "a rabbit with pink eyes", "time travel",
@@ -140,6 +142,65 @@ def test_bulk_items_answered_429_then_400_are_attributed_by_id(kind, request, tm
 def read_output_ids_of_sample_corpus() -> list[str]:
     with open(JobConfig().input[0], encoding="utf-8") as corpus:
         return [json.loads(line)["id"] for line in corpus if line.strip()]
+
+
+def body(text: str, **fields) -> dict:
+    return {"text": text, "embedding": {"word": 1.0}, "is_truncated": False, **fields}
+
+
+@pytest.mark.parametrize("kind", ["elasticsearch", "opensearch"])
+def test_document_id_repeated_in_one_bulk_last_write_wins_both_accounted_for(kind, request, tmp_path):
+    """One buffer holding an id twice, its first version answered 429 once: the retried
+    first version must not overwrite the second, each occurrence gets its own outcome (the
+    rejected second version of "c" does not make the first one a dead letter), and the
+    index keeps the last version that was accepted."""
+    upstream = settings_for(kind, request, tmp_path)
+    with FaultProxy(upstream.url, item_faults={"a": [429]}) as proxy:
+        index = open_index(IndexSettings(kind, url=proxy.url, index=upstream.index))
+        index.initial_backoff = 0.01
+        try:
+            index.ensure_index(IndexSpec("text", "embedding"))
+            write_by_id(index, [("seed", body("seed", year=1))])  # maps "year" as a number
+            documents = [("a", body("first a", year=1)), ("b", body("b", year=2)), ("c", body("first c", year=3)),
+                         ("a", body("second a", year=4)), ("c", body("second c", year="not a number"))]
+            outcomes = write_by_id(index, documents)
+            assert [o.doc_id for o in outcomes] == ["a", "b", "c", "a", "c"]
+            assert [o.error is None for o in outcomes] == [True, True, True, True, False]
+            assert "status 400" in outcomes[4].error and "year" in outcomes[4].error
+            index.count()  # refresh
+            stored = {doc_id: index._client.get(index=upstream.index, id=doc_id)["_source"]["text"]
+                      for doc_id in ("a", "c")}
+        finally:
+            index.close()
+    assert proxy.injected == [("a", 429)]
+    assert stored == {"a": "second a", "c": "first c"}
+
+
+def test_bulk_item_429_that_never_clears_raises_instead_of_dead_lettering(elasticsearch_url):
+    """A shard that stays overloaded is a transient fault: after the retries the bulk write
+    raises (the runner retries the bundle) instead of dead-lettering good documents."""
+    with FaultProxy(elasticsearch_url, item_faults={"busy": [429] * 10}) as proxy:
+        index = open_index(IndexSettings("elasticsearch", url=proxy.url, index="never-clears"))
+        index.initial_backoff = 0.01
+        try:
+            index.ensure_index(IndexSpec("text", "embedding"))
+            with pytest.raises(TransientBulkError, match="after 5 retries"):
+                write_by_id(index, [("fine", body("fine")), ("busy", body("busy"))])
+        finally:
+            index.close()
+    assert proxy.injected == [("busy", 429)] * 6  # the first attempt and 5 retries
+
+
+def test_bulk_answer_missing_an_item_raises(elasticsearch_url):
+    """A bulk answer without an item for a document sent: never counted as written."""
+    with FaultProxy(elasticsearch_url, item_faults={"lost": [NO_ANSWER]}) as proxy:
+        index = open_index(IndexSettings("elasticsearch", url=proxy.url, index="missing-item"))
+        try:
+            index.ensure_index(IndexSpec("text", "embedding"))
+            with pytest.raises(RuntimeError, match="no outcome for 1 of 2 documents \\(e.g. 'lost'\\)"):
+                write_by_id(index, [("kept", body("kept")), ("lost", body("lost"))])
+        finally:
+            index.close()
 
 
 def test_dots_in_token_names_follow_the_documented_rule(elasticsearch_url, tmp_path, endpoints):

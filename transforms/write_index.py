@@ -7,14 +7,15 @@ Beam processes one key on one worker at a time, which serialises the writes.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections import Counter
+from typing import Any, Iterator, Sequence
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.utils.windowed_value import WindowedValue
 
 from inference_enrich.indexes import IndexSettings, IndexSpec, SearchIndex, open_index
-from inference_enrich.indexes.base import index_safe_tokens
+from inference_enrich.indexes.base import BulkOutcome, index_safe_tokens
 from inference_enrich.transforms.documents import EnrichedDocument, document_dead_letter
 from inference_enrich.transforms.read_files import METRICS_NAMESPACE
 
@@ -35,6 +36,43 @@ def index_source(enriched: EnrichedDocument, text_field: str, output_field: str)
     source = {k: v for k, v in document.record.items() if k != text_field}
     source.update({text_field: document.text, output_field: embedding, "is_truncated": result.is_truncated})
     return source, renamed
+
+
+def write_by_id(index: SearchIndex, documents: Sequence[tuple[str, dict[str, Any]]]) -> list[BulkOutcome]:
+    """Write ``(id, source)`` pairs; their outcomes in the same order, matched by id.
+
+    Indexes answer in their own order (retried items come last), so every outcome is placed
+    by the id it names. An id repeated in ``documents`` goes in a later bulk call than its
+    previous occurrence: the last one wins, as sequential writes would, and each occurrence
+    gets its own outcome. A document without an outcome, or an outcome for a document not
+    sent, raises, so the runner retries the bundle instead of counting a guess.
+    """
+    outcomes: list[BulkOutcome | None] = [None] * len(documents)
+    for positions in _rounds_of_unique_ids(documents):
+        sent = {documents[p][0]: p for p in positions}
+        for outcome in index.bulk([documents[p] for p in positions]):
+            position = sent.pop(outcome.doc_id, None)
+            if position is None:
+                raise RuntimeError(f"the index answered for document '{outcome.doc_id}', which was "
+                                   "not sent or was answered already")
+            outcomes[position] = outcome
+        if sent:
+            raise RuntimeError(f"the index gave no outcome for {len(sent)} of {len(positions)} "
+                               f"documents (e.g. '{next(iter(sent))}')")
+    return outcomes
+
+
+def _rounds_of_unique_ids(documents: Sequence[tuple[str, Any]]) -> list[list[int]]:
+    """Positions of ``documents`` in rounds that hold each id at most once: the n-th
+    occurrence of an id is in round n, so writing the rounds in order keeps the last write last."""
+    rounds: list[list[int]] = []
+    occurrences: Counter[str] = Counter()
+    for position, (doc_id, _) in enumerate(documents):
+        if occurrences[doc_id] == len(rounds):
+            rounds.append([])
+        rounds[occurrences[doc_id]].append(position)
+        occurrences[doc_id] += 1
+    return rounds
 
 
 class WriteToIndexDoFn(beam.DoFn):
@@ -74,9 +112,7 @@ class WriteToIndexDoFn(beam.DoFn):
             source, renamed = index_source(enriched, self._spec.text_field, self._spec.output_field)
             self._renamed.inc(renamed)
             bodies.append((enriched.document.id, source))
-        outcomes = list(self._index.bulk(bodies))
-        if len(outcomes) != len(buffered):
-            raise RuntimeError(f"bulk returned {len(outcomes)} outcomes for {len(buffered)} documents")
+        outcomes = write_by_id(self._index, bodies)  # in buffer order, matched by id
         for (enriched, window, timestamp), outcome in zip(buffered, outcomes):
             if outcome.error is None:
                 self._indexed.inc()
