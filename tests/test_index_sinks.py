@@ -219,8 +219,6 @@ def test_dots_in_token_names_follow_the_documented_rule(elasticsearch_url, tmp_p
 
 
 def test_embedded_index_allows_one_writer(tmp_path):
-    from inference_enrich.indexes import IndexSpec
-
     index = EmbeddedIndex(str(tmp_path / "idx"))
     index.ensure_index(IndexSpec("text", "embedding"))
     holder = index._open()  # another writer holds the directory
@@ -231,6 +229,34 @@ def test_embedded_index_allows_one_writer(tmp_path):
         holder.close()
     assert list(index.bulk([("x", {"text": "t", "embedding": {"a": 1.0}})]))[0].error is None
     assert index.count() == 1
+
+
+def test_two_embedded_index_writers_never_give_one_id_to_two_tokens(tmp_path):
+    """Two writers on one directory (two DoFn instances of a job, or a job and a later one),
+    both opened before either writes, writing different tokens in turn: every token must
+    keep one sparse index of its own, so searches equal the exact dot products."""
+    path = str(tmp_path / "idx")
+    first, second = EmbeddedIndex(path), EmbeddedIndex(path)
+    for writer in (first, second):
+        writer.ensure_index(IndexSpec("text", "embedding"))
+    vectors = {
+        "d1": {"alpha": 1.0, "beta": 2.0},
+        "d2": {"gamma": 3.0, "alpha": 0.5},
+        "d3": {"delta": 1.5, "gamma": 1.0},
+        "d4": {"epsilon": 2.0, "beta": 1.0},
+    }
+    for writer, (doc_id, vector) in zip([first, second, first, second], vectors.items()):
+        assert [o.error for o in writer.bulk([(doc_id, {"text": doc_id, "embedding": vector})])] == [None]
+
+    vocabulary = json.loads((tmp_path / "idx" / "vocabulary.json").read_text())
+    assert set(vocabulary) == {"alpha", "beta", "gamma", "delta", "epsilon"}
+    assert len(set(vocabulary.values())) == len(vocabulary)
+    queries = [{token: 1.0} for token in vocabulary] + [{"alpha": 1.0, "gamma": 2.0, "epsilon": 0.5}]
+    for searcher in (first, second, EmbeddedIndex(path)):
+        for query in queries:
+            hits = searcher.search(query, None, 10)
+            scores = {doc_id: score for doc_id, score in exact_scores(query, vectors).items() if score > 0}
+            assert {hit.doc_id: hit.score for hit in hits} == pytest.approx(scores)
 
 
 def test_secrets_are_never_shown():
