@@ -16,7 +16,12 @@ from inference_enrich.inference import infer_texts
 from inference_enrich.pipelines.config import JobConfig
 from inference_enrich.indexes.cluster import TransientBulkError
 from inference_enrich.indexes.query import search_index
-from inference_enrich.transforms.write_index import write_by_id
+from inference_enrich.transforms.write_index import (
+    MAX_BUFFERING_SECONDS,
+    OneWriterBatches,
+    WriteToSearchIndex,
+    write_by_id,
+)
 
 from fault_proxy import NO_ANSWER, FaultProxy
 from pipeline_helpers import read_dead_letters, read_output, run, sparse, write_lines
@@ -257,6 +262,44 @@ def test_two_embedded_index_writers_never_give_one_id_to_two_tokens(tmp_path):
             hits = searcher.search(query, None, 10)
             scores = {doc_id: score for doc_id, score in exact_scores(query, vectors).items() if score > 0}
             assert {hit.doc_id: hit.score for hit in hits} == pytest.approx(scores)
+
+
+def test_trickle_into_the_one_writer_is_released_by_the_buffering_time():
+    """Streaming (TestStream on the DirectRunner, which supports processing time): records
+    arriving 3 s apart. The first batch leaves once 5 s have passed since its first record,
+    the last one 5 s after it arrived; without the bound nothing would leave before the
+    stream ends (and then one batch of 4). The clock stands still at 0 as in Beam's own
+    GroupIntoBatches tests: the runner's test clock starts at 0, far behind the wall clock."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.testing.test_stream import TestStream
+    from apache_beam.testing.util import assert_that, equal_to
+
+    trickle = (TestStream().advance_watermark_to(0)
+               .add_elements(["a", "b"]).advance_processing_time(3)
+               .add_elements(["c"]).advance_processing_time(3)
+               .add_elements(["d"]).advance_processing_time(6)
+               .advance_watermark_to_infinity())
+    options = PipelineOptions(["--runner=BundleBasedDirectRunner", "--streaming"])
+    with beam.Pipeline(options=options) as pipeline:
+        batches = pipeline | trickle | OneWriterBatches(500, MAX_BUFFERING_SECONDS, clock=lambda: 0.0)
+        assert_that(batches | beam.Map(len), equal_to([3, 1]))
+
+
+def test_embedded_sink_batches_have_a_time_bound(tmp_path):
+    """The job's embedded-index writer is given the bound (5 s) in the job graph itself, as
+    every runner (Dataflow, Flink) receives it."""
+    import apache_beam as beam
+    from apache_beam.portability import common_urns
+    from apache_beam.portability.api import beam_runner_api_pb2
+
+    pipeline = beam.Pipeline()
+    _ = pipeline | beam.Create([]) | WriteToSearchIndex(
+        IndexSettings("embedded", path=str(tmp_path / "idx")), IndexSpec("text", "embedding"))
+    transforms = pipeline.to_runner_api().components.transforms.values()
+    (payload,) = [beam_runner_api_pb2.GroupIntoBatchesPayload.FromString(t.spec.payload) for t in transforms
+                  if t.spec.urn == common_urns.group_into_batches_components.GROUP_INTO_BATCHES.urn]
+    assert (payload.batch_size, payload.max_buffering_duration_millis) == (500, 5000)
 
 
 def test_secrets_are_never_shown():

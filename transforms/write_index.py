@@ -2,13 +2,16 @@
 
 Elasticsearch and OpenSearch take parallel bulk writers. The embedded index takes one writer
 at a time, so its documents are first gathered under a single key (``GroupIntoBatches``):
-Beam processes one key on one worker at a time, which serialises the writes.
+Beam processes one key on one worker at a time, which serialises the writes. A batch is
+released when full or, at the latest, ``max_buffering_duration_secs`` after its first
+document, so in a streaming job a trickle of records becomes searchable within seconds.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -21,6 +24,7 @@ from inference_enrich.transforms.read_files import METRICS_NAMESPACE
 
 INDEX = "index"
 BULK_BATCH = 500
+MAX_BUFFERING_SECONDS = 5.0
 
 
 def index_source(enriched: EnrichedDocument, text_field: str, output_field: str) -> tuple[dict[str, Any], int]:
@@ -126,20 +130,48 @@ class WriteToIndexDoFn(beam.DoFn):
             self._index.close()
 
 
-class WriteToSearchIndex(beam.PTransform):
-    """Enriched documents -> a search index; returns the dead letters of rejected documents."""
+class OneWriterBatches(beam.PTransform):
+    """Elements -> lists of them, all under one key, so that one writer at a time gets them.
 
-    def __init__(self, settings: IndexSettings, spec: IndexSpec) -> None:
+    A list is released when it holds ``batch_size`` elements, when
+    ``max_buffering_duration_secs`` have passed since its first element (processing time;
+    0 means no limit), or when the window ends. ``clock`` as in ``GroupIntoBatches``.
+    """
+
+    def __init__(self, batch_size: int, max_buffering_duration_secs: float,
+                 clock: Callable[[], float] = time.time) -> None:
+        super().__init__()
+        self._batch_size = batch_size
+        self._max_buffering_duration_secs = max_buffering_duration_secs
+        self._clock = clock
+
+    def expand(self, elements):
+        return (
+            elements
+            | "OneKey" >> beam.Map(lambda element: ("one-writer", element))
+            | "Batches" >> beam.GroupIntoBatches(self._batch_size, self._max_buffering_duration_secs, self._clock)
+            | "DropKey" >> beam.Map(lambda key_batch: list(key_batch[1]))
+        )
+
+
+class WriteToSearchIndex(beam.PTransform):
+    """Enriched documents -> a search index; returns the dead letters of rejected documents.
+
+    ``max_buffering_duration_secs``: the embedded index's time bound on a batch (see the
+    module docstring)."""
+
+    def __init__(self, settings: IndexSettings, spec: IndexSpec,
+                 max_buffering_duration_secs: float = MAX_BUFFERING_SECONDS) -> None:
         super().__init__()
         self._settings = settings
         self._spec = spec
+        self._max_buffering_duration_secs = max_buffering_duration_secs
 
     def expand(self, enriched):
         if self._settings.kind == "embedded":  # one writer: gather under one key first
             enriched = (
                 enriched
-                | "OneWriterKey" >> beam.Map(lambda e: ("embedded-index", e))
-                | "OneWriterBatches" >> beam.GroupIntoBatches(BULK_BATCH)
-                | "Unbatch" >> beam.FlatMap(lambda key_batch: key_batch[1])
+                | "OneWriter" >> OneWriterBatches(BULK_BATCH, self._max_buffering_duration_secs)
+                | "Unbatch" >> beam.FlatMap(lambda batch: batch)
             )
         return enriched | "BulkWrite" >> beam.ParDo(WriteToIndexDoFn(self._settings, self._spec))
