@@ -149,6 +149,20 @@ def test_streaming_into_index_sinks(sink, kafka_bootstrap, request, tmp_path):
     assert summary.records_written + summary.dead_letters == 150
 
 
+@pytest.mark.parametrize("runner, state", [("CancelledRunner", "CANCELLED"), ("FailedRunner", "FAILED")])
+def test_run_that_ends_cancelled_or_failed_commits_no_offsets(runner, state, kafka_bootstrap, tmp_path):
+    """The runner reports the job cancelled or failed (without raising) after it read every
+    message: the end offsets must stay uncommitted, so the next run reads them again, and
+    the run must fail instead of reporting a result."""
+    topic = new_topic(kafka_bootstrap)
+    produce(kafka_bootstrap, topic, 0, 30)
+    job = kafka_job(kafka_bootstrap, topic, str(tmp_path / "out"), group="final-state")
+    with pytest.raises(RuntimeError, match=f"ended in state {state}, not DONE"):
+        run(job, [f"--runner=final_state_runners.{runner}"])
+    offsets = committed_offsets(KafkaSettings(kafka_bootstrap, (topic,), "final-state"))
+    assert all(offset < 0 for offset in offsets.values())
+
+
 KILL_TEST_MESSAGES = 3_000  # noida-db's bulk API takes ~3 s per 500 documents
 
 
