@@ -105,16 +105,22 @@ class ClusterIndex:
             if attempt:
                 time.sleep(min(self.max_backoff, self.initial_backoff * 2 ** (attempt - 1)))
             retry: dict[str, dict[str, Any]] = {}
+            answered: set[str] = set()
             for doc_id, status, error in self._send(pending):
-                if doc_id not in pending or doc_id in retry:
+                if doc_id not in pending or doc_id in answered:
                     raise RuntimeError(f"{self.engine} answered for document '{doc_id}', which was "
-                                       "not in the request or was answered twice")
+                                       "not in the request or was answered already")
+                answered.add(doc_id)
                 if status in RETRY_ITEM_STATUS:
                     retry[doc_id] = pending[doc_id]
                 elif error is None:
                     yield BulkOutcome(doc_id)
                 else:
                     yield BulkOutcome(doc_id, f"{self.engine} rejected the document (status {status}): {error}")
+            if len(answered) < len(pending):  # never counted as written, nor retried blindly
+                missing = next(doc_id for doc_id in pending if doc_id not in answered)
+                raise RuntimeError(f"{self.engine} gave no answer for {len(pending) - len(answered)} of "
+                                   f"{len(pending)} documents (e.g. '{missing}')")
             if not retry:
                 return
             pending = retry

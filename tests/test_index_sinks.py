@@ -202,7 +202,7 @@ def test_bulk_answer_missing_an_item_raises(elasticsearch_url):
         index = open_index(IndexSettings("elasticsearch", url=proxy.url, index="missing-item"))
         try:
             index.ensure_index(IndexSpec("text", "embedding"))
-            with pytest.raises(RuntimeError, match="no outcome for 1 of 2 documents \\(e.g. 'lost'\\)"):
+            with pytest.raises(RuntimeError, match="no answer for 1 of 2 documents \\(e.g. 'lost'\\)"):
                 write_by_id(index, [("kept", body("kept")), ("lost", body("lost"))])
         finally:
             index.close()
