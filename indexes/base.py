@@ -57,7 +57,8 @@ class SearchIndex(Protocol):
         """Create the index (with its mapping) when missing; check it when present."""
 
     def bulk(self, documents: Iterable[tuple[str, dict[str, Any]]]) -> Iterator[BulkOutcome]:
-        """Write ``(id, source)`` pairs (the same id replaces); one outcome per document."""
+        """Write ``(id, source)`` pairs, each id at most once (an existing document with the
+        id is replaced); one outcome per document, in any order."""
 
     def search(self, query_vector: dict[str, float], field: str | None, top_k: int) -> list[Hit]:
         """Top ``top_k`` documents by dot product of ``field`` with ``query_vector``;

@@ -1,15 +1,20 @@
 """What Elasticsearch and OpenSearch clusters share: index creation, bulk writes, searches.
 
-Bulk writes follow elasticsearch-py's ``helpers.streaming_bulk``: actions are generated
-lazily, sent in chunks, 429 answers for single items are retried with exponential backoff,
-and every item's outcome comes back to the caller, so a rejected document becomes a dead
-letter instead of vanishing. Whole-request failures (connection errors, 5xx) are retried by
-the client's transport; if they persist the exception propagates and Beam retries the bundle.
+Bulk writes use the clients' ``helpers.streaming_bulk`` to chunk and send actions, and pair
+every answer with its document by the ``_id`` the server names, never by position (the
+helpers yield retried items after the others). Items answered 429 or 502-504 (an overloaded
+or unavailable shard) are sent again, by id, with exponential backoff; if they still fail,
+``TransientBulkError`` is raised so Beam retries the bundle or the job fails loudly: a busy
+cluster never turns documents into dead letters. Any other item error is the server
+rejecting that document: its outcome carries the server's error and it becomes a dead
+letter. Whole-request failures (connection errors, 429, 5xx) are retried by the client's
+transport; if they persist the exception propagates and Beam retries the bundle.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, Iterable, Iterator
 
 from inference_enrich.indexes.base import DEFAULT_OUTPUT_FIELD, BulkOutcome, Hit, IndexSpec
@@ -17,8 +22,13 @@ from inference_enrich.indexes.settings import DEFAULT_URLS, IndexSettings
 from inference_enrich.inference.results import SPARSE_EMBEDDING
 
 RETRY_ON_STATUS = (429, 500, 502, 503, 504)
+RETRY_ITEM_STATUS = (429, 502, 503, 504)
 MAX_RETRIES = 5
 BULK_CHUNK = 500
+
+
+class TransientBulkError(RuntimeError):
+    """Documents the cluster still answered with a transient status after every retry."""
 
 
 class ClusterIndex:
@@ -26,6 +36,9 @@ class ClusterIndex:
 
     sparse_field_type = ""
     engine = ""
+    item_retries = MAX_RETRIES
+    initial_backoff = 1.0  # seconds; doubled per retry up to max_backoff
+    max_backoff = 30.0
 
     def __init__(self, settings: IndexSettings) -> None:
         self._settings = settings
@@ -84,26 +97,51 @@ class ClusterIndex:
             )
 
     def bulk(self, documents: Iterable[tuple[str, dict[str, Any]]]) -> Iterator[BulkOutcome]:
+        documents = list(documents)
+        pending = dict(documents)
+        if len(pending) != len(documents):
+            raise ValueError("one bulk call takes each document id once (answers are matched by id)")
+        for attempt in range(self.item_retries + 1):
+            if attempt:
+                time.sleep(min(self.max_backoff, self.initial_backoff * 2 ** (attempt - 1)))
+            retry: dict[str, dict[str, Any]] = {}
+            answered: set[str] = set()
+            for doc_id, status, error in self._send(pending):
+                if doc_id not in pending or doc_id in answered:
+                    raise RuntimeError(f"{self.engine} answered for document '{doc_id}', which was "
+                                       "not in the request or was answered already")
+                answered.add(doc_id)
+                if status in RETRY_ITEM_STATUS:
+                    retry[doc_id] = pending[doc_id]
+                elif error is None:
+                    yield BulkOutcome(doc_id)
+                else:
+                    yield BulkOutcome(doc_id, f"{self.engine} rejected the document (status {status}): {error}")
+            if len(answered) < len(pending):  # never counted as written, nor retried blindly
+                missing = next(doc_id for doc_id in pending if doc_id not in answered)
+                raise RuntimeError(f"{self.engine} gave no answer for {len(pending) - len(answered)} of "
+                                   f"{len(pending)} documents (e.g. '{missing}')")
+            if not retry:
+                return
+            pending = retry
+        raise TransientBulkError(
+            f"{self.engine} still answered {len(pending)} documents with a transient status after "
+            f"{self.item_retries} retries (e.g. '{next(iter(pending))}'); retrying the bundle"
+        )
+
+    def _send(self, documents: dict[str, dict[str, Any]]) -> Iterator[tuple[str, int, str | None]]:
+        """(id, status, error JSON or None) per item answered, as the server names them."""
         actions = (
             {"_op_type": "index", "_index": self._name, "_id": doc_id, "_source": source}
-            for doc_id, source in documents
+            for doc_id, source in documents.items()
         )
-        for ok, item in self.streaming_bulk(
-            actions,
-            chunk_size=BULK_CHUNK,
-            max_retries=MAX_RETRIES,
-            initial_backoff=1,
-            max_backoff=30,
-            raise_on_error=False,
-            yield_ok=True,
-        ):
-            result = item.get("index", item)
-            if ok:
-                yield BulkOutcome(str(result.get("_id")))
-            else:
-                error = json.dumps(result.get("error"), ensure_ascii=False)
-                yield BulkOutcome(str(result.get("_id")), f"{self.engine} rejected the document "
-                                  f"(status {result.get('status')}): {error}")
+        for ok, item in self.streaming_bulk(actions, chunk_size=BULK_CHUNK, max_retries=0,
+                                            raise_on_error=False, yield_ok=True):
+            (result,) = item.values()
+            if result.get("_id") is None:
+                raise RuntimeError(f"{self.engine} answered a bulk item without an _id: {result}")
+            error = None if ok else json.dumps(result.get("error"), ensure_ascii=False)
+            yield str(result["_id"]), int(result.get("status", 500)), error
 
     def search(self, query_vector: dict[str, float], field: str | None, top_k: int) -> list[Hit]:
         field = field or DEFAULT_OUTPUT_FIELD

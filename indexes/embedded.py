@@ -10,6 +10,10 @@ One writer at a time: qdrant-edge locks the shard's write-ahead log, so a second
 opening the same directory fails. The pipeline respects this by sending every document to a
 single keyed writer (see ``transforms/write_index.py``), and the writer opens the shard only
 for the length of a batch.
+
+Several writers may still take turns (two DoFn instances of one job, a job and a later one),
+so nothing read from the directory is kept between calls: each write reloads the vocabulary
+while it holds the shard's lock and extends it there, so every token keeps one number.
 """
 
 from __future__ import annotations
@@ -39,10 +43,18 @@ class EmbeddedIndex:
         self._path = Path(path).expanduser()
         self._spec_file = self._path / "index.json"
         self._vocab_file = self._path / "vocabulary.json"
-        self._vocabulary: dict[str, int] = (
-            json.loads(self._vocab_file.read_text()) if self._vocab_file.is_file() else {}
-        )
-        self._spec = IndexSpec(**json.loads(self._spec_file.read_text())) if self._spec_file.is_file() else None
+        self._spec: IndexSpec | None = None
+
+    def _known_spec(self) -> IndexSpec | None:
+        """What the index was created with; read again while unknown (another writer may
+        create the index after this instance was made)."""
+        if self._spec is None and self._spec_file.is_file():
+            self._spec = IndexSpec(**json.loads(self._spec_file.read_text()))
+        return self._spec
+
+    def _read_vocabulary(self) -> dict[str, int]:
+        """token -> sparse index, as the last writer left it."""
+        return json.loads(self._vocab_file.read_text()) if self._vocab_file.is_file() else {}
 
     def _open(self) -> qe.EdgeShard:
         try:
@@ -56,9 +68,10 @@ class EmbeddedIndex:
             raise
 
     def ensure_index(self, spec: IndexSpec) -> None:
-        if self._spec is not None:
-            if self._spec != spec:
-                raise ValueError(f"the embedded index {self._path} was created for {self._spec}, not {spec}")
+        known = self._known_spec()
+        if known is not None:
+            if known != spec:
+                raise ValueError(f"the embedded index {self._path} was created for {known}, not {spec}")
             return
         if spec.task_type == SPARSE_EMBEDDING:
             config = qe.EdgeConfig(sparse_vectors={spec.output_field: qe.EdgeSparseVectorParams()})
@@ -70,20 +83,24 @@ class EmbeddedIndex:
         self._spec = spec
 
     def bulk(self, documents: Iterable[tuple[str, dict[str, Any]]]) -> Iterator[BulkOutcome]:
-        if self._spec is None:
+        spec = self._known_spec()
+        if spec is None:
             raise RuntimeError(f"no embedded index at {self._path}: run a job with --sink embedded first")
-        field = self._spec.output_field
-        points, ids = [], []
-        for doc_id, source in documents:
-            payload = {k: v for k, v in source.items() if k != field}
-            payload[DOC_ID_KEY] = doc_id
-            points.append(qe.Point(point_id(doc_id), {field: self._vector(source[field])}, payload))
-            ids.append(doc_id)
-        # The vocabulary is saved before the points it indexes, so a crash never leaves
-        # stored vectors with unknown token numbers.
-        _write_atomically(self._vocab_file, json.dumps(self._vocabulary, ensure_ascii=False))
-        shard = self._open()
+        field = spec.output_field
+        shard = self._open()  # holds the directory's lock until closed
         try:
+            vocabulary = self._read_vocabulary()  # under the lock: another writer may have grown it
+            known = len(vocabulary)
+            points, ids = [], []
+            for doc_id, source in documents:
+                payload = {k: v for k, v in source.items() if k != field}
+                payload[DOC_ID_KEY] = doc_id
+                points.append(qe.Point(point_id(doc_id), {field: _vector(source[field], vocabulary)}, payload))
+                ids.append(doc_id)
+            # The vocabulary is saved before the points it indexes, so a crash never leaves
+            # stored vectors with unknown token numbers.
+            if len(vocabulary) > known:
+                _write_atomically(self._vocab_file, json.dumps(vocabulary, ensure_ascii=False))
             shard.update(qe.UpdateOperation.upsert_points(points))
             shard.flush()
         finally:
@@ -91,20 +108,16 @@ class EmbeddedIndex:
         for doc_id in ids:
             yield BulkOutcome(doc_id)
 
-    def _vector(self, value):
-        if isinstance(value, dict):
-            indices = [self._vocabulary.setdefault(token, len(self._vocabulary)) for token in value]
-            return qe.SparseVector(indices, [float(w) for w in value.values()])
-        return [float(v) for v in value]
-
     def search(self, query_vector: dict[str, float], field: str | None, top_k: int) -> list[Hit]:
-        if self._spec is None:
+        spec = self._known_spec()
+        if spec is None:
             raise ValueError(f"no embedded index at {self._path}: run a job with --sink embedded first")
-        if field is not None and field != self._spec.output_field:
+        if field is not None and field != spec.output_field:
             raise ValueError(f"the embedded index {self._path} holds its embeddings in "
-                             f"'{self._spec.output_field}', not '{field}'")
-        field = self._spec.output_field
-        known = [(self._vocabulary[t], w) for t, w in query_vector.items() if t in self._vocabulary]
+                             f"'{spec.output_field}', not '{field}'")
+        field = spec.output_field
+        vocabulary = self._read_vocabulary()
+        known = [(vocabulary[t], w) for t, w in query_vector.items() if t in vocabulary]
         if not known:
             return []
         shard = self._open()
@@ -125,7 +138,7 @@ class EmbeddedIndex:
         return hits
 
     def count(self) -> int:
-        if self._spec is None:
+        if self._known_spec() is None:
             return 0
         shard = self._open()
         try:
@@ -135,6 +148,14 @@ class EmbeddedIndex:
 
     def close(self) -> None:
         """Nothing stays open between calls."""
+
+
+def _vector(value, vocabulary: dict[str, int]):
+    """A sparse vector (new tokens get the next numbers in ``vocabulary``) or a dense one."""
+    if isinstance(value, dict):
+        indices = [vocabulary.setdefault(token, len(vocabulary)) for token in value]
+        return qe.SparseVector(indices, [float(w) for w in value.values()])
+    return [float(v) for v in value]
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -10,7 +10,7 @@ A config file has three sections (every key optional; flags given on the command
       kafka_topic: [docs]            # one topic or a list
       kafka_group: inference-enrich  # consumer group whose offsets are read and committed
       kafka_auto_offset_reset: earliest   # where a partition without a committed offset starts
-      kafka_reader: python           # python (ours, any runner) | beam (cross-language, Java)
+      kafka_reader: python           # python (ours, any runner) | beam (Java, streaming only)
       kafka_config: {}               # passed to confluent-kafka: security.protocol, sasl.*, ...
       streaming: false               # unbounded read; offsets committed per finished bundle
       stop_after_records: 1000       # streaming: stop after N records (per worker process)

@@ -14,6 +14,7 @@ from typing import Sequence
 import apache_beam as beam
 import fsspec
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.runner import PipelineState
 
 from inference_enrich.indexes import IndexSpec, open_index
 from inference_enrich.inference import Endpoint, load_endpoints
@@ -133,6 +134,9 @@ def run_job(job: JobConfig, options: PipelineOptions) -> JobSummary:
     build_pipeline(pipeline, job, endpoint, partitions)
     result = pipeline.run()
     result.wait_until_finish()
+    if result.state != PipelineState.DONE:  # e.g. cancelled, or failed without raising
+        raise RuntimeError(f"the pipeline ended in state {result.state}, not DONE"
+                           + (": no Kafka offsets were committed" if partitions else ""))
     if partitions and not job.streaming:  # only now: a failed run must be re-readable
         commit_end_offsets(job.kafka_settings(), partitions)
     counters = _counters(result)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from typing import Any
 
 import pytest
 from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
@@ -148,6 +149,20 @@ def test_streaming_into_index_sinks(sink, kafka_bootstrap, request, tmp_path):
     assert summary.records_written + summary.dead_letters == 150
 
 
+@pytest.mark.parametrize("runner, state", [("CancelledRunner", "CANCELLED"), ("FailedRunner", "FAILED")])
+def test_run_that_ends_cancelled_or_failed_commits_no_offsets(runner, state, kafka_bootstrap, tmp_path):
+    """The runner reports the job cancelled or failed (without raising) after it read every
+    message: the end offsets must stay uncommitted, so the next run reads them again, and
+    the run must fail instead of reporting a result."""
+    topic = new_topic(kafka_bootstrap)
+    produce(kafka_bootstrap, topic, 0, 30)
+    job = kafka_job(kafka_bootstrap, topic, str(tmp_path / "out"), group="final-state")
+    with pytest.raises(RuntimeError, match=f"ended in state {state}, not DONE"):
+        run(job, [f"--runner=final_state_runners.{runner}"])
+    offsets = committed_offsets(KafkaSettings(kafka_bootstrap, (topic,), "final-state"))
+    assert all(offset < 0 for offset in offsets.values())
+
+
 KILL_TEST_MESSAGES = 3_000  # noida-db's bulk API takes ~3 s per 500 documents
 
 
@@ -237,15 +252,44 @@ def test_message_parsing_rules():
     assert letter["stage"] == "validate" and "expected a JSON object" in letter["error"]
 
 
-def test_beam_cross_language_reader_is_selected_by_config():
+def expansion_request(reader) -> Any:
+    """The settings a cross-language transform sends to the Java expansion service, decoded."""
+    from apache_beam.coders import RowCoder
+    from apache_beam.portability.api import external_transforms_pb2
+
+    payload = external_transforms_pb2.ExternalConfigurationPayload.FromString(reader._payload)
+    return RowCoder(payload.schema).decode(payload.payload)
+
+
+def test_beam_reader_streams_unbounded_and_commits_after_the_runner_committed():
+    """Beam's ReadFromKafka cannot run here (Java), so its expansion request is checked: our
+    consumer settings, no record or time limit (they make KafkaIO a bounded read, which does
+    not commit offsets: apache/beam#19369), offsets committed on bundle finalisation."""
     from apache_beam.io.kafka import ReadFromKafka
 
-    settings = KafkaSettings("broker:9092", ("docs",), "g", reader="beam",
+    settings = KafkaSettings("broker:9092", ("docs",), "g", streaming=True, reader="beam",
                              client_config={"security.protocol": "SASL_SSL"})
     reader = ReadKafkaDocuments(settings, RecordFields()).beam_reader()
     assert isinstance(reader, ReadFromKafka)
-    payload = str(reader._payload)  # the serialised expansion request that would go to Java
-    assert "broker:9092" in payload and "docs" in payload and "SASL_SSL" in payload
+    request = expansion_request(reader)
+    assert request.topics == ["docs"]
+    assert {k: request.consumer_config[k] for k in ("bootstrap.servers", "group.id", "security.protocol")} == {
+        "bootstrap.servers": "broker:9092", "group.id": "g", "security.protocol": "SASL_SSL"}
+    assert request.consumer_config["enable.auto.commit"].lower() == "false"
+    assert request.commit_offset_in_finalize is True
+    assert (request.max_num_records, request.max_read_time) == (None, None)
+
+
+@pytest.mark.parametrize("settings, problem", [
+    ({}, "only with --streaming"),
+    ({"streaming": True, "stop_after_records": 100}, "--stop-after-records"),
+    ({"streaming": True, "stop_after_seconds": 60}, "--stop-after-seconds"),
+])
+def test_beam_reader_refuses_what_it_cannot_honour(settings, problem):
+    """A bounded job must read up to the end offsets taken at launch and commit them only
+    after success; KafkaIO can do neither, so kafka_reader: beam is refused there."""
+    with pytest.raises(ValueError, match=problem):
+        KafkaSettings("broker:9092", ("docs",), reader="beam", **settings)
 
 
 def test_client_secrets_are_masked():

@@ -14,7 +14,10 @@ and is resumed a second later. ``stop_after_records`` / ``stop_after_seconds`` e
 streaming read (tests, demos, bounded catch-up jobs).
 
 ``reader: beam`` swaps in Beam's cross-language ``ReadFromKafka`` (needs a Java expansion
-service: fine on Dataflow and Flink, impossible offline).
+service: fine on Dataflow and Flink, impossible offline), for streaming jobs only: KafkaIO
+can neither stop at the end offsets taken at launch nor commit them only after the job
+succeeded, and a record or time limit turns it into a bounded read that commits no offsets
+(apache/beam#19369). It reads unbounded and commits on bundle finalisation, as ours does.
 """
 
 from __future__ import annotations
@@ -75,6 +78,16 @@ class KafkaSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "client_config", protect_secrets(self.client_config))
+        if self.reader != "beam":
+            return
+        if not self.streaming:
+            raise ValueError("kafka_reader: beam reads only with --streaming: Beam's ReadFromKafka cannot "
+                             "stop at the end offsets taken at launch nor commit them after the job "
+                             "succeeded; bounded jobs use kafka_reader: python")
+        for name in ("stop_after_records", "stop_after_seconds"):
+            if getattr(self, name) is not None:
+                raise ValueError(f"kafka_reader: beam does not take --{name.replace('_', '-')}: a limit "
+                                 "makes Beam's ReadFromKafka a bounded read, which commits no offsets")
 
     def consumer_config(self) -> dict[str, Any]:
         """The confluent-kafka consumer configuration (secrets revealed: give it only to the client)."""
@@ -336,7 +349,8 @@ class ReadKafkaDocuments(beam.PTransform):
         self._partitions = list(partitions)
 
     def beam_reader(self) -> beam.PTransform:
-        """Beam's cross-language reader, configured like ours."""
+        """Beam's cross-language reader, configured like our streaming reader: unbounded,
+        offsets committed once the runner has committed the bundle (see module docstring)."""
         from apache_beam.io.kafka import ReadFromKafka
 
         config = {k: str(v) for k, v in self._settings.consumer_config().items()}
@@ -345,7 +359,6 @@ class ReadKafkaDocuments(beam.PTransform):
             topics=list(self._settings.topics),
             with_metadata=True,
             commit_offset_in_finalize=True,
-            max_num_records=None if self._settings.streaming else self._settings.stop_after_records,
         )
 
     def expand(self, pbegin):

@@ -2,24 +2,29 @@
 
 Elasticsearch and OpenSearch take parallel bulk writers. The embedded index takes one writer
 at a time, so its documents are first gathered under a single key (``GroupIntoBatches``):
-Beam processes one key on one worker at a time, which serialises the writes.
+Beam processes one key on one worker at a time, which serialises the writes. A batch is
+released when full or, at the latest, ``max_buffering_duration_secs`` after its first
+document, so in a streaming job a trickle of records becomes searchable within seconds.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+import time
+from collections import Counter
+from typing import Any, Callable, Iterator, Sequence
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.utils.windowed_value import WindowedValue
 
 from inference_enrich.indexes import IndexSettings, IndexSpec, SearchIndex, open_index
-from inference_enrich.indexes.base import index_safe_tokens
+from inference_enrich.indexes.base import BulkOutcome, index_safe_tokens
 from inference_enrich.transforms.documents import EnrichedDocument, document_dead_letter
 from inference_enrich.transforms.read_files import METRICS_NAMESPACE
 
 INDEX = "index"
 BULK_BATCH = 500
+MAX_BUFFERING_SECONDS = 5.0
 
 
 def index_source(enriched: EnrichedDocument, text_field: str, output_field: str) -> tuple[dict[str, Any], int]:
@@ -35,6 +40,43 @@ def index_source(enriched: EnrichedDocument, text_field: str, output_field: str)
     source = {k: v for k, v in document.record.items() if k != text_field}
     source.update({text_field: document.text, output_field: embedding, "is_truncated": result.is_truncated})
     return source, renamed
+
+
+def write_by_id(index: SearchIndex, documents: Sequence[tuple[str, dict[str, Any]]]) -> list[BulkOutcome]:
+    """Write ``(id, source)`` pairs; their outcomes in the same order, matched by id.
+
+    Indexes answer in their own order (retried items come last), so every outcome is placed
+    by the id it names. An id repeated in ``documents`` goes in a later bulk call than its
+    previous occurrence: the last one wins, as sequential writes would, and each occurrence
+    gets its own outcome. A document without an outcome, or an outcome for a document not
+    sent, raises, so the runner retries the bundle instead of counting a guess.
+    """
+    outcomes: list[BulkOutcome | None] = [None] * len(documents)
+    for positions in _rounds_of_unique_ids(documents):
+        sent = {documents[p][0]: p for p in positions}
+        for outcome in index.bulk([documents[p] for p in positions]):
+            position = sent.pop(outcome.doc_id, None)
+            if position is None:
+                raise RuntimeError(f"the index answered for document '{outcome.doc_id}', which was "
+                                   "not sent or was answered already")
+            outcomes[position] = outcome
+        if sent:
+            raise RuntimeError(f"the index gave no outcome for {len(sent)} of {len(positions)} "
+                               f"documents (e.g. '{next(iter(sent))}')")
+    return outcomes
+
+
+def _rounds_of_unique_ids(documents: Sequence[tuple[str, Any]]) -> list[list[int]]:
+    """Positions of ``documents`` in rounds that hold each id at most once: the n-th
+    occurrence of an id is in round n, so writing the rounds in order keeps the last write last."""
+    rounds: list[list[int]] = []
+    occurrences: Counter[str] = Counter()
+    for position, (doc_id, _) in enumerate(documents):
+        if occurrences[doc_id] == len(rounds):
+            rounds.append([])
+        rounds[occurrences[doc_id]].append(position)
+        occurrences[doc_id] += 1
+    return rounds
 
 
 class WriteToIndexDoFn(beam.DoFn):
@@ -74,9 +116,7 @@ class WriteToIndexDoFn(beam.DoFn):
             source, renamed = index_source(enriched, self._spec.text_field, self._spec.output_field)
             self._renamed.inc(renamed)
             bodies.append((enriched.document.id, source))
-        outcomes = list(self._index.bulk(bodies))
-        if len(outcomes) != len(buffered):
-            raise RuntimeError(f"bulk returned {len(outcomes)} outcomes for {len(buffered)} documents")
+        outcomes = write_by_id(self._index, bodies)  # in buffer order, matched by id
         for (enriched, window, timestamp), outcome in zip(buffered, outcomes):
             if outcome.error is None:
                 self._indexed.inc()
@@ -90,20 +130,48 @@ class WriteToIndexDoFn(beam.DoFn):
             self._index.close()
 
 
-class WriteToSearchIndex(beam.PTransform):
-    """Enriched documents -> a search index; returns the dead letters of rejected documents."""
+class OneWriterBatches(beam.PTransform):
+    """Elements -> lists of them, all under one key, so that one writer at a time gets them.
 
-    def __init__(self, settings: IndexSettings, spec: IndexSpec) -> None:
+    A list is released when it holds ``batch_size`` elements, when
+    ``max_buffering_duration_secs`` have passed since its first element (processing time;
+    0 means no limit), or when the window ends. ``clock`` as in ``GroupIntoBatches``.
+    """
+
+    def __init__(self, batch_size: int, max_buffering_duration_secs: float,
+                 clock: Callable[[], float] = time.time) -> None:
+        super().__init__()
+        self._batch_size = batch_size
+        self._max_buffering_duration_secs = max_buffering_duration_secs
+        self._clock = clock
+
+    def expand(self, elements):
+        return (
+            elements
+            | "OneKey" >> beam.Map(lambda element: ("one-writer", element))
+            | "Batches" >> beam.GroupIntoBatches(self._batch_size, self._max_buffering_duration_secs, self._clock)
+            | "DropKey" >> beam.Map(lambda key_batch: list(key_batch[1]))
+        )
+
+
+class WriteToSearchIndex(beam.PTransform):
+    """Enriched documents -> a search index; returns the dead letters of rejected documents.
+
+    ``max_buffering_duration_secs``: the embedded index's time bound on a batch (see the
+    module docstring)."""
+
+    def __init__(self, settings: IndexSettings, spec: IndexSpec,
+                 max_buffering_duration_secs: float = MAX_BUFFERING_SECONDS) -> None:
         super().__init__()
         self._settings = settings
         self._spec = spec
+        self._max_buffering_duration_secs = max_buffering_duration_secs
 
     def expand(self, enriched):
         if self._settings.kind == "embedded":  # one writer: gather under one key first
             enriched = (
                 enriched
-                | "OneWriterKey" >> beam.Map(lambda e: ("embedded-index", e))
-                | "OneWriterBatches" >> beam.GroupIntoBatches(BULK_BATCH)
-                | "Unbatch" >> beam.FlatMap(lambda key_batch: key_batch[1])
+                | "OneWriter" >> OneWriterBatches(BULK_BATCH, self._max_buffering_duration_secs)
+                | "Unbatch" >> beam.FlatMap(lambda batch: batch)
             )
         return enriched | "BulkWrite" >> beam.ParDo(WriteToIndexDoFn(self._settings, self._spec))
