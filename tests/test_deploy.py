@@ -8,8 +8,12 @@ the same output as the in-process FnApiRunner.
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -94,3 +98,54 @@ def test_portable_runner_output_equals_fnapi_runner(tmp_path):
         assert sparse(other[key]) == pytest.approx(sparse(row), abs=1e-6)
     strip = lambda letters: sorted((l["line"], l["stage"], l["error"]) for l in letters)
     assert strip(read_dead_letters(outputs["fnapi"])) == strip(read_dead_letters(outputs["portable"]))
+
+
+DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "dataflow"
+
+
+def _load_flex_main():
+    spec = importlib.util.spec_from_file_location("flex_main", DEPLOY / "main.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _sample_value(parameter: dict) -> str:
+    if "regexes" in parameter:
+        match = re.fullmatch(r"\^\((.+)\)\$", parameter["regexes"][0])
+        return match.group(1).split("|")[0] if match else "8"
+    return "gs://bucket/x" if parameter["name"] in ("input", "output", "endpoints") else "value"
+
+
+def test_flex_template_parameters_are_enrich_run_flags():
+    """metadata.json and the CLI cannot drift: every template parameter, passed the way the
+    Flex launcher passes it (--name=value), is an `enrich run` flag, and every enumerated
+    value the template allows is one the CLI accepts."""
+    from inference_enrich.pipelines.cli import build_parser
+
+    parser = build_parser()
+    run_parser = parser._subparsers._group_actions[0].choices["run"]
+    choices = {action.dest: action.choices for action in run_parser._actions if action.choices}
+    flex_main = _load_flex_main()
+    parameters = json.loads((DEPLOY / "metadata.json").read_text())["parameters"]
+    assert {p["name"] for p in parameters} >= {"input", "output", "inference_id", "sink", "source"}
+    for parameter in parameters:
+        argv = flex_main.run_arguments([f"--{parameter['name']}={_sample_value(parameter)}"])
+        args, beam_args = parser.parse_known_args(argv)
+        assert beam_args == [], parameter["name"]
+        assert getattr(args, parameter["name"]) not in (None, False), parameter["name"]
+        match = re.fullmatch(r"\^\((.+)\)\$", parameter.get("regexes", [""])[0])
+        if match and parameter["name"] in choices:
+            assert set(match.group(1).split("|")) <= set(choices[parameter["name"]]), parameter["name"]
+    args, _ = parser.parse_known_args(flex_main.run_arguments(["--streaming=false"]))
+    assert not args.streaming
+
+
+def test_dockerfile_pins_what_pyproject_pins():
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    pyproject = (DEPLOY.parents[1] / "pyproject.toml").read_text()
+    beam = re.search(r'"apache-beam\[gcp\]==([\d.]+)"', pyproject).group(1)
+    torch = re.search(r'"torch==([\d.]+)"', pyproject).group(1)
+    assert f"apache/beam_python3.11_sdk:{beam}" in dockerfile
+    assert f'"torch=={torch}"' in dockerfile
+    assert "COPY deploy/dataflow/main.py /template/main.py" in dockerfile
