@@ -30,6 +30,7 @@ from inference_enrich.pipelines.config import (
     load_job_config,
 )
 from inference_enrich.indexes.query import search_index
+from inference_enrich.pipelines.dry_run import format_translation, is_dry_run, translate_job
 from inference_enrich.pipelines.enrich import resolve_endpoint, run_job
 from inference_enrich.pipelines.summary import format_summary
 
@@ -42,6 +43,8 @@ Any other option is passed to Apache Beam as a pipeline option, for example:
   --direct_num_workers=N     worker count for the local runners
   --direct_running_mode=M    in_memory | multi_threading | multi_processing
   --job_endpoint=HOST:PORT   with --runner=PortableRunner
+  --dry_run                  with --runner=DataflowRunner: build the Dataflow job and
+                             print what would be submitted, without submitting it
 See Beam's PipelineOptions for the full list.
 
 Output: OUTPUT/part-*.parquet (read with pyarrow.dataset.dataset(OUTPUT)) and
@@ -198,6 +201,12 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
         beam_args = [f"--runner={DEFAULT_RUNNER}", *beam_args]
     if job.streaming:
         beam_args.append("--streaming")
+    # Beam's --dry_run wants a value; `--dry_run` alone reads as the user means it.
+    beam_args = ["--dry_run=True" if arg == "--dry_run" else arg for arg in beam_args]
+    options = PipelineOptions(beam_args)
+    if is_dry_run(options):
+        print(format_translation(translate_job(job, options)))
+        return 0
     endpoint = resolve_endpoint(job)
     if not args.quiet:
         origin = (f"kafka {job.kafka_bootstrap} {','.join(job.kafka_topic)}" if job.source == "kafka"
@@ -207,7 +216,7 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
             f"({endpoint.task_type}, {endpoint.model_id})",
             file=sys.stderr,
         )
-    summary = run_job(job, PipelineOptions(beam_args))
+    summary = run_job(job, options)
     print(format_summary(summary, endpoint, job))
     return 0
 

@@ -1,0 +1,29 @@
+"""Flex Template entry point: the launcher runs this file with each template parameter as
+``--name=value`` plus Dataflow's own pipeline options, and it runs ``enrich run`` with them.
+
+Flex Templates pass every parameter with a value, so the one switch, ``streaming``, arrives
+as ``--streaming=true|false``; it is turned back into the bare flag here.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from inference_enrich.pipelines.cli import main
+
+
+def run_arguments(argv: list[str]) -> list[str]:
+    """``argv`` as ``enrich run`` takes it."""
+    arguments = []
+    for arg in argv:
+        name, _, value = arg.partition("=")
+        if name == "--streaming" and value:
+            if value.lower() == "true":
+                arguments.append("--streaming")
+            continue
+        arguments.append(arg)
+    return ["run", *arguments]
+
+
+if __name__ == "__main__":
+    sys.exit(main(run_arguments(sys.argv[1:])))

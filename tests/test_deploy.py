@@ -1,0 +1,151 @@
+"""The job translates for Dataflow (Beam's --dry_run, offline) and runs on a portable runner.
+
+Dataflow and Flink cannot run here; what can be proven offline is proven: DataflowRunner
+builds the complete job (every transform translated, SDFs, streaming) without submitting it,
+and PortableRunner with an in-process job server (the path a Flink job server takes) gives
+the same output as the in-process FnApiRunner.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from inference_enrich.pipelines.config import JobConfig
+from inference_enrich.pipelines.dry_run import translate_job
+
+from pipeline_helpers import read_dead_letters, read_output, run, sparse, write_lines
+
+DATAFLOW = ["--runner=DataflowRunner", "--dry_run=True", "--project=demo-project",
+            "--region=us-central1", "--temp_location=gs://demo-bucket/tmp"]
+SINKS = {
+    "parquet": {"output": "gs://demo-bucket/out"},
+    "elasticsearch": {"output": "gs://demo-bucket/out", "sink": "elasticsearch",
+                      "es_url": "https://es.example:9243", "index": "docs"},
+}
+
+
+@pytest.mark.parametrize("sink", SINKS)
+@pytest.mark.parametrize("streaming", [False, True], ids=["batch", "streaming"])
+def test_file_source_translates_for_dataflow(sink, streaming):
+    args = DATAFLOW + (["--streaming"] if streaming else [])
+    translated = translate_job(JobConfig(**SINKS[sink]), PipelineOptions(args))
+    assert translated.job_type == ("JOB_TYPE_STREAMING" if streaming else "JOB_TYPE_BATCH")
+    assert translated.transforms > 10
+    assert any("beam_python3.11_sdk" in env for env in translated.environments)
+
+
+@pytest.mark.parametrize("sink", SINKS)
+@pytest.mark.parametrize("streaming", [False, True], ids=["batch", "streaming"])
+def test_kafka_source_translates_for_dataflow(sink, streaming, kafka_bootstrap):
+    from test_kafka import new_topic
+
+    job = JobConfig(source="kafka", kafka_bootstrap=kafka_bootstrap, kafka_topic=[new_topic(kafka_bootstrap)],
+                    streaming=streaming, **SINKS[sink])
+    args = DATAFLOW + (["--streaming"] if streaming else [])
+    translated = translate_job(job, PipelineOptions(args))
+    assert translated.job_type == ("JOB_TYPE_STREAMING" if streaming else "JOB_TYPE_BATCH")
+    assert translated.splittable_dofns >= 1  # the per-partition Kafka reader
+
+
+def test_custom_worker_container_is_what_dataflow_would_run():
+    image = "europe-docker.example/acme/inference-enrich:0.1.0"
+    translated = translate_job(JobConfig(output="gs://b/out"),
+                               PipelineOptions(DATAFLOW + [f"--sdk_container_image={image}"]))
+    assert translated.environments == (f"beam:env:docker:v1 {image}",)
+
+
+def test_cli_dry_run_prints_the_job_and_refuses_runners_that_would_run(tmp_path):
+    cli = [sys.executable, "-m", "inference_enrich.pipelines.cli", "run"]
+    done = subprocess.run([*cli, "--runner", "DataflowRunner", "--dry_run", "--project", "demo-project",
+                           "--region", "us-central1", "--temp_location", "gs://demo-bucket/tmp",
+                           "--output", "gs://demo-bucket/out"], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "dry run: DataflowRunner would submit job" in done.stdout and "(JOB_TYPE_BATCH)" in done.stdout
+    assert list(tmp_path.iterdir()) == []  # nothing written
+    done = subprocess.run([*cli, "--dry_run", "--output", str(tmp_path / "out")], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "--dry_run translates for DataflowRunner only" in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_portable_runner_output_equals_fnapi_runner(tmp_path):
+    source = write_lines(tmp_path / "in.jsonl", [
+        b'{"id": "a", "text": "The sky above the port was the color of television."}',
+        b'{"id": "b", "text": "Call me Ishmael.", "year": 1851}',
+        b'not json',
+        b'{"id": "c", "text": ""}',
+        b'{"id": "d", "text": "It was the best of times, it was the worst of times."}',
+    ])
+    outputs = {}
+    for name, args in {"fnapi": ["--runner=FnApiRunner"],
+                       "portable": ["--runner=PortableRunner", "--job_endpoint=embed",
+                                    "--environment_type=LOOPBACK"]}.items():
+        outputs[name] = str(tmp_path / name)
+        summary = run(JobConfig(input=[str(source)], output=outputs[name]), args)
+        assert (summary.records_written, summary.dead_letters) == (3, 2), name
+    one, other = read_output(outputs["fnapi"]), read_output(outputs["portable"])
+    assert set(one) == set(other) == {"a", "b", "d"}
+    for key, row in one.items():
+        assert (row["text"], row["passthrough"]) == (other[key]["text"], other[key]["passthrough"])
+        assert sparse(other[key]) == pytest.approx(sparse(row), abs=1e-6)
+    strip = lambda letters: sorted((l["line"], l["stage"], l["error"]) for l in letters)
+    assert strip(read_dead_letters(outputs["fnapi"])) == strip(read_dead_letters(outputs["portable"]))
+
+
+DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "dataflow"
+
+
+def _load_flex_main():
+    spec = importlib.util.spec_from_file_location("flex_main", DEPLOY / "main.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _sample_value(parameter: dict) -> str:
+    if "regexes" in parameter:
+        match = re.fullmatch(r"\^\((.+)\)\$", parameter["regexes"][0])
+        return match.group(1).split("|")[0] if match else "8"
+    return "gs://bucket/x" if parameter["name"] in ("input", "output", "endpoints") else "value"
+
+
+def test_flex_template_parameters_are_enrich_run_flags():
+    """metadata.json and the CLI cannot drift: every template parameter, passed the way the
+    Flex launcher passes it (--name=value), is an `enrich run` flag, and every enumerated
+    value the template allows is one the CLI accepts."""
+    from inference_enrich.pipelines.cli import build_parser
+
+    parser = build_parser()
+    run_parser = parser._subparsers._group_actions[0].choices["run"]
+    choices = {action.dest: action.choices for action in run_parser._actions if action.choices}
+    flex_main = _load_flex_main()
+    parameters = json.loads((DEPLOY / "metadata.json").read_text())["parameters"]
+    assert {p["name"] for p in parameters} >= {"input", "output", "inference_id", "sink", "source"}
+    for parameter in parameters:
+        argv = flex_main.run_arguments([f"--{parameter['name']}={_sample_value(parameter)}"])
+        args, beam_args = parser.parse_known_args(argv)
+        assert beam_args == [], parameter["name"]
+        assert getattr(args, parameter["name"]) not in (None, False), parameter["name"]
+        match = re.fullmatch(r"\^\((.+)\)\$", parameter.get("regexes", [""])[0])
+        if match and parameter["name"] in choices:
+            assert set(match.group(1).split("|")) <= set(choices[parameter["name"]]), parameter["name"]
+    args, _ = parser.parse_known_args(flex_main.run_arguments(["--streaming=false"]))
+    assert not args.streaming
+
+
+def test_dockerfile_pins_what_pyproject_pins():
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    pyproject = (DEPLOY.parents[1] / "pyproject.toml").read_text()
+    beam = re.search(r'"apache-beam\[gcp\]==([\d.]+)"', pyproject).group(1)
+    torch = re.search(r'"torch==([\d.]+)"', pyproject).group(1)
+    assert f"apache/beam_python3.11_sdk:{beam}" in dockerfile
+    assert f'"torch=={torch}"' in dockerfile
+    assert "COPY deploy/dataflow/main.py /template/main.py" in dockerfile
