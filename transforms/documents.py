@@ -92,7 +92,15 @@ def dead_letter(
     raw: str | None = None,
     line: int | None = None,
 ) -> dict[str, Any]:
-    """Build a dead letter; ``record`` (parsed) is kept when there is one, else ``raw``."""
+    """Build a dead letter; ``record`` (parsed) is kept when there is one, else ``raw``.
+
+    A record holding a string that is not valid Unicode (a lone UTF-16 surrogate, which a
+    JSON ``\\ud83d`` escape decodes to) cannot travel in a dict through Beam's coders or be
+    written as UTF-8; it is kept as ``raw``, its JSON with every such character escaped,
+    which ``json.loads`` turns back into the very same record.
+    """
+    if record is not None and not _utf8_encodable(record):
+        record, raw = None, json.dumps(record, ensure_ascii=True, default=str)
     letter: dict[str, Any] = {"stage": stage, "error": error, "source": source}
     if line is not None:
         letter["line"] = line
@@ -101,6 +109,14 @@ def dead_letter(
     else:
         letter["raw"] = raw
     return letter
+
+
+def _utf8_encodable(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False, default=str).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def document_dead_letter(document: Document, stage: str, error: str) -> dict[str, Any]:
