@@ -15,7 +15,11 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from inference_enrich.indexes import IndexSettings, IndexSpec, SearchIndex, open_index
 from inference_enrich.indexes.base import index_safe_tokens
-from inference_enrich.transforms.documents import EnrichedDocument, document_dead_letter
+from inference_enrich.transforms.documents import (
+    EnrichedDocument,
+    as_enriched_document,
+    document_dead_letter,
+)
 from inference_enrich.transforms.buffering import BufferedElement, BufferingDoFn
 from inference_enrich.transforms.read_files import METRICS_NAMESPACE
 
@@ -77,7 +81,8 @@ class WriteToIndexDoFn(BufferingDoFn):
 
 
 class WriteToSearchIndex(beam.PTransform):
-    """Enriched documents -> a search index; returns the dead letters of rejected documents."""
+    """Enriched documents (or the enriched dicts ``Enrich`` emits) -> a search index; returns
+    the dead letters of rejected documents."""
 
     def __init__(self, settings: IndexSettings, spec: IndexSpec) -> None:
         super().__init__()
@@ -85,6 +90,10 @@ class WriteToSearchIndex(beam.PTransform):
         self._spec = spec
 
     def expand(self, enriched):
+        spec = self._spec
+        enriched = enriched | "AsEnrichedDocuments" >> beam.Map(
+            as_enriched_document, spec.text_field, spec.output_field, spec.task_type
+        )
         if self._settings.kind == "embedded":  # one writer: gather under one key first
             enriched = (
                 enriched
