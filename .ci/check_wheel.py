@@ -14,6 +14,8 @@ REQUIRED = (
     "inference_enrich/__init__.py",
     "inference_enrich/pipelines/cli.py",
     "inference_enrich/transforms/inference_dofn.py",
+    "inference_enrich/transforms/enrich.py",
+    "inference_enrich/transforms/model_handler.py",
     "inference_enrich/inference/endpoints.py",
     "inference_enrich/inference/chunking/chunkers.py",
     "inference_enrich/indexes/cluster.py",

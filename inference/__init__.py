@@ -11,6 +11,7 @@ from inference_enrich.inference.errors import (
     IncompatibleTaskTypeError,
     InferenceEnrichError,
     ModelLoadError,
+    TextInferenceError,
     UnknownEndpointError,
 )
 from inference_enrich.inference.results import (
@@ -19,8 +20,9 @@ from inference_enrich.inference.results import (
     SparseEmbedding,
     TextEmbedding,
 )
-from inference_enrich.inference.runtime import ModelRuntime, TokenizedText, infer_texts
-from inference_enrich.inference.api import load_runtime, perform_inference
+from inference_enrich.inference.runtime import ModelRuntime, TokenizedText
+from inference_enrich.inference.batching import infer_texts
+from inference_enrich.inference.api import load_runtime, perform_inference, resolve_endpoint
 
 __all__ = [
     "Endpoint",
@@ -30,6 +32,7 @@ __all__ = [
     "IncompatibleTaskTypeError",
     "InferenceEnrichError",
     "ModelLoadError",
+    "TextInferenceError",
     "UnknownEndpointError",
     "SPARSE_EMBEDDING",
     "TEXT_EMBEDDING",
@@ -40,4 +43,5 @@ __all__ = [
     "infer_texts",
     "load_runtime",
     "perform_inference",
+    "resolve_endpoint",
 ]

@@ -4,32 +4,46 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from pathlib import Path
+
+from inference_enrich.inference.batching import infer_texts
 from inference_enrich.inference.dense import DenseEncoder
-from inference_enrich.inference.endpoints import Endpoint
+from inference_enrich.inference.endpoints import Endpoint, load_endpoints
 from inference_enrich.inference.models import resolve_model_path
 from inference_enrich.inference.results import (
     SPARSE_EMBEDDING,
     TEXT_EMBEDDING,
     to_inference_response,
 )
-from inference_enrich.inference.runtime import ModelRuntime, infer_texts
+from inference_enrich.inference.runtime import ModelRuntime, SharedRuntime
 from inference_enrich.inference.sparse import SparseEncoder
 
 RUNTIMES: dict[str, type] = {SPARSE_EMBEDDING: SparseEncoder, TEXT_EMBEDDING: DenseEncoder}
 """task type -> runtime class of the ``transformers`` service."""
 
 
+def resolve_endpoint(endpoint: str | Endpoint, endpoints_file: str | Path | None = None) -> Endpoint:
+    """``endpoint`` itself, or the endpoint of that inference id in ``endpoints_file`` (the
+    packaged ``configs/endpoints.yaml`` when None)."""
+    if isinstance(endpoint, Endpoint):
+        return endpoint
+    return load_endpoints(endpoints_file).get(endpoint)
+
+
 def load_runtime(endpoint: Endpoint) -> ModelRuntime:
-    """Load the model behind ``endpoint`` (the expensive step: do it once per process)."""
+    """Load the model behind ``endpoint`` (the expensive step: do it once per process).
+
+    The runtime is safe to share between threads (see ``SharedRuntime``)."""
     settings = endpoint.service_settings
     options = {"quantization": settings["quantization"]} if "quantization" in settings else {}
-    return RUNTIMES[endpoint.task_type](
+    runtime = RUNTIMES[endpoint.task_type](
         resolve_model_path(endpoint.model_id),
         endpoint.model_id,
         settings.get("max_sequence_length"),
         endpoint.task_settings,
         **options,
     )
+    return SharedRuntime(runtime)
 
 
 def perform_inference(endpoint: Endpoint, task_type: str, texts: Sequence[str]) -> dict[str, Any]:

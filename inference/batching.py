@@ -1,12 +1,24 @@
-"""Length-aware batching by a token budget.
+"""Batched inference over many texts: length-aware batches by a token budget, and one
+failure per document.
 
 Sorting by length before cutting batches keeps padding (wasted compute in attention) small;
-the token budget bounds memory per forward pass whatever the document lengths are.
+the token budget bounds memory per forward pass whatever the document lengths are. A text
+the tokenizer rejects, or a document the model fails on, must cost that document only, so
+both steps fall back to one text at a time when a call over many fails.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import logging
+import time
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+from inference_enrich.inference.errors import TextInferenceError
+from inference_enrich.inference.results import InferenceResult
+from inference_enrich.inference.runtime import ModelRuntime, TokenizedText
+
+LOG = logging.getLogger(__name__)
 
 
 def plan_batches(
@@ -32,3 +44,87 @@ def plan_batches(
     if current:
         batches.append(current)
     return batches
+
+
+def tokenize_each(runtime: ModelRuntime, texts: Sequence[str]) -> list[TokenizedText | Exception]:
+    """``runtime.tokenize(texts)``, except that a text the tokenizer rejects (a lone UTF-16
+    surrogate, say) becomes its own exception instead of failing every text with it."""
+    try:
+        return runtime.tokenize(texts)
+    except Exception as error:
+        LOG.warning("tokenizing %d texts failed (%s); tokenizing them singly", len(texts), error)
+        return [_tokenize_one(runtime, text) for text in texts]
+
+
+def _tokenize_one(runtime: ModelRuntime, text: str) -> TokenizedText | Exception:
+    try:
+        (item,) = runtime.tokenize([text])
+        return item
+    except Exception as error:
+        return error
+
+
+@dataclass(frozen=True)
+class EmbeddedBatch:
+    """One forward pass: ``results[i]`` belongs to input position ``positions[i]``.
+
+    latency_s: the forward pass's wall time, or None when it failed and its documents were
+        retried one by one (some ``results`` are then exceptions).
+    """
+
+    positions: list[int]
+    results: list[InferenceResult | Exception]
+    latency_s: float | None
+
+
+def embed_batches(
+    runtime: ModelRuntime,
+    tokenized: Sequence[TokenizedText | Exception],
+    max_batch_tokens: int,
+    max_batch_size: int,
+) -> Iterator[EmbeddedBatch]:
+    """Embed every tokenized text (positions holding an exception are skipped), one
+    length-sorted batch per forward pass, yielded as each pass ends."""
+    positions = [p for p, item in enumerate(tokenized) if isinstance(item, TokenizedText)]
+    lengths = [len(tokenized[p].ids) for p in positions]
+    for batch in plan_batches(lengths, max_batch_tokens, max_batch_size):
+        batch_positions = [positions[i] for i in batch]
+        items = [tokenized[p] for p in batch_positions]
+        started = time.perf_counter()
+        try:
+            results: list[InferenceResult | Exception] = list(runtime.embed(items))
+        except Exception as error:  # isolate the document that fails, keep the others
+            LOG.warning("batch of %d failed (%s); retrying documents singly", len(items), error)
+            yield EmbeddedBatch(batch_positions, [_embed_one(runtime, item) for item in items], None)
+        else:
+            yield EmbeddedBatch(batch_positions, results, time.perf_counter() - started)
+
+
+def _embed_one(runtime: ModelRuntime, item: TokenizedText) -> InferenceResult | Exception:
+    try:
+        (result,) = runtime.embed([item])
+        return result
+    except Exception as error:
+        return error
+
+
+def infer_texts(
+    runtime: ModelRuntime,
+    texts: Sequence[str],
+    max_batch_tokens: int = 8192,
+    max_batch_size: int = 64,
+) -> list[InferenceResult]:
+    """Tokenise, batch by length and embed ``texts``; results in input order.
+
+    Raises ``TextInferenceError`` naming the first text that failed (all others are still
+    computed first, so the error is the same whatever the batching).
+    """
+    tokenized = tokenize_each(runtime, texts)
+    results: list[InferenceResult | Exception] = list(tokenized)
+    for batch in embed_batches(runtime, tokenized, max_batch_tokens, max_batch_size):
+        for position, result in zip(batch.positions, batch.results):
+            results[position] = result
+    for position, result in enumerate(results):
+        if isinstance(result, Exception):
+            raise TextInferenceError(position, len(texts), result) from result
+    return results  # type: ignore[return-value]

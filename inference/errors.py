@@ -27,3 +27,12 @@ class IncompatibleTaskTypeError(InferenceEnrichError):
 
 class ModelLoadError(InferenceEnrichError):
     """A model could not be located or loaded."""
+
+
+class TextInferenceError(InferenceEnrichError):
+    """One text of a request could not be tokenised or embedded; names which one and why."""
+
+    def __init__(self, position: int, count: int, cause: Exception) -> None:
+        super().__init__(f"text {position} of {count}: {type(cause).__name__}: {cause}")
+        self.position = position
+        self.cause = cause

@@ -39,6 +39,9 @@ class TextEmbedding:
 
 InferenceResult = SparseEmbedding | TextEmbedding
 
+RESULT_TYPES: dict[str, type] = {SPARSE_EMBEDDING: SparseEmbedding, TEXT_EMBEDDING: TextEmbedding}
+"""task type -> its result type."""
+
 
 def to_inference_response(task_type: str, results: Sequence[InferenceResult]) -> dict[str, Any]:
     """The body Elasticsearch's ``POST _inference/<task_type>/<id>`` would return."""

@@ -2,19 +2,19 @@
 
 A runtime has two steps so that callers (the Beam ``InferenceDoFn``, the CLI, a notebook)
 can batch as they like in between: ``tokenize`` many texts cheaply, then ``embed`` one batch
-of tokenised texts per forward pass.
+of tokenised texts per forward pass (``batching.py`` does that for many texts).
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
 
 import torch
 
-from inference_enrich.inference.batching import plan_batches
 from inference_enrich.inference.errors import ModelLoadError
 from inference_enrich.inference.results import InferenceResult
 
@@ -110,17 +110,35 @@ def choose_length_limit(requested: int | None, model_limit: int, model_id: str) 
     return requested
 
 
-def infer_texts(
-    runtime: ModelRuntime,
-    texts: Sequence[str],
-    max_batch_tokens: int = 8192,
-    max_batch_size: int = 64,
-) -> list[InferenceResult]:
-    """Tokenise, batch by length and embed ``texts``; results in input order."""
-    tokenized = runtime.tokenize(texts)
-    results: list[InferenceResult | None] = [None] * len(texts)
-    lengths = [len(item.ids) for item in tokenized]
-    for batch in plan_batches(lengths, max_batch_tokens, max_batch_size):
-        for index, result in zip(batch, runtime.embed([tokenized[i] for i in batch])):
-            results[index] = result
-    return results  # type: ignore[return-value]
+class SharedRuntime:
+    """A runtime that several threads may call at once: ``tokenize`` and ``embed`` take
+    turns under one lock.
+
+    A worker process loads one model (Beam ``Shared``) and, with
+    ``--direct_running_mode=multi_threading`` or a runner's worker threads, several DoFn
+    threads call it. The forward pass is safe to share, the tokenizer is not: a Hugging Face
+    fast tokenizer stores truncation and padding settings on its one Rust object for every
+    call, so concurrent calls can fail ("RuntimeError: Already borrowed" on some versions of
+    ``tokenizers``) or use another caller's settings.
+
+    Why one lock rather than a tokenizer per thread: tokenising is ~1% of the time, so
+    serialising it costs nothing measurable, and serialising the forward pass too costs
+    nothing either, because each pass already runs on all cores (torch's intra-op threads);
+    letting N passes run at once only oversubscribes the cores and holds N batches of
+    activations in memory. Per-thread tokenizers would still leave that, and every thread
+    would pay a tokenizer copy.
+    """
+
+    def __init__(self, runtime: ModelRuntime) -> None:
+        self._runtime = runtime
+        self._lock = threading.Lock()
+        self.task_type = runtime.task_type
+        self.max_sequence_length = runtime.max_sequence_length
+
+    def tokenize(self, texts: Sequence[str]) -> list[TokenizedText]:
+        with self._lock:
+            return self._runtime.tokenize(texts)
+
+    def embed(self, batch: Sequence[TokenizedText]) -> list[InferenceResult]:
+        with self._lock:
+            return self._runtime.embed(batch)

@@ -22,7 +22,7 @@ from inference_enrich.inference.api import embedding_dimensions
 from inference_enrich.pipelines.config import JobConfig
 from inference_enrich.transforms.dead_letters import DEAD_LETTER_DIR, WriteDeadLetters
 from inference_enrich.transforms.documents import DEAD_LETTER_TAG, RecordFields
-from inference_enrich.transforms.inference_dofn import BatchingConfig, Enrich
+from inference_enrich.transforms.inference_dofn import BatchingConfig, EnrichDocuments
 from inference_enrich.transforms.kafka import (
     PartitionRange,
     ReadKafkaDocuments,
@@ -57,7 +57,7 @@ def build_pipeline(
         source = ReadDocuments(job.input, job.format, fields)
     read = pipeline | "ReadDocuments" >> source
     batching = BatchingConfig(job.max_batch_tokens, job.max_batch_size)
-    enriched = read.documents | "Enrich" >> Enrich(endpoint, batching, job.num_threads)
+    enriched = read.documents | "Enrich" >> EnrichDocuments(endpoint, batching, job.num_threads)
     dead_letters = [read[DEAD_LETTER_TAG], enriched[DEAD_LETTER_TAG]]
     if job.sink == "parquet":
         _ = enriched.enriched | "WriteParquet" >> WriteEnrichedParquet(

@@ -71,3 +71,16 @@ def kafka_bootstrap(tmp_path_factory):
 
     with kafka_broker(tmp_path_factory.mktemp("noida-kafka")) as bootstrap:
         yield bootstrap
+
+
+@pytest.fixture(scope="session")
+def prose_corpus():
+    """2,000 documents of real prose (10 to 400 words) from the benchmark's corpus builder."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "corpus.py"
+    spec = importlib.util.spec_from_file_location("bench_corpus", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build_corpus(2000)

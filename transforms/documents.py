@@ -12,6 +12,10 @@ fix and replay the input::
      "source": "file URL or kafka://topic/partition",
      "line": 17,                       # 1-based line (text formats) or row (Parquet)
      "record": {...} | "raw": "..."}   # the parsed record, else the raw text
+
+(``source`` and ``line`` are absent for records that come from a user's own pipeline
+through ``Enrich``.) An enriched record, what ``Enrich`` emits and the writers also take, is
+the input record plus the output field, ``is_truncated`` and ``id`` (``enriched_record``).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from inference_enrich.inference.results import InferenceResult
+from inference_enrich.inference.results import RESULT_TYPES, InferenceResult
 
 PARSE = "parse"
 VALIDATE = "validate"
@@ -43,7 +47,7 @@ class Document:
     id: str
     text: str
     record: dict[str, Any]
-    source: str
+    source: str | None = None  # file URL, kafka://topic/partition; None: a user's pipeline
     line: int | None = None  # 1-based line (text formats) or row (Parquet) in ``source``
 
 
@@ -65,7 +69,9 @@ def stable_id(record: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
 
 
-def to_document(value: Any, fields: RecordFields, source: str, line: int | None) -> Document:
+def to_document(
+    value: Any, fields: RecordFields, source: str | None = None, line: int | None = None
+) -> Document:
     """Validate one parsed value; raises ``InvalidRecord`` saying what is wrong."""
     if not isinstance(value, dict):
         raise InvalidRecord(f"expected a JSON object, got {type(value).__name__}")
@@ -86,14 +92,24 @@ def to_document(value: Any, fields: RecordFields, source: str, line: int | None)
 def dead_letter(
     stage: str,
     error: str,
-    source: str,
+    source: str | None,
     *,
     record: Any = None,
     raw: str | None = None,
     line: int | None = None,
 ) -> dict[str, Any]:
-    """Build a dead letter; ``record`` (parsed) is kept when there is one, else ``raw``."""
-    letter: dict[str, Any] = {"stage": stage, "error": error, "source": source}
+    """Build a dead letter; ``record`` (parsed) is kept when there is one, else ``raw``.
+
+    A record holding a string that is not valid Unicode (a lone UTF-16 surrogate, which a
+    JSON ``\\ud83d`` escape decodes to) cannot travel in a dict through Beam's coders or be
+    written as UTF-8; it is kept as ``raw``, its JSON with every such character escaped,
+    which ``json.loads`` turns back into the very same record.
+    """
+    if record is not None and not _utf8_encodable(record):
+        record, raw = None, json.dumps(record, ensure_ascii=True, default=str)
+    letter: dict[str, Any] = {"stage": stage, "error": error}
+    if source is not None:
+        letter["source"] = source
     if line is not None:
         letter["line"] = line
     if record is not None:
@@ -103,9 +119,46 @@ def dead_letter(
     return letter
 
 
+def _utf8_encodable(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False, default=str).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def document_dead_letter(document: Document, stage: str, error: str) -> dict[str, Any]:
     """A dead letter for a document that failed after it was parsed."""
     return dead_letter(stage, error, document.source, record=document.record, line=document.line)
 
 DEAD_LETTER_TAG = "dead_letter"
 """Tag of the dead-letter output of every DoFn that can reject an element."""
+
+
+ENRICHED_FIELDS = ("id", "is_truncated")
+"""Fields every enriched record has besides the text and output fields."""
+
+
+def enriched_record(enriched: EnrichedDocument, output_field: str) -> dict[str, Any]:
+    """The input record plus ``output_field`` (the embedding), ``is_truncated`` and ``id``
+    (the id field's value as a string, else the record's stable hash); these win over
+    input fields of the same names."""
+    result = enriched.result
+    return {
+        **enriched.document.record,
+        output_field: result.embedding,
+        "is_truncated": result.is_truncated,
+        "id": enriched.document.id,
+    }
+
+
+def as_enriched_document(
+    element: EnrichedDocument | dict[str, Any], text_field: str, output_field: str, task_type: str
+) -> EnrichedDocument:
+    """``element`` itself, or the ``EnrichedDocument`` of an enriched record (the inverse of
+    ``enriched_record``), so that writers take what ``Enrich`` emits."""
+    if isinstance(element, EnrichedDocument):
+        return element
+    record = {k: v for k, v in element.items() if k not in (output_field, "is_truncated")}
+    result = RESULT_TYPES[task_type](element[output_field], bool(element["is_truncated"]))
+    return EnrichedDocument(Document(str(element["id"]), element[text_field], record), result)

@@ -1,9 +1,14 @@
 """``InferenceDoFn``: documents in, enriched documents out, batched by a token budget.
 
-Per bundle it buffers documents, tokenises them together, cuts length-sorted batches that fit
-the token budget (``plan_batches``) and runs one forward pass per batch. Each output keeps
-its input's window and timestamp. The model is loaded once per worker process (Beam
-``Shared``), however many DoFn instances and threads the runner creates.
+Per bundle it buffers documents (``BufferingDoFn``), tokenises them together, cuts
+length-sorted batches that fit the token budget and runs one forward pass per batch
+(``inference/batching.py``); a document the tokenizer or the model fails on becomes one dead
+letter. Each output keeps its input's window and timestamp. The model is loaded once per
+worker process (Beam ``Shared``), however many DoFn instances and threads the runner
+creates; the runtime is safe to share between those threads (``SharedRuntime``).
+
+``EnrichDocuments`` wraps it for the job, over ``Document`` elements; the public ``Enrich``
+(``enrich.py``) puts record parsing and validation in front of the same transform.
 """
 
 from __future__ import annotations
@@ -20,16 +25,16 @@ from apache_beam.utils import shared
 from apache_beam.utils.windowed_value import WindowedValue
 
 from inference_enrich.inference import Endpoint, ModelRuntime, load_runtime
-from inference_enrich.inference.results import InferenceResult
-from inference_enrich.inference.batching import plan_batches
+from inference_enrich.inference.batching import embed_batches, tokenize_each
 from inference_enrich.inference.memory import HeapTrimmer
+from inference_enrich.inference.results import InferenceResult
 from inference_enrich.transforms.documents import (
     DEAD_LETTER_TAG,
     INFERENCE,
-    Document,
     EnrichedDocument,
     document_dead_letter,
 )
+from inference_enrich.transforms.buffering import BufferedElement, BufferingDoFn
 from inference_enrich.transforms.read_files import METRICS_NAMESPACE
 
 LOG = logging.getLogger(__name__)
@@ -78,9 +83,9 @@ class _ProgressLog:
             )
 
 
-class InferenceDoFn(beam.DoFn):
+class InferenceDoFn(BufferingDoFn):
     """Calls ``endpoint`` on each ``Document``; emits ``EnrichedDocument`` (main output) or a
-    dead letter (``DEAD_LETTER_TAG``) for a document the model fails on."""
+    dead letter (``DEAD_LETTER_TAG``) for a document the tokenizer or the model fails on."""
 
     def __init__(
         self,
@@ -89,13 +94,13 @@ class InferenceDoFn(beam.DoFn):
         num_threads: int | None = None,
         progress_interval_s: float = 30.0,
     ) -> None:
+        super().__init__(batching.max_buffered_documents)
         self._endpoint = endpoint
         self._batching = batching
         self._num_threads = num_threads
         self._progress_interval_s = progress_interval_s
         self._shared_runtime = shared.Shared()
         self._runtime: ModelRuntime | None = None
-        self._buffer: list[tuple[Document, object, object]] = []
         self._documents = Metrics.counter(METRICS_NAMESPACE, "records_enriched")
         self._failed = Metrics.counter(METRICS_NAMESPACE, "inference_errors")
         self._tokens = Metrics.counter(METRICS_NAMESPACE, "tokens")
@@ -115,61 +120,38 @@ class InferenceDoFn(beam.DoFn):
         self._progress = _ProgressLog(self._progress_interval_s)
         self._heap = HeapTrimmer()  # keeps RSS flat over millions of documents
 
-    def start_bundle(self) -> None:
-        self._buffer = []
-
-    def process(
-        self, document: Document, window=beam.DoFn.WindowParam, timestamp=beam.DoFn.TimestampParam
-    ) -> Iterator[WindowedValue | TaggedOutput]:
-        self._buffer.append((document, window, timestamp))
-        if len(self._buffer) >= self._batching.max_buffered_documents:
-            yield from self._flush()
-
-    def finish_bundle(self) -> Iterator[WindowedValue | TaggedOutput]:
-        yield from self._flush()
-
-    def _flush(self) -> Iterator[WindowedValue | TaggedOutput]:
-        buffered, self._buffer = self._buffer, []
-        if not buffered:
-            return
-        tokenized = self._runtime.tokenize([document.text for document, _, _ in buffered])
-        lengths = [len(item.ids) for item in tokenized]
-        for batch in plan_batches(
-            lengths, self._batching.max_batch_tokens, self._batching.max_batch_size
+    def flush(self, entries: list[BufferedElement]) -> Iterator[WindowedValue | TaggedOutput]:
+        tokenized = tokenize_each(self._runtime, [entry.element.text for entry in entries])
+        for entry, item in zip(entries, tokenized):
+            if isinstance(item, Exception):
+                yield self._emit(entry, 0, item)
+        batching = self._batching
+        for batch in embed_batches(
+            self._runtime, tokenized, batching.max_batch_tokens, batching.max_batch_size
         ):
-            started = time.perf_counter()
-            try:
-                results = self._runtime.embed([tokenized[i] for i in batch])
-            except Exception as error:  # isolate the document that fails, keep the others
-                LOG.warning("batch of %d failed (%s); retrying documents singly", len(batch), error)
-                results = [self._embed_one(tokenized[i]) for i in batch]
-            else:
-                self._latency.update(int((time.perf_counter() - started) * 1000))
+            if batch.latency_s is not None:
+                self._latency.update(int(batch.latency_s * 1000))
             self._batches.inc()
             self._heap.after_batch()
-            self._progress.add(len(batch), sum(lengths[i] for i in batch))
-            for index, result in zip(batch, results):
-                yield self._emit(buffered[index], lengths[index], result)
+            lengths = [len(tokenized[position].ids) for position in batch.positions]
+            self._progress.add(len(lengths), sum(lengths))
+            for position, tokens, result in zip(batch.positions, lengths, batch.results):
+                yield self._emit(entries[position], tokens, result)
         self._heap.trim()
 
-    def _embed_one(self, item) -> InferenceResult | Exception:
-        try:
-            (result,) = self._runtime.embed([item])
-            return result
-        except Exception as error:
-            return error
-
-    def _emit(self, entry, tokens: int, result: InferenceResult | Exception):
-        document, window, timestamp = entry
+    def _emit(
+        self, entry: BufferedElement, tokens: int, result: InferenceResult | Exception
+    ) -> WindowedValue | TaggedOutput:
+        document = entry.element
         if isinstance(result, Exception):
             self._failed.inc()
             letter = document_dead_letter(document, INFERENCE, f"{type(result).__name__}: {result}")
-            return TaggedOutput(DEAD_LETTER_TAG, WindowedValue(letter, timestamp, (window,)))
+            return entry.tagged_output(DEAD_LETTER_TAG, letter)
         self._documents.inc()
         self._tokens.inc(tokens)
         if result.is_truncated:
             self._truncated.inc()
-        return WindowedValue(EnrichedDocument(document, result), timestamp, (window,))
+        return entry.output(EnrichedDocument(document, result))
 
 
 class _RuntimeHolder:
@@ -179,8 +161,9 @@ class _RuntimeHolder:
         self.runtime = load_runtime(endpoint)
 
 
-class Enrich(beam.PTransform):
-    """Documents -> enriched documents (main) and dead letters (``DEAD_LETTER_TAG``)."""
+class EnrichDocuments(beam.PTransform):
+    """``Document``s -> ``EnrichedDocument``s (main output, ``enriched``) and dead letters
+    (``DEAD_LETTER_TAG``). The job's inference step; users compose ``Enrich`` instead."""
 
     def __init__(
         self,

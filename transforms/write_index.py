@@ -19,7 +19,12 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from inference_enrich.indexes import IndexSettings, IndexSpec, SearchIndex, open_index
 from inference_enrich.indexes.base import BulkOutcome, index_safe_tokens
-from inference_enrich.transforms.documents import EnrichedDocument, document_dead_letter
+from inference_enrich.transforms.buffering import BufferedElement, BufferingDoFn
+from inference_enrich.transforms.documents import (
+    EnrichedDocument,
+    as_enriched_document,
+    document_dead_letter,
+)
 from inference_enrich.transforms.read_files import METRICS_NAMESPACE
 
 INDEX = "index"
@@ -79,13 +84,13 @@ def _rounds_of_unique_ids(documents: Sequence[tuple[str, Any]]) -> list[list[int
     return rounds
 
 
-class WriteToIndexDoFn(beam.DoFn):
+class WriteToIndexDoFn(BufferingDoFn):
     """Bulk-writes enriched documents; its output is the dead letters of rejected ones."""
 
     def __init__(self, settings: IndexSettings, spec: IndexSpec, batch_size: int = BULK_BATCH) -> None:
+        super().__init__(batch_size)
         self._settings = settings
         self._spec = spec
-        self._batch_size = batch_size
         self._indexed = Metrics.counter(METRICS_NAMESPACE, "records_written")
         self._rejected = Metrics.counter(METRICS_NAMESPACE, "index_rejections")
         self._renamed = Metrics.counter(METRICS_NAMESPACE, "tokens_renamed")
@@ -95,22 +100,7 @@ class WriteToIndexDoFn(beam.DoFn):
         self._index = open_index(self._settings)
         self._index.ensure_index(self._spec)
 
-    def start_bundle(self) -> None:
-        self._buffer: list[tuple[EnrichedDocument, Any, Any]] = []
-
-    def process(self, enriched: EnrichedDocument, window=beam.DoFn.WindowParam,
-                timestamp=beam.DoFn.TimestampParam) -> Iterator[WindowedValue]:
-        self._buffer.append((enriched, window, timestamp))
-        if len(self._buffer) >= self._batch_size:
-            yield from self._flush()
-
-    def finish_bundle(self) -> Iterator[WindowedValue]:
-        yield from self._flush()
-
-    def _flush(self) -> Iterator[WindowedValue]:
-        buffered, self._buffer = self._buffer, []
-        if not buffered:
-            return
+    def flush(self, buffered: list[BufferedElement]) -> Iterator[WindowedValue]:
         bodies = []
         for enriched, _, _ in buffered:
             source, renamed = index_source(enriched, self._spec.text_field, self._spec.output_field)
@@ -155,7 +145,8 @@ class OneWriterBatches(beam.PTransform):
 
 
 class WriteToSearchIndex(beam.PTransform):
-    """Enriched documents -> a search index; returns the dead letters of rejected documents.
+    """Enriched documents (or the enriched dicts ``Enrich`` emits) -> a search index; returns
+    the dead letters of rejected documents.
 
     ``max_buffering_duration_secs``: the embedded index's time bound on a batch (see the
     module docstring)."""
@@ -168,6 +159,10 @@ class WriteToSearchIndex(beam.PTransform):
         self._max_buffering_duration_secs = max_buffering_duration_secs
 
     def expand(self, enriched):
+        spec = self._spec
+        enriched = enriched | "AsEnrichedDocuments" >> beam.Map(
+            as_enriched_document, spec.text_field, spec.output_field, spec.task_type
+        )
         if self._settings.kind == "embedded":  # one writer: gather under one key first
             enriched = (
                 enriched

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from inference_enrich.inference.results import SPARSE_EMBEDDING
 from inference_enrich.transforms.bundle_files import BundleFileWriter
-from inference_enrich.transforms.documents import EnrichedDocument
+from inference_enrich.transforms.documents import EnrichedDocument, as_enriched_document
 
 RESERVED_COLUMNS = ("id", "is_truncated", "passthrough")
 ROW_GROUP_ROWS = 4096
@@ -108,11 +108,16 @@ class ParquetBundleWriter(BundleFileWriter):
 
 
 class WriteEnrichedParquet(beam.PTransform):
-    """Enriched documents -> ``<directory>/part-*.parquet``."""
+    """Enriched documents (or the enriched dicts ``Enrich`` emits) -> ``<directory>/part-*.parquet``."""
 
     def __init__(self, directory: str, text_field: str, output_field: str, task_type: str) -> None:
         super().__init__()
+        self._fields = (text_field, output_field, task_type)
         self._writer = ParquetBundleWriter(directory, text_field, output_field, task_type)
 
     def expand(self, enriched):
-        return enriched | "WriteParquetFiles" >> beam.ParDo(self._writer)
+        return (
+            enriched
+            | "AsEnrichedDocuments" >> beam.Map(as_enriched_document, *self._fields)
+            | "WriteParquetFiles" >> beam.ParDo(self._writer)
+        )
