@@ -16,6 +16,7 @@ REQUIRED = (
     "inference_enrich/transforms/inference_dofn.py",
     "inference_enrich/inference/endpoints.py",
     "inference_enrich/indexes/cluster.py",
+    "inference_enrich/server/app.py",
     "inference_enrich/configs/endpoints.yaml",
     "inference_enrich/sample_data/sample_corpus.jsonl",
 )
