@@ -113,6 +113,9 @@ def test_text_embedding_method_and_compatibility_headers(server, es):
 def test_root_health_and_metrics(server, es):
     assert es.info().body["version"]["number"].startswith("8.")
     assert es.ping()
+    listed = http("GET", f"{server.url}/_inference").body["endpoints"]
+    assert [e["inference_id"] for e in listed][:3] == ["my-elser-model", "my-elser-model-int8", "my-minilm"]
+    assert http("GET", f"{server.url}/_inference/_all").body["endpoints"] == listed
     health = http("GET", f"{server.url}/_health")
     assert health.status == 200 and health.body["status"] == "green" and health.body["endpoints"] == 3
     metrics = http("GET", f"{server.url}/metrics")
