@@ -99,6 +99,12 @@ def start(name: str, command: list[str], port: int, ready_path: str, log: Path) 
 
 
 def start_ours(work: Path) -> Server:
+    """Our server with the two endpoints measured here, loaded before it listens."""
+    from inference_enrich.inference import load_endpoints
+    from inference_enrich.server.store import write_endpoints
+
+    packaged = load_endpoints()
+    write_endpoints(work / "endpoints.yaml", {i: packaged.get(i) for i in ("my-elser-model", "my-minilm")})
     port = free_port()
     command = [sys.executable, "-m", "inference_enrich.pipelines.cli", "serve", "--port", str(port),
                "--endpoints", str(work / "endpoints.yaml"), "--preload", "--no-access-log"]
@@ -135,6 +141,10 @@ class Load:
     seconds: float
     latencies: list[float]
     tokens: int
+
+    def merge(self, other: "Load") -> "Load":
+        return Load(self.clients, self.requests + other.requests, self.seconds + other.seconds,
+                    self.latencies + other.latencies, self.tokens + other.tokens)
 
     @property
     def per_second(self) -> float:
@@ -188,8 +198,10 @@ async def _load(port: int, path: str, bodies: list[bytes], tokens: list[int], cl
     return Load(clients, len(served), elapsed, latencies, sum(tokens[i] for i in served))
 
 
-def load(port: int, path: str, bodies: list[bytes], tokens: list[int], clients: int, seconds: float) -> Load:
-    asyncio.run(_load(port, path, bodies, tokens, min(clients, 4), 2.0))  # warm up
+def load(port: int, path: str, bodies: list[bytes], tokens: list[int], clients: int, seconds: float,
+         warm_up: bool) -> Load:
+    if warm_up:
+        asyncio.run(_load(port, path, bodies, tokens, min(clients, 4), 2.0))
     return asyncio.run(_load(port, path, bodies, tokens, clients, seconds))
 
 
@@ -203,6 +215,7 @@ def post_json(port: int, path: str, body: dict) -> dict:
 # ---------------------------------------------------------------------------- benchmark
 
 
+SPARSE_PATH = "/_inference/sparse_embedding/my-elser-model"
 ROUTES = {
     "ours, /v1/embeddings": ("ours", "/v1/embeddings"),
     "ours, _inference/text_embedding": ("ours", "/_inference/text_embedding/my-minilm"),
@@ -230,8 +243,9 @@ def run(args: argparse.Namespace) -> str:
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     records = build_corpus(args.docs)
     texts = [r["text"] for r in records]
-    sparse_tokens = _token_counts(texts)
-    dense_rows: list[tuple[str, Load]] = []
+    tokens = _token_counts(texts)
+    dense: dict[tuple[str, int], Load] = {}
+    sparse: Load | None = None
     notes: list[str] = []
 
     ours = start_ours(work)
@@ -240,25 +254,26 @@ def run(args: argparse.Namespace) -> str:
     except (RuntimeError, subprocess.CalledProcessError) as error:
         infinity = None
         notes.append(f"infinity-emb could not be run here: {error}")
+    servers = {"ours": ours, "infinity-emb": infinity}
     try:
         if infinity is not None:
-            notes.append(f"Same vectors: max absolute difference between the two servers on 8 documents: "
+            notes.append("Same vectors: max absolute difference between the two servers on 8 documents: "
                          f"{same_vectors(ours, infinity, texts[:8]):.1e}.")
-        for label, (name, path) in ROUTES.items():
-            server = ours if name == "ours" else infinity
-            if server is None:
-                continue
-            for clients in (1, 32):
-                print(f"dense: {label}, {clients} clients ...", file=sys.stderr, flush=True)
-                dense_rows.append((label, load(server.port, path, dense_bodies(texts, path), sparse_tokens,
-                                              clients, args.seconds)))
-        if infinity is not None:
-            infinity.stop()
-            infinity = None
-        print("sparse: ours, 32 clients ...", file=sys.stderr, flush=True)
         sparse_bodies = [json.dumps({"input": text}).encode() for text in texts]
-        sparse = load(ours.port, "/_inference/sparse_embedding/my-elser-model", sparse_bodies, sparse_tokens,
-                      32, args.seconds)
+        # Rounds of short slices, every configuration in each round: background load on a
+        # shared machine then weighs on all of them alike.
+        for round_number in range(args.rounds):
+            for label, (name, path) in ROUTES.items():
+                if servers[name] is None:
+                    continue
+                for clients in (1, 32):
+                    print(f"round {round_number + 1}: {label}, {clients} clients ...", file=sys.stderr, flush=True)
+                    result = load(servers[name].port, path, dense_bodies(texts, path), tokens, clients, args.seconds,
+                                  round_number == 0)
+                    dense[label, clients] = dense[label, clients].merge(result) if (label, clients) in dense else result
+            print(f"round {round_number + 1}: sparse, 32 clients ...", file=sys.stderr, flush=True)
+            result = load(ours.port, SPARSE_PATH, sparse_bodies, tokens, 32, args.seconds, round_number == 0)
+            sparse = sparse.merge(result) if sparse else result
     finally:
         ours.stop()
         if infinity is not None:
@@ -269,8 +284,8 @@ def run(args: argparse.Namespace) -> str:
     corpus.parent.mkdir()
     corpus.write_text("".join(json.dumps(r) + "\n" for r in records[: args.pipeline_docs]))
     pipeline = run_variant("a", corpus)
-    pipeline_tokens_per_s = sum(sparse_tokens[: args.pipeline_docs]) / pipeline["seconds"]
-    return report(args, dense_rows, sparse, pipeline, pipeline_tokens_per_s, notes)
+    pipeline_tokens_per_s = sum(tokens[: args.pipeline_docs]) / pipeline["seconds"]
+    return report(args, dense, sparse, pipeline, pipeline_tokens_per_s, notes)
 
 
 def _token_counts(texts: list[str]) -> list[int]:
@@ -283,20 +298,28 @@ def _token_counts(texts: list[str]) -> list[int]:
     return [len(ids) for ids in tokenizer(texts, truncation=True, max_length=512)["input_ids"]]
 
 
-def report(args, dense_rows, sparse: Load, pipeline: dict, pipeline_tokens_per_s: float, notes) -> str:
+def report(args, dense: dict[tuple[str, int], Load], sparse: Load, pipeline: dict,
+           pipeline_tokens_per_s: float, notes: list[str]) -> str:
     lines = [
         f"Machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, torch "
-        f"{__import__('torch').__version__}; {args.seconds:.0f} s per measurement after a 2 s warm-up; "
-        f"documents: bench/corpus.py, {args.docs:,} distinct texts (10-400 words), one per request.",
+        f"{__import__('torch').__version__}; each row: {args.rounds} slices of {args.seconds:.0f} s, interleaved "
+        f"with the other rows' (2 s of warm-up before the first); "
+        f"documents: bench/corpus.py, {args.docs:,} distinct texts (10-400 words), one per request; "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')} for every process.",
         "",
         "Dense, all-MiniLM-L6-v2, single-text requests:",
         "",
         "| server, route | clients | requests/s | p50 ms | p99 ms | requests |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for label, result in dense_rows:
+    for (label, _), result in dense.items():
         lines.append(f"| {label} | {result.clients} | {result.per_second:,.1f} | {result.percentile(0.5) * 1000:,.1f} | "
                      f"{result.percentile(0.99) * 1000:,.1f} | {result.requests:,} |")
+    ours32, theirs32 = dense.get(("ours, /v1/embeddings", 32)), dense.get(("infinity-emb 0.0.78, /embeddings", 32))
+    if ours32 and theirs32:
+        lines += ["", f"At 32 clients, ours (/v1/embeddings) / infinity-emb: requests/s "
+                      f"{ours32.per_second / theirs32.per_second:.2f}x, p99 "
+                      f"{ours32.percentile(0.99) / theirs32.percentile(0.99):.2f}x (goal: more requests/s, lower p99)."]
     lines += [
         "",
         "Sparse, SPLADE-tiny (`my-elser-model`):",
@@ -317,11 +340,18 @@ def report(args, dense_rows, sparse: Load, pipeline: dict, pipeline_tokens_per_s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="enrich serve under load, against infinity-emb and the pipeline.")
-    parser.add_argument("--seconds", type=float, default=15.0, help="per measurement (default: 15)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="per slice (default: 10)")
+    parser.add_argument("--rounds", type=int, default=3, help="slices per configuration (default: 3)")
     parser.add_argument("--docs", type=int, default=2000, help="distinct texts (default: 2000)")
     parser.add_argument("--pipeline-docs", type=int, default=2000,
                         help="documents for the batch pipeline's run (default: 2000)")
-    print(run(parser.parse_args()))
+    parser.add_argument("--omp-wait-policy", default="PASSIVE",
+                        help="OMP_WAIT_POLICY for every process measured, '' to leave it unset "
+                        "(default: PASSIVE; see bench/RESULTS.md for why on a shared machine)")
+    args = parser.parse_args()
+    if args.omp_wait_policy:  # before any process here loads OpenMP (the servers, the pipeline)
+        os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy
+    print(run(args))
 
 
 if __name__ == "__main__":

@@ -191,7 +191,7 @@ class EndpointStore:
             return endpoint
 
     async def _commit(self, endpoints: dict[str, Endpoint]) -> None:
-        await asyncio.to_thread(_write_atomically, self.path, endpoints)
+        await asyncio.to_thread(write_endpoints, self.path, endpoints)
         self._endpoints = endpoints
 
 
@@ -215,7 +215,8 @@ def _holds_no_endpoints(path: Path) -> bool:
         return False
 
 
-def _write_atomically(path: Path, endpoints: Mapping[str, Endpoint]) -> None:
+def write_endpoints(path: Path, endpoints: Mapping[str, Endpoint]) -> None:
+    """Write ``endpoints`` to ``path`` in the endpoints-file format, atomically."""
     document = {"endpoints": {key: _stored_entry(endpoint) for key, endpoint in endpoints.items()}}
     text = ("# Inference endpoints written by `enrich serve` (PUT/DELETE _inference); the format\n"
             "# of configs/endpoints.yaml, usable with `enrich run --endpoints FILE`.\n"
