@@ -19,6 +19,7 @@ REQUIRED = (
     "inference_enrich/inference/endpoints.py",
     "inference_enrich/inference/chunking/chunkers.py",
     "inference_enrich/indexes/cluster.py",
+    "inference_enrich/server/app.py",
     "inference_enrich/configs/endpoints.yaml",
     "inference_enrich/sample_data/sample_corpus.jsonl",
 )

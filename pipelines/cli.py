@@ -3,6 +3,7 @@
     enrich run [--config FILE] [--input URL] ... [Beam pipeline options]
     enrich infer sparse_embedding my-elser-model "The sky above the port ..."
     enrich endpoints
+    enrich serve [--host 127.0.0.1] [--port 9200] [--endpoints FILE]
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from inference_enrich.indexes.query import search_index
 from inference_enrich.pipelines.dry_run import format_translation, is_dry_run, translate_job
 from inference_enrich.pipelines.enrich import resolve_endpoint, run_job
 from inference_enrich.pipelines.summary import format_summary
+from inference_enrich.server.cli import add_serve_command, run_serve
 
 DEFAULT_RUNNER = "FnApiRunner"
 
@@ -119,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     allow_abbrev=False)
     endpoints.add_argument("--endpoints", metavar="FILE", help="endpoints YAML")
     endpoints.add_argument("--json", action="store_true", help="print JSON")
+    add_serve_command(commands)
     return parser
 
 
@@ -188,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _infer(args)
         if args.command == "search":
             return _search(args)
+        if args.command == "serve":
+            return run_serve(args)
         return _endpoints(args)
     except (InferenceEnrichError, FileNotFoundError, ValueError) as error:
         print(f"enrich: error: {error}", file=sys.stderr)

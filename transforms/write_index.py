@@ -107,13 +107,12 @@ class WriteToIndexDoFn(BufferingDoFn):
             self._renamed.inc(renamed)
             bodies.append((enriched.document.id, source))
         outcomes = write_by_id(self._index, bodies)  # in buffer order, matched by id
-        for (enriched, window, timestamp), outcome in zip(buffered, outcomes):
+        for entry, outcome in zip(buffered, outcomes):
             if outcome.error is None:
                 self._indexed.inc()
                 continue
             self._rejected.inc()
-            letter = document_dead_letter(enriched.document, INDEX, outcome.error)
-            yield WindowedValue(letter, timestamp, (window,))
+            yield entry.output(document_dead_letter(entry.element.document, INDEX, outcome.error))
 
     def teardown(self) -> None:
         if self._index is not None:

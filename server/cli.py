@@ -1,0 +1,122 @@
+"""``enrich serve``: its options and how it starts uvicorn.
+
+``pipelines/cli.py`` only calls ``add_serve_command`` and ``run_serve``; the web stack is
+imported when the command runs, so ``enrich run`` never pays for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+from pathlib import Path
+
+from inference_enrich.server.security import API_KEYS_ENV
+
+DEFAULT_PORT = 9200
+DEFAULT_ENDPOINTS = "endpoints.yaml"
+MIB = 1024 * 1024
+
+SERVE_EPILOG = f"""\
+Routes (Elasticsearch's, so elasticsearch-py and its integrations work unchanged):
+  POST   /_inference[/TASK_TYPE]/ID   {{"input": "..." | [...], "task_settings": {{...}}}}
+  PUT    /_inference/TASK_TYPE/ID     {{"service": "transformers", "service_settings": {{...}}}}
+  PUT    /_inference[/TASK_TYPE]/ID/_update
+  GET    /_inference[/TASK_TYPE]/ID|_all    DELETE /_inference[/TASK_TYPE]/ID
+  POST   /v1/embeddings               OpenAI-compatible, text_embedding endpoints (model = ID)
+  GET    /   /_health   /metrics (Prometheus)
+
+Endpoints: --endpoints FILE is read at start (the packaged endpoints while it does not
+exist) and rewritten atomically by every PUT, _update and DELETE, in the format
+`enrich run --endpoints FILE` reads.
+
+API keys: set {API_KEYS_ENV}=KEY1,KEY2 and/or --api-keys-file FILE (one key per line);
+clients then send "Authorization: ApiKey KEY" (elasticsearch-py: api_key=KEY) or
+"Authorization: Bearer KEY" (openai: api_key=KEY). /_health stays open.
+
+SIGTERM or Ctrl-C: stop accepting connections, answer the requests in flight (for up to
+--shutdown-timeout seconds), exit."""
+
+
+def add_serve_command(commands: argparse._SubParsersAction) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="serve Elasticsearch's inference API (and OpenAI embeddings) over HTTP",
+        description="Answer Elasticsearch's inference API over HTTP with the local models: "
+        "concurrent requests to one model are batched together by a token budget.",
+        epilog=SERVE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default: 127.0.0.1; 0.0.0.0 for every interface)")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default: {DEFAULT_PORT}")
+    serve.add_argument("--endpoints", metavar="FILE", default=DEFAULT_ENDPOINTS,
+                       help=f"endpoints YAML, read at start and rewritten by PUT/DELETE (default: ./{DEFAULT_ENDPOINTS})")
+    serve.add_argument("--preload", action="store_true",
+                       help="load every endpoint's model before listening (default: on first use)")
+    serve.add_argument("--api-keys-file", "--api_keys_file", dest="api_keys_file", metavar="FILE",
+                       help=f"accepted API keys, one per line (also: {API_KEYS_ENV}); none: no auth")
+    serve.add_argument("--max-body-bytes", "--max_body_bytes", dest="max_body_bytes", type=int,
+                       default=10 * MIB, metavar="N", help="larger request bodies get 413 (default: 10 MiB)")
+    serve.add_argument("--max-inputs", "--max_inputs", dest="max_inputs", type=int, default=1024,
+                       metavar="N", help="texts per request (default: 1024)")
+    serve.add_argument("--request-timeout", "--request_timeout", dest="request_timeout", type=float,
+                       default=30.0, metavar="SECONDS",
+                       help="default for a request's ?timeout= (default: 30, as Elasticsearch)")
+    serve.add_argument("--shutdown-timeout", "--shutdown_timeout", dest="shutdown_timeout", type=float,
+                       default=60.0, metavar="SECONDS",
+                       help="on SIGTERM, how long requests in flight may take to finish (default: 60)")
+    serve.add_argument("--batch-wait-ms", "--batch_wait_ms", dest="batch_wait_ms", type=float,
+                       default=5.0, metavar="MS",
+                       help="how long a model waits for more requests to batch together (default: 5)")
+    serve.add_argument("--max-batch-tokens", "--max_batch_tokens", dest="max_batch_tokens", type=int,
+                       default=8192, metavar="N", help="padded tokens per forward pass (default: 8192)")
+    serve.add_argument("--max-batch-size", "--max_batch_size", dest="max_batch_size", type=int,
+                       default=64, metavar="N", help="texts per forward pass (default: 64)")
+    serve.add_argument("--num-threads", "--num_threads", dest="num_threads", type=int, metavar="N",
+                       help="torch threads (default: torch's choice)")
+    serve.add_argument("--no-access-log", "--no_access_log", dest="access_log", action="store_false",
+                       help="do not log each request")
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Build the app (endpoints and keys are checked here, before listening) and serve it
+    until SIGTERM / Ctrl-C."""
+    import uvicorn
+
+    from inference_enrich.server.app import create_app
+    from inference_enrich.server.context import ServerSettings
+    from inference_enrich.server.model_worker import BatchPolicy
+    from inference_enrich.server.security import load_api_keys
+
+    if args.num_threads:
+        import torch
+
+        torch.set_num_threads(args.num_threads)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("inference_enrich").setLevel(logging.INFO)
+    settings = ServerSettings(
+        endpoints_path=Path(args.endpoints),
+        max_body_bytes=args.max_body_bytes,
+        max_inputs=args.max_inputs,
+        request_timeout_s=args.request_timeout,
+        batch=BatchPolicy(args.max_batch_tokens, args.max_batch_size, args.batch_wait_ms / 1000),
+        preload=args.preload,
+        api_keys=load_api_keys(args.api_keys_file),
+    )
+    app = create_app(settings)
+    context = app.state.context
+    print(f"enrich serve: {len(context.store)} endpoints ({settings.endpoints_path}"
+          f"{'' if settings.endpoints_path.exists() else ', not yet written: the packaged ones'}), "
+          f"API keys {'required' if context.api_keys.enabled else 'off'}, "
+          f"http://{args.host}:{args.port}", file=sys.stderr)
+    config = uvicorn.Config(
+        app, host=args.host, port=args.port, lifespan="on", access_log=args.access_log,
+        # On SIGTERM uvicorn stops accepting and waits this long for requests in flight.
+        timeout_graceful_shutdown=math.ceil(args.shutdown_timeout),
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    return 0 if server.started else 1

@@ -1,0 +1,93 @@
+"""What a running server holds: its settings, endpoints, model workers and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Awaitable, Callable
+
+from starlette.requests import Request
+
+from inference_enrich.inference import Endpoint
+from inference_enrich.server.errors import ApiError
+from inference_enrich.server.metrics import ServerMetrics
+from inference_enrich.server.model_worker import BatchPolicy, ModelPool, Outcome
+from inference_enrich.server.request_parsing import format_time_value
+from inference_enrich.server.security import ApiKeyCheck
+from inference_enrich.server.store import EndpointStore
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """``enrich serve``'s options (see ``server/cli.py`` for what each means to a user)."""
+
+    endpoints_path: Path
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_inputs: int = 1024
+    request_timeout_s: float = 30.0
+    batch: BatchPolicy = field(default_factory=BatchPolicy)
+    preload: bool = False
+    api_keys: frozenset[str] = frozenset()
+
+
+class ServerContext:
+    """Shared by every route (``request.app.state.context``)."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.metrics = ServerMetrics()
+        self.store = EndpointStore(settings.endpoints_path)
+        self.pool = ModelPool(settings.batch, self.metrics.observe_batch)
+        self.api_keys = ApiKeyCheck(settings.api_keys)
+        self._installing: list[Endpoint] = []  # endpoints between PUT and commit
+
+    async def infer(self, endpoint: Endpoint, texts: list[str], timeout_s: float | None) -> Outcome:
+        """``texts`` through ``endpoint``'s model, batched with whatever else is in flight."""
+        future = self.pool.worker_for(endpoint).submit(texts)
+        try:
+            outcome = await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
+        except asyncio.TimeoutError:  # the job is withdrawn if the model has not taken it yet
+            raise ApiError(408, "status_exception",
+                           f"Request timed out after [{format_time_value(timeout_s or 0)}]") from None
+        except Exception as error:
+            LOG.warning("inference on %s failed: %s", endpoint.inference_id, error)
+            raise ApiError(500, "status_exception",
+                           f"inference on [{endpoint.inference_id}] failed: {error}") from None
+        self.metrics.observe_inference(endpoint.inference_id, endpoint.task_type, len(texts), outcome.tokens)
+        return outcome
+
+    async def install(self, endpoint: Endpoint, timeout_s: float | None,
+                      commit: Callable[[], Awaitable[None]]) -> None:
+        """Load ``endpoint``'s model, then ``commit`` it to the store. The model is loaded
+        first (as Elasticsearch deploys a model when the endpoint is created), so one that
+        cannot load is refused at PUT, not at first use."""
+        self._installing.append(endpoint)
+        try:
+            await self._load_model(endpoint, timeout_s)
+            await commit()
+        finally:
+            self._installing.remove(endpoint)
+            self.retire_unused_models()
+
+    def retire_unused_models(self) -> None:
+        self.pool.retire_unused([*self.store.list(), *self._installing])
+
+    async def _load_model(self, endpoint: Endpoint, timeout_s: float | None) -> None:
+        future = self.pool.worker_for(endpoint).load()
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
+        except asyncio.TimeoutError:
+            raise ApiError(408, "status_exception",
+                           f"Timed out after [{format_time_value(timeout_s or 0)}] loading the "
+                           f"model of [{endpoint.inference_id}]") from None
+        except Exception as error:
+            raise ApiError(400, "status_exception",
+                           f"Could not load the model of [{endpoint.inference_id}]: {error}") from None
+
+    @staticmethod
+    def of(request: Request) -> "ServerContext":
+        return request.app.state.context

@@ -1,0 +1,158 @@
+"""Elasticsearch's inference API routes: perform inference, create, update, get, delete.
+
+    POST   _inference[/{task_type}]/{inference_id}        {"input": ..., "task_settings": ...}
+    PUT    _inference[/{task_type}]/{inference_id}        {"service": ..., "service_settings": ...}
+    PUT    _inference[/{task_type}]/{inference_id}/_update
+    GET    _inference, _inference/_all, _inference/{inference_id},
+           _inference/{task_type}/_all, _inference/{task_type}/{inference_id}
+    DELETE _inference[/{task_type}]/{inference_id}
+
+Checks run in Elasticsearch's order (path, then body, then the endpoint), so a request
+with several faults gets the error Elasticsearch would give.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from inference_enrich.inference import Endpoint
+from inference_enrich.inference.results import SPARSE_EMBEDDING, TEXT_EMBEDDING, InferenceResult
+from inference_enrich.server.context import ServerContext
+from inference_enrich.server.errors import endpoint_exists, validation_failed
+from inference_enrich.server.media import json_response
+from inference_enrich.server.request_parsing import (
+    check_input_count,
+    parse_inference_body,
+    parse_time_value,
+    read_json_object,
+)
+from inference_enrich.server.store import (
+    check_inference_id,
+    check_task_type_name,
+    endpoint_from_body,
+    endpoint_to_body,
+    updated_endpoint,
+    with_task_settings,
+)
+
+UPDATE = "_update"
+ALL = "_all"
+
+
+def prune_sparse(embedding: dict[str, float], task_settings: dict[str, Any]) -> dict[str, float]:
+    """A sparse endpoint's ``min_weight`` / ``top_k`` applied to one result (highest weight
+    first). The server runs each model unpruned, so one loaded model serves every endpoint
+    and every request that overrides these settings."""
+    min_weight, top_k = task_settings.get("min_weight"), task_settings.get("top_k")
+    if min_weight is None and top_k is None:
+        return embedding
+    kept = [(token, weight) for token, weight in embedding.items()
+            if min_weight is None or weight > min_weight]
+    return dict(kept[:top_k] if top_k is not None else kept)
+
+
+def inference_response(endpoint: Endpoint, results: Sequence[InferenceResult]) -> dict[str, Any]:
+    """Elasticsearch's body: ``{"sparse_embedding": [{"is_truncated", "embedding": {tok: w}}]}``
+    or ``{"text_embedding": [{"embedding": [...]}]}``, one entry per input, in order."""
+    if endpoint.task_type == SPARSE_EMBEDDING:
+        settings = dict(endpoint.task_settings)
+        return {SPARSE_EMBEDDING: [
+            {"is_truncated": result.is_truncated, "embedding": prune_sparse(result.embedding, settings)}
+            for result in results]}
+    return {TEXT_EMBEDDING: [{"embedding": result.embedding} for result in results]}
+
+
+def _path(request: Request) -> tuple[str | None, str]:
+    """(task type or None, inference id) of ``_inference[/{task_type}]/{inference_id}``."""
+    task_type = request.path_params.get("task_type")
+    if task_type is not None:
+        check_task_type_name(task_type)
+    return task_type, request.path_params["inference_id"]
+
+
+def _is_update(request: Request) -> bool:
+    """``_inference/{inference_id}/_update`` has the shape of ``_inference/{task_type}/{inference_id}``."""
+    return request.path_params.get("inference_id") == UPDATE and "task_type" in request.path_params
+
+
+async def perform_inference(request: Request) -> Response:
+    if _is_update(request):  # Elasticsearch 8.17 took the update as POST
+        return await _update(request, None, request.path_params["task_type"])
+    context = ServerContext.of(request)
+    task_type, inference_id = _path(request)
+    texts, input_type, task_settings = parse_inference_body(await read_json_object(request))
+    check_input_count(texts, context.settings.max_inputs)
+    timeout = parse_time_value(request.query_params.get("timeout"), context.settings.request_timeout_s)
+    endpoint = context.store.get(inference_id, task_type)
+    if input_type is not None and endpoint.task_type != TEXT_EMBEDDING:
+        raise validation_failed(f"Field [input_type] cannot be specified for task type [{endpoint.task_type}]")
+    effective = endpoint if task_settings is None else with_task_settings(endpoint, task_settings)
+    outcome = await context.infer(endpoint, texts, timeout)
+    return json_response(request, inference_response(effective, outcome.results))
+
+
+async def put_endpoint(request: Request) -> Response:
+    if _is_update(request):
+        return await _update(request, None, request.path_params["task_type"])
+    context = ServerContext.of(request)
+    task_type, inference_id = _path(request)
+    check_inference_id(inference_id)
+    endpoint = endpoint_from_body(inference_id, await read_json_object(request), task_type)
+    timeout = parse_time_value(request.query_params.get("timeout"), context.settings.request_timeout_s)
+    if context.store.contains(inference_id):  # refused before loading anything (and on commit)
+        raise endpoint_exists(inference_id)
+    await context.install(endpoint, timeout, lambda: context.store.create(endpoint))
+    return json_response(request, endpoint_to_body(endpoint))
+
+
+async def update_endpoint(request: Request) -> Response:
+    return await _update(request, *_path(request))
+
+
+async def _update(request: Request, task_type: str | None, inference_id: str) -> Response:
+    context = ServerContext.of(request)
+    current = context.store.get(inference_id, task_type)
+    endpoint = updated_endpoint(current, await read_json_object(request))
+    await context.install(endpoint, context.settings.request_timeout_s,
+                          lambda: context.store.replace(endpoint))
+    return json_response(request, endpoint_to_body(endpoint))
+
+
+async def get_endpoints(request: Request) -> Response:
+    context = ServerContext.of(request)
+    task_type = request.path_params.get("task_type")
+    inference_id = request.path_params.get("inference_id", ALL)
+    if task_type is not None:
+        check_task_type_name(task_type)
+    if inference_id == ALL:
+        endpoints = context.store.list(task_type)
+    else:
+        endpoints = [context.store.get(inference_id, task_type)]
+    return json_response(request, {"endpoints": [endpoint_to_body(e) for e in endpoints]})
+
+
+async def delete_endpoint(request: Request) -> Response:
+    context = ServerContext.of(request)
+    task_type, inference_id = _path(request)
+    context.store.get(inference_id, task_type)
+    await context.store.delete(inference_id)
+    context.retire_unused_models()
+    return json_response(request, {"acknowledged": True})
+
+
+ROUTES = [
+    Route("/_inference", get_endpoints, methods=["GET"]),
+    Route("/_inference/{inference_id}", get_endpoints, methods=["GET"]),
+    Route("/_inference/{inference_id}", perform_inference, methods=["POST"]),
+    Route("/_inference/{inference_id}", put_endpoint, methods=["PUT"]),
+    Route("/_inference/{inference_id}", delete_endpoint, methods=["DELETE"]),
+    Route("/_inference/{task_type}/{inference_id}", get_endpoints, methods=["GET"]),
+    Route("/_inference/{task_type}/{inference_id}", perform_inference, methods=["POST"]),
+    Route("/_inference/{task_type}/{inference_id}", put_endpoint, methods=["PUT"]),
+    Route("/_inference/{task_type}/{inference_id}", delete_endpoint, methods=["DELETE"]),
+    Route("/_inference/{task_type}/{inference_id}/_update", update_endpoint, methods=["PUT", "POST"]),
+]

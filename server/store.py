@@ -1,0 +1,239 @@
+"""The server's endpoints: validated by the YAML loader's rules, persisted in the YAML file.
+
+``PUT _inference/<task_type>/<inference_id>`` bodies are checked by the very function that
+checks ``configs/endpoints.yaml`` (``parse_endpoints``), so a mistake gets the same message
+over REST as at a pipeline's start-up. Every change rewrites the endpoints file atomically
+(a temporary file in the same directory, then ``os.replace``), in the shape
+``enrich run --endpoints FILE`` reads, so an endpoint made with PUT can enrich a corpus and
+survives a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from inference_enrich.inference import Endpoint, EndpointConfigError, load_endpoints
+from inference_enrich.inference.endpoints import parse_endpoints
+from inference_enrich.server.errors import (
+    ApiError,
+    bad_request,
+    endpoint_exists,
+    endpoint_not_found,
+)
+
+ELASTICSEARCH_TASK_TYPES = ("sparse_embedding", "text_embedding", "rerank", "completion",
+                            "chat_completion")
+"""Every task type Elasticsearch knows: anything else in a path is ``Unknown task_type``."""
+
+SECRET_MARKERS = ("api_key", "secret", "password", "token")
+"""Settings whose names contain these are never shown (Elasticsearch omits ``api_key``)."""
+
+UPDATABLE_SECTIONS = ("service_settings", "task_settings", "chunking_settings")
+
+_INFERENCE_ID = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,62}[a-z0-9])?$")
+
+
+def check_task_type_name(task_type: str) -> None:
+    if task_type not in ELASTICSEARCH_TASK_TYPES:
+        raise bad_request(f"Unknown task_type [{task_type}]")
+
+
+def check_inference_id(inference_id: str) -> None:
+    """Elasticsearch's rule for new ids (it also keeps the YAML keys plain)."""
+    if not _INFERENCE_ID.match(inference_id):
+        raise ApiError(
+            400, "action_request_validation_exception",
+            f"Validation Failed: 1: Invalid inference_id; '{inference_id}' can contain lowercase "
+            "alphanumeric (a-z and 0-9), hyphens or underscores; must start and end with "
+            "alphanumeric and be at most 64 characters;",
+        )
+
+
+def endpoint_from_body(inference_id: str, body: Any, task_type: str | None) -> Endpoint:
+    """A PUT body (``service``, ``service_settings``, ``task_settings``, ...) as a validated
+    endpoint. ``task_type`` comes from the path or, when the path has none, the body."""
+    if not isinstance(body, dict):
+        raise bad_request("The request body must be a JSON object", "parse_exception")
+    entry = dict(body)
+    body_task_type = entry.pop("task_type", None)
+    if task_type is not None and body_task_type not in (None, task_type):
+        raise bad_request(
+            f"the task_type [{body_task_type}] in the body does not match the task_type "
+            f"[{task_type}] in the path"
+        )
+    task_type = task_type or body_task_type
+    if task_type is None:
+        raise bad_request("task_type is required: PUT _inference/<task_type>/<inference_id>")
+    try:
+        registry = parse_endpoints({"endpoints": {inference_id: {"task_type": task_type, **entry}}},
+                                   source="request body")
+    except EndpointConfigError as error:
+        raise bad_request(str(error), "validation_exception") from None
+    return registry.get(inference_id)
+
+
+def endpoint_to_body(endpoint: Endpoint) -> dict[str, Any]:
+    """One element of ``GET _inference``'s ``endpoints``, secrets left out."""
+    body = {
+        "inference_id": endpoint.inference_id,
+        "task_type": endpoint.task_type,
+        "service": endpoint.service,
+        "service_settings": _without_secrets(endpoint.service_settings),
+        "task_settings": dict(endpoint.task_settings),
+    }
+    chunking = getattr(endpoint, "chunking_settings", None)
+    if chunking:
+        body["chunking_settings"] = dict(chunking)
+    return body
+
+
+def with_task_settings(endpoint: Endpoint, overrides: Any) -> Endpoint:
+    """``endpoint`` with a request's ``task_settings`` laid over its own, validated by the
+    loader's rules (Elasticsearch lets a request override the endpoint's task settings)."""
+    if not isinstance(overrides, dict):
+        raise bad_request("[task_settings] must be an object", "x_content_parse_exception")
+    body = _stored_entry(endpoint)
+    body["task_settings"] = {**endpoint.task_settings, **overrides}
+    return endpoint_from_body(endpoint.inference_id, body, None)
+
+
+def updated_endpoint(endpoint: Endpoint, changes: Any) -> Endpoint:
+    """``PUT _inference/<id>/_update``: settings sections merged key by key, then validated."""
+    if not isinstance(changes, dict):
+        raise bad_request("The request body must be a JSON object", "parse_exception")
+    for key, value in changes.items():
+        if key not in UPDATABLE_SECTIONS:
+            raise bad_request(
+                f"[{key}] cannot be updated (updatable: {', '.join(UPDATABLE_SECTIONS)}); "
+                "delete the endpoint and create it again to change it"
+            )
+        if not isinstance(value, dict):
+            raise bad_request(f"[{key}] must be an object", "x_content_parse_exception")
+    body = _stored_entry(endpoint)
+    for key, value in changes.items():
+        body[key] = {**body.get(key, {}), **value}
+    return endpoint_from_body(endpoint.inference_id, body, None)
+
+
+def _stored_entry(endpoint: Endpoint) -> dict[str, Any]:
+    """The endpoint as its YAML entry (secrets included: this is what the file holds)."""
+    entry: dict[str, Any] = {
+        "task_type": endpoint.task_type,
+        "service": endpoint.service,
+        "service_settings": dict(endpoint.service_settings),
+    }
+    if endpoint.task_settings:
+        entry["task_settings"] = dict(endpoint.task_settings)
+    chunking = getattr(endpoint, "chunking_settings", None)
+    if chunking:
+        entry["chunking_settings"] = dict(chunking)
+    return entry
+
+
+def _without_secrets(settings: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in settings.items()
+            if not any(marker in key.lower() for marker in SECRET_MARKERS)}
+
+
+class EndpointStore:
+    """The endpoints of one YAML file, changed only through PUT, ``_update`` and DELETE.
+
+    A missing file starts as the packaged endpoints and is created at the first change. Reads
+    are plain dict lookups on the event loop; changes are serialised by a lock and the dict
+    is replaced only after the file was written, so a failed write changes nothing.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._endpoints = _read(path)
+        self._lock = asyncio.Lock()
+
+    def __len__(self) -> int:
+        return len(self._endpoints)
+
+    def get(self, inference_id: str, task_type: str | None = None) -> Endpoint:
+        endpoint = self._endpoints.get(inference_id)
+        if endpoint is None:
+            raise endpoint_not_found(inference_id)
+        if task_type is not None:
+            endpoint.require_task_type(task_type)
+        return endpoint
+
+    def contains(self, inference_id: str) -> bool:
+        return inference_id in self._endpoints
+
+    def list(self, task_type: str | None = None) -> list[Endpoint]:
+        return [self._endpoints[key] for key in sorted(self._endpoints)
+                if task_type is None or self._endpoints[key].task_type == task_type]
+
+    async def create(self, endpoint: Endpoint) -> None:
+        async with self._lock:
+            if endpoint.inference_id in self._endpoints:
+                raise endpoint_exists(endpoint.inference_id)
+            await self._commit({**self._endpoints, endpoint.inference_id: endpoint})
+
+    async def replace(self, endpoint: Endpoint) -> None:
+        async with self._lock:
+            self.get(endpoint.inference_id)
+            await self._commit({**self._endpoints, endpoint.inference_id: endpoint})
+
+    async def delete(self, inference_id: str) -> Endpoint:
+        async with self._lock:
+            endpoint = self.get(inference_id)
+            await self._commit({k: v for k, v in self._endpoints.items() if k != inference_id})
+            return endpoint
+
+    async def _commit(self, endpoints: dict[str, Endpoint]) -> None:
+        await asyncio.to_thread(write_endpoints, self.path, endpoints)
+        self._endpoints = endpoints
+
+
+def _read(path: Path) -> dict[str, Endpoint]:
+    """The endpoints in ``path``; the packaged ones while it does not exist; none for the
+    ``endpoints: {}`` left behind by deleting every endpoint (which the loader, rightly for
+    a pipeline, refuses)."""
+    try:
+        registry = load_endpoints(path if path.exists() else None)
+    except EndpointConfigError:
+        if _holds_no_endpoints(path):
+            return {}
+        raise
+    return {endpoint.inference_id: endpoint for endpoint in registry}
+
+
+def _holds_no_endpoints(path: Path) -> bool:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")) == {"endpoints": {}}
+    except (OSError, yaml.YAMLError):
+        return False
+
+
+def write_endpoints(path: Path, endpoints: Mapping[str, Endpoint]) -> None:
+    """Write ``endpoints`` to ``path`` in the endpoints-file format, atomically."""
+    document = {"endpoints": {key: _stored_entry(endpoint) for key, endpoint in endpoints.items()}}
+    text = ("# Inference endpoints written by `enrich serve` (PUT/DELETE _inference); the format\n"
+            "# of configs/endpoints.yaml, usable with `enrich run --endpoints FILE`.\n"
+            + yaml.safe_dump(document, sort_keys=False))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # the rename itself survives a crash
+    finally:
+        os.close(directory)
