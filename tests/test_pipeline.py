@@ -213,3 +213,20 @@ def test_a_document_the_model_fails_on_is_dead_lettered(tmp_path, monkeypatch, s
     assert letter["error"] == "RuntimeError: simulated kernel failure"
     assert letter["record"] == {"id": "bad", "text": "poison pill"}
     assert (summary.records_written, summary.dead_letters) == (2, 1)
+
+
+def test_a_record_without_id_holding_a_lone_surrogate_costs_no_other_record(tmp_path):
+    """The id of a record without one is a hash of its JSON; a lone UTF-16 surrogate (what
+    a JSON \\ud83d escape decodes to) once made that hash raise, and the file reader turned
+    the exception into "cannot read the rest of the file": every later record was lost."""
+    source = write_lines(tmp_path / "in.jsonl", [
+        b'{"id": "a", "text": "first"}',
+        b'{"text": "broken \\ud83d emoji"}',
+        b'{"id": "c", "text": "third"}',
+        b'{"id": "d", "text": "fourth"}',
+    ])
+    summary = run(JobConfig(input=[str(source)], output=str(tmp_path / "out")))
+    written, letters = read_output(str(tmp_path / "out")), read_dead_letters(str(tmp_path / "out"))
+    assert {"a", "c", "d"} <= set(written)
+    assert len(written) + len(letters) == 4 == summary.records_read
+    assert all(letter["line"] == 2 for letter in letters)
