@@ -66,7 +66,8 @@ class InvalidRecord(ValueError):
 def stable_id(record: dict[str, Any]) -> str:
     """A content hash of ``record``: the same record always gets the same id, on any worker."""
     canonical = json.dumps(record, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
+    # surrogatepass: a lone surrogate must not make the hash raise (ids of valid text unchanged)
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def to_document(
