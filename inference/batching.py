@@ -93,6 +93,8 @@ def embed_batches(
         started = time.perf_counter()
         try:
             results: list[InferenceResult | Exception] = list(runtime.embed(items))
+            if len(results) != len(items):  # a runtime bug: never pair results by guesswork
+                raise RuntimeError(f"the model returned {len(results)} results for {len(items)} texts")
         except Exception as error:  # isolate the document that fails, keep the others
             LOG.warning("batch of %d failed (%s); retrying documents singly", len(items), error)
             yield EmbeddedBatch(batch_positions, [_embed_one(runtime, item) for item in items], None)
@@ -122,7 +124,7 @@ def infer_texts(
     tokenized = tokenize_each(runtime, texts)
     results: list[InferenceResult | Exception] = list(tokenized)
     for batch in embed_batches(runtime, tokenized, max_batch_tokens, max_batch_size):
-        for position, result in zip(batch.positions, batch.results):
+        for position, result in zip(batch.positions, batch.results, strict=True):
             results[position] = result
     for position, result in enumerate(results):
         if isinstance(result, Exception):

@@ -5,7 +5,7 @@ thread that owns the loaded runtime, so torch never runs concurrently on one mod
 event loop never waits for it. Requests are queued as jobs; the thread takes the first, then
 keeps taking jobs until the token budget or batch size is full or ``max_wait_s`` has passed
 (a short, bounded wait that lets a wave of concurrent requests meet in one batch), cuts the
-collected texts into length-sorted batches with the pipeline's ``plan_batches`` and answers
+collected texts into length-sorted batches with the pipeline's ``embed_batches`` and answers
 each job with exactly its own results as soon as its last text is done. A job whose caller
 gave up (timed out) before it was taken is skipped.
 """
@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 from inference_enrich.inference import Endpoint, ModelRuntime, TokenizedText, load_runtime
-from inference_enrich.inference.batching import plan_batches
+from inference_enrich.inference.batching import embed_batches
 from inference_enrich.inference.memory import HeapTrimmer
 from inference_enrich.inference.results import InferenceResult
 
@@ -167,29 +167,37 @@ class ModelWorker:
         return True
 
     def _answer(self, jobs: list[_Job]) -> None:
-        items = [(job, index) for job in jobs for index in range(len(job.tokenized))]
-        lengths = [len(job.tokenized[index].ids) for job, index in items]
-        for batch in plan_batches(lengths, self._policy.max_batch_tokens, self._policy.max_batch_size):
-            started = time.perf_counter()
-            try:
-                results = self._runtime.embed([items[k][0].tokenized[items[k][1]] for k in batch])
-            except Exception as error:
-                LOG.warning("forward pass of %d texts failed: %s", len(batch), error)
-                for k in batch:
-                    if not items[k][0].future.done():
-                        items[k][0].future.set_exception(error)
-                continue
-            self._observe(self.model_id, len(batch), len(batch) * max(lengths[k] for k in batch),
-                          time.perf_counter() - started)
-            for k, result in zip(batch, results):
-                job, index = items[k]
-                if job.future.done():  # failed in an earlier batch
+        """Embed every job's texts together; a text the model fails on fails its own request
+        only (``embed_batches`` retries a failed pass one text at a time), and anything
+        unexpected fails the open requests instead of killing this thread."""
+        try:
+            self._embed_jobs(jobs)
+        except Exception as error:
+            LOG.exception("answering %d requests failed", len(jobs))
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_exception(error)
+
+    def _embed_jobs(self, jobs: list[_Job]) -> None:
+        owners = [(job, index) for job in jobs for index in range(len(job.tokenized))]
+        tokenized = [job.tokenized[index] for job, index in owners]
+        for batch in embed_batches(self._runtime, tokenized, self._policy.max_batch_tokens,
+                                   self._policy.max_batch_size):
+            if batch.latency_s is not None:
+                longest = max(len(tokenized[p].ids) for p in batch.positions)
+                self._observe(self.model_id, len(batch.positions), len(batch.positions) * longest,
+                              batch.latency_s)
+            for position, result in zip(batch.positions, batch.results, strict=True):
+                job, index = owners[position]
+                if job.future.done():  # failed by an earlier text of the same request
+                    continue
+                if isinstance(result, Exception):
+                    job.future.set_exception(result)
                     continue
                 job.results[index] = result
                 job.remaining -= 1
                 if job.remaining == 0:
-                    job.future.set_result(
-                        Outcome(job.results, sum(len(t.ids) for t in job.tokenized)))
+                    job.future.set_result(Outcome(job.results, sum(len(t.ids) for t in job.tokenized)))
             self._heap.after_batch()
 
 

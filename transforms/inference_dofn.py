@@ -122,7 +122,7 @@ class InferenceDoFn(BufferingDoFn):
 
     def flush(self, entries: list[BufferedElement]) -> Iterator[WindowedValue | TaggedOutput]:
         tokenized = tokenize_each(self._runtime, [entry.element.text for entry in entries])
-        for entry, item in zip(entries, tokenized):
+        for entry, item in zip(entries, tokenized, strict=True):
             if isinstance(item, Exception):
                 yield self._emit(entry, 0, item)
         batching = self._batching
@@ -135,7 +135,7 @@ class InferenceDoFn(BufferingDoFn):
             self._heap.after_batch()
             lengths = [len(tokenized[position].ids) for position in batch.positions]
             self._progress.add(len(lengths), sum(lengths))
-            for position, tokens, result in zip(batch.positions, lengths, batch.results):
+            for position, tokens, result in zip(batch.positions, lengths, batch.results, strict=True):
                 yield self._emit(entries[position], tokens, result)
         self._heap.trim()
 

@@ -95,7 +95,7 @@ class EndpointModelHandler(ModelHandler[str, PredictionResult, ModelRuntime]):
             model, batch, self._batching.max_batch_tokens, self._batching.max_batch_size
         )
         inference_id = self._endpoint.inference_id
-        return [PredictionResult(text, result, inference_id) for text, result in zip(batch, results)]
+        return [PredictionResult(text, result, inference_id) for text, result in zip(batch, results, strict=True)]
 
     def validate_inference_args(self, inference_args: Optional[dict[str, Any]]) -> None:
         if inference_args:
