@@ -108,3 +108,32 @@ def test_format_and_compression_from_extension(path, fmt, codec):
 def test_unknown_extension_asks_for_format():
     with pytest.raises(ValueError, match="pass --format"):
         format_of("data.xml")
+
+
+HUGE_FIELD = "whale " * 33_334  # 200,004 characters: over csv's default field_size_limit (131,072)
+
+
+def test_csv_field_of_200k_characters_costs_no_other_row():
+    data = f'id,text\n1,first\n2,"{HUGE_FIELD}"\n3,{HUGE_FIELD}\n4,last\n'.encode()
+    got = items(read_csv, data)
+    assert [(i.line, i.error) for i in got] == [(2, None), (3, None), (4, None), (5, None)]
+    assert [i.value["text"] for i in got] == ["first", HUGE_FIELD, HUGE_FIELD, "last"]
+
+
+def test_csv_row_over_the_field_bound_is_one_dead_letter_and_reading_resumes_at_the_next_row(monkeypatch):
+    monkeypatch.setattr(formats, "MAX_CSV_FIELD_CHARS", 1000)
+    long = "x" * 700
+    data = (
+        f'id,text\n1,a\n2,"{long}\n{long}\n""quoted"", {long}"\n3,{long}{long},tail\n'
+        f'4,"ok, ""fine""\nstill 4"\n5,"{long}\n{long}\nnever closed\n6,swallowed\n'
+    ).encode()
+    got = items(read_csv, data)
+    assert [(i.line, i.value) for i in got if i.error is None] == [
+        (2, {"id": "1", "text": "a"}),
+        (7, {"id": "4", "text": 'ok, "fine"\nstill 4'}),
+    ]
+    errors = [(i.line, i.rest_unread) for i in got if i.error is not None]
+    assert errors == [(3, False), (6, False), (9, True)]
+    assert all("field larger than field limit (1000)" in i.error for i in got if i.error)
+    assert got[1].raw.startswith('2,"xxx') and got[2].raw.startswith("3,xxx")
+    assert "never closes" in got[4].error

@@ -19,8 +19,12 @@ import pyarrow.parquet as pq
 
 JSON_CHUNK_CHARS = 1 << 16
 MAX_RAW_CHARS = 1 << 16
-"""Raw text kept in a dead letter for an unparseable JSON array tail (the rest of the file
-cannot be split into records, and holding all of it would defeat streaming)."""
+"""Raw text kept in a dead letter whose input is larger (an unparseable JSON array tail, a
+CSV row csv gave up on): holding all of it would defeat streaming."""
+MAX_CSV_FIELD_CHARS = 1 << 24
+"""csv's bound on one field (16 Mi characters; Python's default, 131,072, is smaller than
+real documents). A field over it is absurd or malformed (an unclosed quote swallows the file):
+its row alone is a dead letter."""
 
 COMPRESSION_SUFFIXES = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".xz": "xz"}
 FORMAT_SUFFIXES = {
@@ -43,6 +47,7 @@ class SourceItem:
     error: str | None = None
     raw: str | None = None
     blank: bool = False
+    rest_unread: bool = False  # the reader cannot go past this item: the rest of the file is lost
 
 
 def compression_of(path: str) -> str | None:
@@ -100,23 +105,104 @@ def read_text(stream: BinaryIO, text_field: str) -> Iterator[SourceItem]:
 
 
 def read_csv(stream: BinaryIO, text_field: str) -> Iterator[SourceItem]:
-    """A header row, then one record per row (all values are strings)."""
-    text = io.TextIOWrapper(stream, encoding="utf-8", errors="surrogateescape", newline="")
-    reader = csv.DictReader(text)
-    first_line = 2
+    """A header row, then one record per row (all values are strings).
+
+    A row csv gives up on (a field over ``MAX_CSV_FIELD_CHARS``, a stray NUL) is one dead
+    letter: ``_CsvLines`` finds where that row really ends and reading goes on from the next.
+    """
+    csv.field_size_limit(MAX_CSV_FIELD_CHARS)  # process-wide; every CSV read sets the same bound
+    lines = _CsvLines(io.TextIOWrapper(stream, encoding="utf-8", errors="surrogateescape", newline=""))
+    reader = csv.DictReader(lines)
     try:
-        for row in reader:
-            line, first_line = first_line, reader.line_num + 1
-            values = [v for v in row.values() if isinstance(v, str)]
-            if any(_has_surrogates(v) for v in values):
-                raw = ",".join(v.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") for v in values)
-                yield SourceItem(line, error="not valid UTF-8", raw=raw)
-            elif None in row:
-                yield SourceItem(line, error="row has more fields than the header", raw=json.dumps(row.get(None)))
-            else:
-                yield SourceItem(line, value=dict(row))
+        reader.fieldnames  # reads the header row
     except csv.Error as error:
-        yield SourceItem(first_line, error=f"invalid CSV: {error}", raw=None)
+        yield SourceItem(1, error=f"invalid CSV header: {error}", raw=lines.row_text(), rest_unread=True)
+        return
+    while True:
+        lines.start_row()
+        line = lines.count + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            raw = lines.row_text()
+            if not lines.skip_rest_of_row():
+                yield SourceItem(line, error=f"invalid CSV: {error}; a quoted field never closes, so the "
+                                 "rest of the file belongs to this row", raw=raw, rest_unread=True)
+                return
+            yield SourceItem(line, error=f"invalid CSV: {error}", raw=raw)
+            continue
+        values = [v for v in row.values() if isinstance(v, str)]
+        if any(_has_surrogates(v) for v in values):
+            raw = ",".join(v.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") for v in values)
+            yield SourceItem(line, error="not valid UTF-8", raw=raw)
+        elif None in row:
+            yield SourceItem(line, error="row has more fields than the header", raw=json.dumps(row.get(None)))
+        else:
+            yield SourceItem(line, value=dict(row))
+
+
+class _CsvLines:
+    """The physical lines of a CSV text, as ``csv`` consumes them, counted, with those of the
+    current row kept: after csv gives up mid-row it resumes at the next *line*, which may be
+    inside the row's quoted field, so ``skip_rest_of_row`` first consumes the row's remaining
+    lines (a quote-aware scan of the default dialect, run only on that error path)."""
+
+    def __init__(self, text: io.TextIOBase) -> None:
+        self._text = text
+        self.count = 0
+        self._row: list[str] = []
+
+    def __iter__(self) -> "_CsvLines":
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._text)
+        self.count += 1
+        self._row.append(line)
+        return line
+
+    def start_row(self) -> None:
+        self._row = []
+
+    def row_text(self) -> str:
+        return "".join(self._row)[:MAX_RAW_CHARS]
+
+    def skip_rest_of_row(self) -> bool:
+        """Consume the lines left in the current row; False if the file ends inside a quoted field."""
+        in_quotes = False
+        for line in self._row:
+            in_quotes = _quote_open_after(line, in_quotes)
+        while in_quotes:
+            line = next(self._text, None)
+            if line is None:
+                return False
+            self.count += 1
+            in_quotes = _quote_open_after(line, in_quotes)
+        return True
+
+
+def _quote_open_after(line: str, in_quotes: bool) -> bool:
+    """Whether a quoted field is still open at the end of ``line`` (csv's default dialect: a
+    quote opens a field only at its start, and ``""`` inside one is a literal quote)."""
+    at_field_start, i = not in_quotes, 0
+    while i < len(line):
+        if in_quotes:
+            close = line.find('"', i)
+            if close < 0:
+                return True
+            if line.startswith('"', close + 1):  # an escaped quote
+                i = close + 2
+                continue
+            in_quotes, at_field_start, i = False, False, close + 1
+            continue
+        char = line[i]
+        if char == '"' and at_field_start:
+            in_quotes = True
+        at_field_start = char in ",\r\n"
+        i += 1
+    return in_quotes
 
 
 def _has_surrogates(value: str) -> bool:

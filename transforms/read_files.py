@@ -29,6 +29,9 @@ from inference_enrich.transforms.formats import READERS, compression_of, format_
 
 LOG = logging.getLogger(__name__)
 METRICS_NAMESPACE = "inference_enrich"
+READ = "read"
+"""Dead-letter stage of a file's unreadable remainder: one letter stands for every record
+after ``line``, and the file is counted in the ``files_cut_short`` metric."""
 
 
 def expand_inputs(patterns: Sequence[str]) -> list[str]:
@@ -79,6 +82,7 @@ class ReadFileRecords(beam.DoFn):
         self._invalid = Metrics.counter(METRICS_NAMESPACE, "invalid_records")
         self._blank = Metrics.counter(METRICS_NAMESPACE, "blank_lines_skipped")
         self._files = Metrics.counter(METRICS_NAMESPACE, "files_read")
+        self._cut_short = Metrics.counter(METRICS_NAMESPACE, "files_cut_short")
 
     def process(self, url: str) -> Iterator[Document | TaggedOutput]:
         file_format = self._format or format_of(url)
@@ -94,9 +98,12 @@ class ReadFileRecords(beam.DoFn):
                     self._records.inc()
                     if item.error is not None:
                         self._parse_errors.inc()
+                        if item.rest_unread:
+                            self._cut_short.inc()
                         yield TaggedOutput(
                             DEAD_LETTER_TAG,
-                            dead_letter(PARSE, item.error, url, raw=item.raw, line=item.line),
+                            dead_letter(READ if item.rest_unread else PARSE, item.error, url,
+                                        raw=item.raw, line=item.line),
                         )
                         continue
                     try:
@@ -111,10 +118,11 @@ class ReadFileRecords(beam.DoFn):
             LOG.warning("cannot read the rest of %s after line %d: %s", url, last_line, error)
             self._records.inc()
             self._parse_errors.inc()
+            self._cut_short.inc()
             yield TaggedOutput(
                 DEAD_LETTER_TAG,
                 dead_letter(
-                    "read",
+                    READ,
                     f"cannot read the rest of the file after line {last_line}: "
                     f"{type(error).__name__}: {error}",
                     url,
