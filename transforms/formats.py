@@ -21,6 +21,9 @@ JSON_CHUNK_CHARS = 1 << 16
 MAX_RAW_CHARS = 1 << 16
 """Raw text kept in a dead letter whose input is larger (an unparseable JSON array tail, a
 CSV row csv gave up on): holding all of it would defeat streaming."""
+MAX_JSON_ELEMENT_CHARS = 1 << 24
+"""Read-ahead bound for one JSON array element (16 Mi characters): a larger or unterminated
+element ends the file, so a malformed one never pulls the rest of a large file into memory."""
 MAX_CSV_FIELD_CHARS = 1 << 24
 """csv's bound on one field (16 Mi characters; Python's default, 131,072, is smaller than
 real documents). A field over it is absurd or malformed (an unclosed quote swallows the file):
@@ -219,13 +222,22 @@ def read_parquet(stream: BinaryIO, text_field: str) -> Iterator[SourceItem]:
 
 
 def read_json(stream: BinaryIO, text_field: str) -> Iterator[SourceItem]:
-    """A JSON array of records (or one top-level value), parsed element by element."""
+    """A JSON array of records (or one top-level value), parsed element by element.
+
+    A malformed element hides where the next one starts, so it ends the file: one item for
+    it and the rest of the array (``rest_unread``), with at most ``MAX_RAW_CHARS`` of raw text
+    and never more than ``MAX_JSON_ELEMENT_CHARS`` read ahead.
+    """
     text = io.TextIOWrapper(stream, encoding="utf-8")
     parser = _JsonArrayParser(text)
     try:
         yield from parser.items()
     except UnicodeDecodeError as error:
-        yield SourceItem(parser.line, error=f"not valid UTF-8: {error}", raw=None)
+        yield SourceItem(parser.line, error=f"not valid UTF-8: {error}", raw=None, rest_unread=True)
+
+
+class _ElementTooLarge(ValueError):
+    pass
 
 
 class _JsonArrayParser:
@@ -235,14 +247,15 @@ class _JsonArrayParser:
         self._text = text
         self._buffer = ""
         self._pos = 0
-        self._eof = False
         self._decoder = json.JSONDecoder()
         self.line = 1
 
     def _fill(self) -> bool:
-        chunk = self._text.read(JSON_CHUNK_CHARS)
+        """Read more: as much again as is pending, so a long element is re-decoded only
+        O(log n) times rather than once per chunk."""
+        pending = len(self._buffer) - self._pos
+        chunk = self._text.read(max(JSON_CHUNK_CHARS, min(pending, MAX_JSON_ELEMENT_CHARS - pending)))
         if not chunk:
-            self._eof = True
             return False
         self._buffer = self._buffer[self._pos :] + chunk
         self._pos = 0
@@ -264,21 +277,36 @@ class _JsonArrayParser:
         while True:
             try:
                 value, end = self._decoder.raw_decode(self._buffer, self._pos)
-            except json.JSONDecodeError:
-                if self._fill():  # maybe the element is only cut by the chunk boundary
+            except json.JSONDecodeError as error:
+                if self._more_input_may_help(error) and self._fill_within_bound():
                     continue
                 raise
-            if end == len(self._buffer) and self._fill():
+            if end == len(self._buffer) and self._fill_within_bound():
                 continue  # a number at the very end may continue in the next chunk
             self.line += self._buffer.count("\n", self._pos, end)
             self._pos = end
             return value
 
+    def _more_input_may_help(self, error: json.JSONDecodeError) -> bool:
+        """Whether ``error`` may only mean the element is cut by the end of the buffer: an
+        unterminated string, or an error within a token's length (``-Infinity``, a
+        ``\\uXXXX`` pair) of the end. Anything earlier is malformed whatever follows."""
+        return error.msg.startswith("Unterminated string") or error.pos >= len(self._buffer) - 16
+
+    def _fill_within_bound(self) -> bool:
+        if len(self._buffer) - self._pos >= MAX_JSON_ELEMENT_CHARS:
+            raise _ElementTooLarge(f"larger than {MAX_JSON_ELEMENT_CHARS} characters")
+        return self._fill()
+
     def _rest(self) -> str:
-        rest = self._buffer[self._pos :]
-        while len(rest) < MAX_RAW_CHARS and self._fill():
-            rest = self._buffer
-        return rest[:MAX_RAW_CHARS]
+        """Raw text from the current position, at most ``MAX_RAW_CHARS`` of it."""
+        while len(self._buffer) - self._pos < MAX_RAW_CHARS and self._fill():
+            pass
+        return self._buffer[self._pos : self._pos + MAX_RAW_CHARS]
+
+    def _cut(self, line: int, error: str) -> SourceItem:
+        return SourceItem(line, error=f"{error}; the rest of the file is not read", raw=self._rest(),
+                          rest_unread=True)
 
     def items(self) -> Iterator[SourceItem]:
         first = self._peek()
@@ -288,8 +316,8 @@ class _JsonArrayParser:
             line = self.line
             try:
                 yield SourceItem(line, value=self._decode_value())
-            except json.JSONDecodeError as error:
-                yield SourceItem(line, error=f"invalid JSON: {error}", raw=self._rest())
+            except (json.JSONDecodeError, _ElementTooLarge) as error:
+                yield self._cut(line, f"invalid JSON: {error}")
             return
         self._pos += 1
         index = 0
@@ -300,8 +328,8 @@ class _JsonArrayParser:
             line = self.line
             try:
                 value = self._decode_value()
-            except json.JSONDecodeError as error:
-                yield SourceItem(line, error=f"invalid JSON in array element {index}: {error}", raw=self._rest())
+            except (json.JSONDecodeError, _ElementTooLarge) as error:
+                yield self._cut(line, f"invalid JSON in array element {index}: {error}")
                 return
             yield SourceItem(line, value=value)
             index += 1
@@ -311,7 +339,7 @@ class _JsonArrayParser:
             elif separator == "]":
                 return
             else:
-                yield SourceItem(self.line, error=f"invalid JSON after array element {index - 1}: expected ',' or ']'", raw=self._rest())
+                yield self._cut(self.line, f"invalid JSON after array element {index - 1}: expected ',' or ']'")
                 return
 
 
