@@ -21,11 +21,14 @@ from inference_enrich.inference.results import TASK_TYPES
 from inference_enrich.indexes.settings import INDEX_SINKS, SINK_ALIASES, IndexSettings
 from inference_enrich.pipelines.config import SINKS, JobConfig, load_job_config
 from inference_enrich.indexes.query import search_index
-from inference_enrich.pipelines.enrich import resolve_endpoint, run_job
+from inference_enrich.pipelines.enrich import JobFailed, resolve_endpoint, run_job
 from inference_enrich.pipelines.summary import format_summary
 from inference_enrich.transforms.formats import FORMATS
 
 DEFAULT_RUNNER = "FnApiRunner"
+EXIT_RUN_FAILED = 1  # nothing published; the previous output is untouched
+EXIT_USAGE = 2  # bad flags, config or endpoint
+EXIT_FILES_CUT_SHORT = 3  # published, but some file could not be read past a point
 
 BEAM_OPTIONS_HELP = f"""\
 Any other option is passed to Apache Beam as a pipeline option, for example:
@@ -169,9 +172,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "search":
             return _search(args)
         return _endpoints(args)
+    except JobFailed as error:
+        print(f"enrich: error: the run failed, its output was not published: {error}", file=sys.stderr)
+        return EXIT_RUN_FAILED
     except (InferenceEnrichError, FileNotFoundError, ValueError) as error:
         print(f"enrich: error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
 
 
 def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
@@ -200,7 +206,7 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
         )
     summary = run_job(job, PipelineOptions(beam_args))
     print(format_summary(summary, endpoint, job))
-    return 0
+    return EXIT_FILES_CUT_SHORT if summary.files_cut_short else 0
 
 
 def _infer(args: argparse.Namespace) -> int:
