@@ -32,11 +32,14 @@ from inference_enrich.pipelines.config import (
 )
 from inference_enrich.indexes.query import search_index
 from inference_enrich.pipelines.dry_run import format_translation, is_dry_run, translate_job
-from inference_enrich.pipelines.enrich import resolve_endpoint, run_job
+from inference_enrich.pipelines.enrich import JobFailed, resolve_endpoint, run_job
 from inference_enrich.pipelines.summary import format_summary
 from inference_enrich.server.cli import add_serve_command, run_serve
 
 DEFAULT_RUNNER = "FnApiRunner"
+EXIT_RUN_FAILED = 1  # the pipeline failed: its output is incomplete
+EXIT_USAGE = 2  # bad flags, config or endpoint
+EXIT_FILES_CUT_SHORT = 3  # finished, but some file could not be read past a point
 
 BEAM_OPTIONS_HELP = f"""\
 Any other option is passed to Apache Beam as a pipeline option, for example:
@@ -194,9 +197,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return run_serve(args)
         return _endpoints(args)
+    except JobFailed as error:
+        print(f"enrich: error: the run failed, its output is incomplete: {error}", file=sys.stderr)
+        return EXIT_RUN_FAILED
     except (InferenceEnrichError, FileNotFoundError, ValueError) as error:
         print(f"enrich: error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
 
 
 def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
@@ -223,7 +229,7 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
         )
     summary = run_job(job, options)
     print(format_summary(summary, endpoint, job))
-    return 0
+    return EXIT_FILES_CUT_SHORT if summary.files_cut_short else 0
 
 
 def given_settings(args: argparse.Namespace, names: Iterable[str] = SETTINGS) -> dict:

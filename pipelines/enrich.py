@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import Sequence
@@ -34,6 +35,10 @@ from inference_enrich.transforms.write_index import WriteToSearchIndex
 from inference_enrich.transforms.write_parquet import WriteEnrichedParquet, enriched_schema
 
 LOG = logging.getLogger(__name__)
+
+
+class JobFailed(RuntimeError):
+    """The pipeline did not finish (failed, cancelled or killed): its output is incomplete."""
 
 
 def resolve_endpoint(job: JobConfig) -> Endpoint:
@@ -104,6 +109,7 @@ class JobSummary:
     output: str
     tokens_renamed: int = 0
     index_documents: int | None = None  # documents the index holds after the run
+    files_cut_short: int = 0  # files read only up to a point; the rest is one 'read' dead letter
 
     @property
     def docs_per_second(self) -> float:
@@ -132,11 +138,14 @@ def run_job(job: JobConfig, options: PipelineOptions) -> JobSummary:
         partitions = plan_partitions(job.kafka_settings())
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, job, endpoint, partitions)
-    result = pipeline.run()
-    result.wait_until_finish()
-    if result.state != PipelineState.DONE:  # e.g. cancelled, or failed without raising
-        raise RuntimeError(f"the pipeline ended in state {result.state}, not DONE"
-                           + (": no Kafka offsets were committed" if partitions else ""))
+    try:
+        result = pipeline.run()
+        state = result.wait_until_finish()
+    except Exception as error:
+        raise JobFailed(failure_reason(error)) from error
+    if state != PipelineState.DONE:  # e.g. cancelled, or failed without raising
+        raise JobFailed(f"the pipeline ended in state {state}, not DONE"
+                        + (": no Kafka offsets were committed" if partitions else ""))
     if partitions and not job.streaming:  # only now: a failed run must be re-readable
         commit_end_offsets(job.kafka_settings(), partitions)
     counters = _counters(result)
@@ -158,7 +167,19 @@ def run_job(job: JobConfig, options: PipelineOptions) -> JobSummary:
         output=job.output if job.sink == "parquet" else job.index_settings().describe(),
         tokens_renamed=counters.get("tokens_renamed", 0),
         index_documents=index_documents,
+        files_cut_short=counters.get("files_cut_short", 0),
     )
+
+
+def failure_reason(error: Exception) -> str:
+    """The error that failed the pipeline, in one line. In-process runners re-raise the
+    worker's exception; the others wrap its whole traceback in a RuntimeError, whose last line
+    is that exception (module path dropped)."""
+    text = str(error).strip()
+    if "Traceback (most recent call last)" not in text:
+        return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
+    last = text.splitlines()[-1].strip()
+    return re.sub(r"^(?:\w+\.)+(?=\w+: )", "", last)
 
 
 def _counters(result) -> dict[str, int]:

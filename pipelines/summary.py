@@ -26,6 +26,11 @@ def format_summary(summary: JobSummary, endpoint: Endpoint, job: JobConfig) -> s
         f"{summary.truncated:,} truncated)",
         f"  throughput      {summary.docs_per_second:>10,.1f} docs/s (whole job, start-up included)",
     ]
+    if summary.files_cut_short:
+        lines.append(
+            f"  files cut short {summary.files_cut_short:>10,}   could not be read past a point: the rest of "
+            f"each is one dead letter with stage 'read' (exit status 3)"
+        )
     if job.sink != "parquet":
         lines.append(f"  output          {summary.output} ({summary.index_documents:,} documents)")
         if summary.tokens_renamed:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -22,6 +23,27 @@ from inference_enrich.transforms.formats import (
 
 def items(reader, data: bytes):
     return list(reader(io.BytesIO(data), "text"))
+
+
+class CountingStream(io.BytesIO):
+    """Remembers how many bytes a reader took (the text wrappers close their stream when done)."""
+
+    bytes_read = 0
+
+    def read(self, size=-1):
+        chunk = super().read(size)
+        self.bytes_read += len(chunk)
+        return chunk
+
+    def read1(self, size=-1):
+        chunk = super().read1(size)
+        self.bytes_read += len(chunk)
+        return chunk
+
+    def readinto(self, buffer):
+        count = super().readinto(buffer)
+        self.bytes_read += count
+        return count
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 65536])
@@ -108,3 +130,57 @@ def test_format_and_compression_from_extension(path, fmt, codec):
 def test_unknown_extension_asks_for_format():
     with pytest.raises(ValueError, match="pass --format"):
         format_of("data.xml")
+
+
+HUGE_FIELD = "whale " * 33_334  # 200,004 characters: over csv's default field_size_limit (131,072)
+
+
+def test_csv_field_of_200k_characters_costs_no_other_row():
+    data = f'id,text\n1,first\n2,"{HUGE_FIELD}"\n3,{HUGE_FIELD}\n4,last\n'.encode()
+    got = items(read_csv, data)
+    assert [(i.line, i.error) for i in got] == [(2, None), (3, None), (4, None), (5, None)]
+    assert [i.value["text"] for i in got] == ["first", HUGE_FIELD, HUGE_FIELD, "last"]
+
+
+def test_csv_row_over_the_field_bound_is_one_dead_letter_and_reading_resumes_at_the_next_row(monkeypatch):
+    monkeypatch.setattr(formats, "MAX_CSV_FIELD_CHARS", 1000)
+    long = "x" * 700
+    data = (
+        f'id,text\n1,a\n2,"{long}\n{long}\n""quoted"", {long}"\n3,{long}{long},tail\n'
+        f'4,"ok, ""fine""\nstill 4"\n5,"{long}\n{long}\nnever closed\n6,swallowed\n'
+    ).encode()
+    got = items(read_csv, data)
+    assert [(i.line, i.value) for i in got if i.error is None] == [
+        (2, {"id": "1", "text": "a"}),
+        (7, {"id": "4", "text": 'ok, "fine"\nstill 4'}),
+    ]
+    errors = [(i.line, i.rest_unread) for i in got if i.error is not None]
+    assert errors == [(3, False), (6, False), (9, True)]
+    assert all("field larger than field limit (1000)" in i.error for i in got if i.error)
+    assert got[1].raw.startswith('2,"xxx') and got[2].raw.startswith("3,xxx")
+    assert "never closes" in got[4].error
+
+
+def test_json_array_with_a_malformed_element_reads_no_unbounded_remainder():
+    good = [{"id": i, "text": f"document {i}"} for i in range(200_000)]
+    head = ",\n".join(json.dumps(r) for r in good[:1000])
+    tail = ",\n".join(json.dumps(r) for r in good[1000:])
+    data = f"[{head},\n{{bad element}},\n{tail}]".encode()
+    stream = CountingStream(data)
+    got = list(read_json(stream, "text"))
+    assert [i.value for i in got[:1000]] == good[:1000]
+    (cut,) = got[1000:]
+    assert cut.line == 1001 and cut.rest_unread and "array element 1000" in cut.error
+    assert cut.raw.startswith("{bad element}")
+    assert stream.bytes_read < len(head) + 4 * formats.MAX_RAW_CHARS < len(data) // 10
+
+
+def test_json_array_element_over_the_size_bound_stops_reading(monkeypatch):
+    monkeypatch.setattr(formats, "MAX_JSON_ELEMENT_CHARS", 10_000)
+    monkeypatch.setattr(formats, "JSON_CHUNK_CHARS", 100)
+    data = b'[{"text": "ok"}, {"text": "' + b"x" * 1_000_000 + b'"}, {"text": "after"}]'
+    stream = CountingStream(data)
+    got = list(read_json(stream, "text"))
+    assert got[0].value == {"text": "ok"}
+    assert len(got) == 2 and got[1].rest_unread and "larger than 10000 characters" in got[1].error
+    assert stream.bytes_read < 100_000

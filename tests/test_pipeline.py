@@ -230,3 +230,18 @@ def test_a_record_without_id_holding_a_lone_surrogate_costs_no_other_record(tmp_
     assert {"a", "c", "d"} <= set(written)
     assert len(written) + len(letters) == 4 == summary.records_read
     assert all(letter["line"] == 2 for letter in letters)
+
+def test_csv_field_of_200k_characters_loses_no_row(tmp_path):
+    huge = "The whale sang beneath the ship. " * 6061  # 200,013 characters in one field
+    rows = [{"id": "before", "text": "Ships sail the sea."}, {"id": "huge", "text": huge},
+            {"id": "after", "text": "Whales sing at night."}]
+    with open(tmp_path / "docs.csv", "w", newline="", encoding="utf-8") as stream:
+        writer = csv.DictWriter(stream, ["id", "text"])
+        writer.writeheader()
+        writer.writerows(rows)
+    output = str(tmp_path / "out")
+    summary = run(JobConfig(input=[str(tmp_path / "docs.csv")], output=output))
+    assert read_dead_letters(output) == []
+    written = read_output(output)
+    assert set(written) == {"before", "huge", "after"} and summary.records_written == 3
+    assert written["huge"]["text"] == huge and written["huge"]["is_truncated"] is True

@@ -19,8 +19,15 @@ import pyarrow.parquet as pq
 
 JSON_CHUNK_CHARS = 1 << 16
 MAX_RAW_CHARS = 1 << 16
-"""Raw text kept in a dead letter for an unparseable JSON array tail (the rest of the file
-cannot be split into records, and holding all of it would defeat streaming)."""
+"""Raw text kept in a dead letter whose input is larger (an unparseable JSON array tail, a
+CSV row csv gave up on): holding all of it would defeat streaming."""
+MAX_JSON_ELEMENT_CHARS = 1 << 24
+"""Read-ahead bound for one JSON array element (16 Mi characters): a larger or unterminated
+element ends the file, so a malformed one never pulls the rest of a large file into memory."""
+MAX_CSV_FIELD_CHARS = 1 << 24
+"""csv's bound on one field (16 Mi characters; Python's default, 131,072, is smaller than
+real documents). A field over it is absurd or malformed (an unclosed quote swallows the file):
+its row alone is a dead letter."""
 
 COMPRESSION_SUFFIXES = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".xz": "xz"}
 FORMAT_SUFFIXES = {
@@ -43,6 +50,7 @@ class SourceItem:
     error: str | None = None
     raw: str | None = None
     blank: bool = False
+    rest_unread: bool = False  # the reader cannot go past this item: the rest of the file is lost
 
 
 def compression_of(path: str) -> str | None:
@@ -100,23 +108,104 @@ def read_text(stream: BinaryIO, text_field: str) -> Iterator[SourceItem]:
 
 
 def read_csv(stream: BinaryIO, text_field: str) -> Iterator[SourceItem]:
-    """A header row, then one record per row (all values are strings)."""
-    text = io.TextIOWrapper(stream, encoding="utf-8", errors="surrogateescape", newline="")
-    reader = csv.DictReader(text)
-    first_line = 2
+    """A header row, then one record per row (all values are strings).
+
+    A row csv gives up on (a field over ``MAX_CSV_FIELD_CHARS``, a stray NUL) is one dead
+    letter: ``_CsvLines`` finds where that row really ends and reading goes on from the next.
+    """
+    csv.field_size_limit(MAX_CSV_FIELD_CHARS)  # process-wide; every CSV read sets the same bound
+    lines = _CsvLines(io.TextIOWrapper(stream, encoding="utf-8", errors="surrogateescape", newline=""))
+    reader = csv.DictReader(lines)
     try:
-        for row in reader:
-            line, first_line = first_line, reader.line_num + 1
-            values = [v for v in row.values() if isinstance(v, str)]
-            if any(_has_surrogates(v) for v in values):
-                raw = ",".join(v.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") for v in values)
-                yield SourceItem(line, error="not valid UTF-8", raw=raw)
-            elif None in row:
-                yield SourceItem(line, error="row has more fields than the header", raw=json.dumps(row.get(None)))
-            else:
-                yield SourceItem(line, value=dict(row))
+        reader.fieldnames  # reads the header row
     except csv.Error as error:
-        yield SourceItem(first_line, error=f"invalid CSV: {error}", raw=None)
+        yield SourceItem(1, error=f"invalid CSV header: {error}", raw=lines.row_text(), rest_unread=True)
+        return
+    while True:
+        lines.start_row()
+        line = lines.count + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            raw = lines.row_text()
+            if not lines.skip_rest_of_row():
+                yield SourceItem(line, error=f"invalid CSV: {error}; a quoted field never closes, so the "
+                                 "rest of the file belongs to this row", raw=raw, rest_unread=True)
+                return
+            yield SourceItem(line, error=f"invalid CSV: {error}", raw=raw)
+            continue
+        values = [v for v in row.values() if isinstance(v, str)]
+        if any(_has_surrogates(v) for v in values):
+            raw = ",".join(v.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") for v in values)
+            yield SourceItem(line, error="not valid UTF-8", raw=raw)
+        elif None in row:
+            yield SourceItem(line, error="row has more fields than the header", raw=json.dumps(row.get(None)))
+        else:
+            yield SourceItem(line, value=dict(row))
+
+
+class _CsvLines:
+    """The physical lines of a CSV text, as ``csv`` consumes them, counted, with those of the
+    current row kept: after csv gives up mid-row it resumes at the next *line*, which may be
+    inside the row's quoted field, so ``skip_rest_of_row`` first consumes the row's remaining
+    lines (a quote-aware scan of the default dialect, run only on that error path)."""
+
+    def __init__(self, text: io.TextIOBase) -> None:
+        self._text = text
+        self.count = 0
+        self._row: list[str] = []
+
+    def __iter__(self) -> "_CsvLines":
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._text)
+        self.count += 1
+        self._row.append(line)
+        return line
+
+    def start_row(self) -> None:
+        self._row = []
+
+    def row_text(self) -> str:
+        return "".join(self._row)[:MAX_RAW_CHARS]
+
+    def skip_rest_of_row(self) -> bool:
+        """Consume the lines left in the current row; False if the file ends inside a quoted field."""
+        in_quotes = False
+        for line in self._row:
+            in_quotes = _quote_open_after(line, in_quotes)
+        while in_quotes:
+            line = next(self._text, None)
+            if line is None:
+                return False
+            self.count += 1
+            in_quotes = _quote_open_after(line, in_quotes)
+        return True
+
+
+def _quote_open_after(line: str, in_quotes: bool) -> bool:
+    """Whether a quoted field is still open at the end of ``line`` (csv's default dialect: a
+    quote opens a field only at its start, and ``""`` inside one is a literal quote)."""
+    at_field_start, i = not in_quotes, 0
+    while i < len(line):
+        if in_quotes:
+            close = line.find('"', i)
+            if close < 0:
+                return True
+            if line.startswith('"', close + 1):  # an escaped quote
+                i = close + 2
+                continue
+            in_quotes, at_field_start, i = False, False, close + 1
+            continue
+        char = line[i]
+        if char == '"' and at_field_start:
+            in_quotes = True
+        at_field_start = char in ",\r\n"
+        i += 1
+    return in_quotes
 
 
 def _has_surrogates(value: str) -> bool:
@@ -133,13 +222,22 @@ def read_parquet(stream: BinaryIO, text_field: str) -> Iterator[SourceItem]:
 
 
 def read_json(stream: BinaryIO, text_field: str) -> Iterator[SourceItem]:
-    """A JSON array of records (or one top-level value), parsed element by element."""
+    """A JSON array of records (or one top-level value), parsed element by element.
+
+    A malformed element hides where the next one starts, so it ends the file: one item for
+    it and the rest of the array (``rest_unread``), with at most ``MAX_RAW_CHARS`` of raw text
+    and never more than ``MAX_JSON_ELEMENT_CHARS`` read ahead.
+    """
     text = io.TextIOWrapper(stream, encoding="utf-8")
     parser = _JsonArrayParser(text)
     try:
         yield from parser.items()
     except UnicodeDecodeError as error:
-        yield SourceItem(parser.line, error=f"not valid UTF-8: {error}", raw=None)
+        yield SourceItem(parser.line, error=f"not valid UTF-8: {error}", raw=None, rest_unread=True)
+
+
+class _ElementTooLarge(ValueError):
+    pass
 
 
 class _JsonArrayParser:
@@ -149,14 +247,15 @@ class _JsonArrayParser:
         self._text = text
         self._buffer = ""
         self._pos = 0
-        self._eof = False
         self._decoder = json.JSONDecoder()
         self.line = 1
 
     def _fill(self) -> bool:
-        chunk = self._text.read(JSON_CHUNK_CHARS)
+        """Read more: as much again as is pending, so a long element is re-decoded only
+        O(log n) times rather than once per chunk."""
+        pending = len(self._buffer) - self._pos
+        chunk = self._text.read(max(JSON_CHUNK_CHARS, min(pending, MAX_JSON_ELEMENT_CHARS - pending)))
         if not chunk:
-            self._eof = True
             return False
         self._buffer = self._buffer[self._pos :] + chunk
         self._pos = 0
@@ -178,21 +277,36 @@ class _JsonArrayParser:
         while True:
             try:
                 value, end = self._decoder.raw_decode(self._buffer, self._pos)
-            except json.JSONDecodeError:
-                if self._fill():  # maybe the element is only cut by the chunk boundary
+            except json.JSONDecodeError as error:
+                if self._more_input_may_help(error) and self._fill_within_bound():
                     continue
                 raise
-            if end == len(self._buffer) and self._fill():
+            if end == len(self._buffer) and self._fill_within_bound():
                 continue  # a number at the very end may continue in the next chunk
             self.line += self._buffer.count("\n", self._pos, end)
             self._pos = end
             return value
 
+    def _more_input_may_help(self, error: json.JSONDecodeError) -> bool:
+        """Whether ``error`` may only mean the element is cut by the end of the buffer: an
+        unterminated string, or an error within a token's length (``-Infinity``, a
+        ``\\uXXXX`` pair) of the end. Anything earlier is malformed whatever follows."""
+        return error.msg.startswith("Unterminated string") or error.pos >= len(self._buffer) - 16
+
+    def _fill_within_bound(self) -> bool:
+        if len(self._buffer) - self._pos >= MAX_JSON_ELEMENT_CHARS:
+            raise _ElementTooLarge(f"larger than {MAX_JSON_ELEMENT_CHARS} characters")
+        return self._fill()
+
     def _rest(self) -> str:
-        rest = self._buffer[self._pos :]
-        while len(rest) < MAX_RAW_CHARS and self._fill():
-            rest = self._buffer
-        return rest[:MAX_RAW_CHARS]
+        """Raw text from the current position, at most ``MAX_RAW_CHARS`` of it."""
+        while len(self._buffer) - self._pos < MAX_RAW_CHARS and self._fill():
+            pass
+        return self._buffer[self._pos : self._pos + MAX_RAW_CHARS]
+
+    def _cut(self, line: int, error: str) -> SourceItem:
+        return SourceItem(line, error=f"{error}; the rest of the file is not read", raw=self._rest(),
+                          rest_unread=True)
 
     def items(self) -> Iterator[SourceItem]:
         first = self._peek()
@@ -202,8 +316,8 @@ class _JsonArrayParser:
             line = self.line
             try:
                 yield SourceItem(line, value=self._decode_value())
-            except json.JSONDecodeError as error:
-                yield SourceItem(line, error=f"invalid JSON: {error}", raw=self._rest())
+            except (json.JSONDecodeError, _ElementTooLarge) as error:
+                yield self._cut(line, f"invalid JSON: {error}")
             return
         self._pos += 1
         index = 0
@@ -214,8 +328,8 @@ class _JsonArrayParser:
             line = self.line
             try:
                 value = self._decode_value()
-            except json.JSONDecodeError as error:
-                yield SourceItem(line, error=f"invalid JSON in array element {index}: {error}", raw=self._rest())
+            except (json.JSONDecodeError, _ElementTooLarge) as error:
+                yield self._cut(line, f"invalid JSON in array element {index}: {error}")
                 return
             yield SourceItem(line, value=value)
             index += 1
@@ -225,7 +339,7 @@ class _JsonArrayParser:
             elif separator == "]":
                 return
             else:
-                yield SourceItem(self.line, error=f"invalid JSON after array element {index - 1}: expected ',' or ']'", raw=self._rest())
+                yield self._cut(self.line, f"invalid JSON after array element {index - 1}: expected ',' or ']'")
                 return
 
 

@@ -3,6 +3,13 @@
 ``ReadDocuments`` splits "which files" (expanded when the pipeline is built, so a typo in a
 path fails at once) from "read a file" (a DoFn, after a Reshuffle so that files are read in
 parallel by all workers), as Beam's ``MatchFiles -> ReadMatches`` does.
+
+What goes wrong while reading a file ends in one of two places. Bad data (an unparseable
+record, undecodable bytes, corrupt compression) is a dead letter: per record, or, where the
+reader cannot go on, one ``read`` letter for the rest of the file, counted in
+``files_cut_short``. A transient I/O error (a dropped connection, a timeout, a 5xx) is retried
+where it happened (``resumable_reads``) and, if it persists, fails the bundle: the runner
+retries it or the job fails, and no record of a readable file goes missing.
 """
 
 from __future__ import annotations
@@ -26,9 +33,13 @@ from inference_enrich.transforms.documents import (
     to_document,
 )
 from inference_enrich.transforms.formats import READERS, compression_of, format_of
+from inference_enrich.transforms.resumable_reads import RetryPolicy, TransientReadError, open_resumable
 
 LOG = logging.getLogger(__name__)
 METRICS_NAMESPACE = "inference_enrich"
+READ = "read"
+"""Dead-letter stage of a file's unreadable remainder: one letter stands for every record
+after ``line``, and the file is counted in the ``files_cut_short`` metric."""
 
 
 def expand_inputs(patterns: Sequence[str]) -> list[str]:
@@ -40,7 +51,9 @@ def expand_inputs(patterns: Sequence[str]) -> list[str]:
     urls: list[str] = []
     for pattern in patterns:
         fs, path = fsspec.core.url_to_fs(pattern)
-        if fs.isdir(path):
+        # A name with a format extension is a file: asking an http:// URL whether it is a
+        # directory would download it to look for links.
+        if not _known_format(path) and fs.isdir(path):
             found = [
                 p
                 for p in fs.find(path)
@@ -69,23 +82,25 @@ def _known_format(path: str) -> bool:
 class ReadFileRecords(beam.DoFn):
     """Stream one file's records: documents on the main output, the rest as dead letters."""
 
-    def __init__(self, file_format: str | None, fields: RecordFields) -> None:
+    def __init__(self, file_format: str | None, fields: RecordFields, retry: RetryPolicy = RetryPolicy()) -> None:
         if file_format is not None and file_format not in READERS:
             raise ValueError(f"unknown format '{file_format}' (known: {', '.join(READERS)})")
         self._format = file_format
         self._fields = fields
+        self._retry = retry
         self._records = Metrics.counter(METRICS_NAMESPACE, "records_read")
         self._parse_errors = Metrics.counter(METRICS_NAMESPACE, "parse_errors")
         self._invalid = Metrics.counter(METRICS_NAMESPACE, "invalid_records")
         self._blank = Metrics.counter(METRICS_NAMESPACE, "blank_lines_skipped")
         self._files = Metrics.counter(METRICS_NAMESPACE, "files_read")
+        self._cut_short = Metrics.counter(METRICS_NAMESPACE, "files_cut_short")
 
     def process(self, url: str) -> Iterator[Document | TaggedOutput]:
         file_format = self._format or format_of(url)
         compression = None if file_format == "parquet" else compression_of(url)
         last_line = 0
         try:
-            with fsspec.open(url, "rb", compression=compression) as stream:
+            with open_resumable(url, compression, self._retry) as stream:
                 for item in READERS[file_format](stream, self._fields.text_field):
                     last_line = item.line or last_line
                     if item.blank:
@@ -94,9 +109,13 @@ class ReadFileRecords(beam.DoFn):
                     self._records.inc()
                     if item.error is not None:
                         self._parse_errors.inc()
+                        if item.rest_unread:
+                            LOG.warning("cannot read %s past line %s: %s", url, item.line, item.error)
+                            self._cut_short.inc()
                         yield TaggedOutput(
                             DEAD_LETTER_TAG,
-                            dead_letter(PARSE, item.error, url, raw=item.raw, line=item.line),
+                            dead_letter(READ if item.rest_unread else PARSE, item.error, url,
+                                        raw=item.raw, line=item.line),
                         )
                         continue
                     try:
@@ -107,14 +126,17 @@ class ReadFileRecords(beam.DoFn):
                             DEAD_LETTER_TAG,
                             dead_letter(VALIDATE, str(error), url, record=item.value, line=item.line),
                         )
+        except TransientReadError as error:  # retried in place already: now the runner's turn
+            raise TransientReadError(f"{error} (records up to line {last_line} were read)") from error
         except Exception as error:  # a corrupt file must not fail the job or vanish
             LOG.warning("cannot read the rest of %s after line %d: %s", url, last_line, error)
             self._records.inc()
             self._parse_errors.inc()
+            self._cut_short.inc()
             yield TaggedOutput(
                 DEAD_LETTER_TAG,
                 dead_letter(
-                    "read",
+                    READ,
                     f"cannot read the rest of the file after line {last_line}: "
                     f"{type(error).__name__}: {error}",
                     url,
@@ -128,11 +150,15 @@ class ReadDocuments(beam.PTransform):
     """Files -> ``Document`` elements (main output) and dead letters (``DEAD_LETTER_TAG``)."""
 
     def __init__(
-        self, patterns: Sequence[str], file_format: str | None = None, fields: RecordFields = RecordFields()
+        self,
+        patterns: Sequence[str],
+        file_format: str | None = None,
+        fields: RecordFields = RecordFields(),
+        retry: RetryPolicy = RetryPolicy(),
     ) -> None:
         super().__init__()
         self._urls = expand_inputs(patterns)
-        self._reader = ReadFileRecords(file_format, fields)
+        self._reader = ReadFileRecords(file_format, fields, retry)
 
     def expand(self, pbegin):
         return (
