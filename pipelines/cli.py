@@ -41,9 +41,12 @@ See Beam's PipelineOptions for the full list.
 
 Defaults: input = the bundled sample corpus, format = from the file extension,
 inference id = my-elser-model, endpoints = the packaged configs/endpoints.yaml,
-output = ./{JobConfig.output}. A re-run replaces the output directory's part files.
+output = ./{JobConfig.output}.
 Output: OUTPUT/part-*.parquet (read with pyarrow.dataset.dataset(OUTPUT)) and
-dead letters as JSON Lines in OUTPUT/_dead_letter/."""
+dead letters as JSON Lines in OUTPUT/_dead_letter/, published only when the run
+succeeds (then OUTPUT/_SUCCESS); a run from files replaces the previous output.
+Exit status: 0 done; 1 the run failed and published nothing; 2 bad usage or config;
+3 done, but some input file could not be read past a point (see the summary)."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -93,15 +93,23 @@ def test_a_connection_cut_on_every_attempt_fails_the_run_naming_file_and_offset(
     assert not any(output.glob("part-*")), "a failed run must publish nothing"
 
 
-def test_corrupt_data_is_still_a_dead_letter_not_a_retry(tmp_path):
+def test_corrupt_data_is_a_dead_letter_and_the_run_says_the_file_was_cut_short(tmp_path):
     lines = b"".join(b'{"text": "Whales sing.", "noise": "%s"}\n' % os.urandom(2000).hex().encode() for _ in range(20))
     good = gzip.compress(lines)
     (tmp_path / "broken.jsonl.gz").write_bytes(good[: len(good) // 2])  # truncated: bad compression
-    output = str(tmp_path / "out")
-    summary = run(JobConfig(input=[str(tmp_path / "broken.jsonl.gz")], output=output))
-    (letter,) = read_dead_letters(output)
+    output = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "inference_enrich.pipelines.cli", "run", "--input",
+         str(tmp_path / "broken.jsonl.gz"), "--output", str(output), "--quiet"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "files cut short          1" in done.stdout
+    rows = read_output(str(output))
+    (letter,) = read_dead_letters(str(output))
     assert letter["stage"] == "read" and "EOFError" in letter["error"]
-    assert summary.files_cut_short == 1
+    assert letter["line"] == len(rows) + 1 and 0 < len(rows) < 20
+    assert (output / "_SUCCESS").is_file()
 
 
 def test_retries_are_bounded_and_name_the_offset(tmp_path, small_http_blocks):
