@@ -20,6 +20,7 @@ import pytest
 from fsspec.implementations.http import HTTPFileSystem
 
 from inference_enrich.pipelines.config import JobConfig
+from inference_enrich.pipelines.enrich import failure_reason
 from inference_enrich.transforms.resumable_reads import RetryPolicy, TransientReadError, open_resumable
 
 from cutting_http_server import CuttingHttpServer
@@ -119,3 +120,18 @@ def test_retries_are_bounded_and_name_the_offset(tmp_path, small_http_blocks):
             with open_resumable(f"{server.url}/docs.jsonl", None, FAST_RETRY) as stream:
                 stream.read()
     assert len(server.cut_at) == 4
+
+
+def test_the_failure_message_is_the_workers_error_in_one_line():
+    # In-process runners re-raise the worker's exception; multi-process and portable ones
+    # wrap its whole traceback in a RuntimeError.
+    in_process = TransientReadError("cannot read http://h/docs.jsonl past byte 5 [while running 'Read']")
+    assert failure_reason(in_process) == (
+        "TransientReadError: cannot read http://h/docs.jsonl past byte 5 [while running 'Read']")
+    wrapped = RuntimeError(
+        "Traceback (most recent call last):\n  File \"x.py\", line 1, in process\n"
+        "ConnectionResetError: reset\n\nDuring handling of the above exception, another exception occurred:\n"
+        "inference_enrich.transforms.resumable_reads.TransientReadError: cannot read "
+        "http://h/docs.jsonl past byte 5 [while running 'Read']\n\n")
+    assert failure_reason(wrapped) == (
+        "TransientReadError: cannot read http://h/docs.jsonl past byte 5 [while running 'Read']")
