@@ -37,7 +37,7 @@ from inference_enrich.pipelines.summary import format_summary
 from inference_enrich.server.cli import add_serve_command, run_serve
 
 DEFAULT_RUNNER = "FnApiRunner"
-EXIT_RUN_FAILED = 1  # the pipeline failed: its output is incomplete
+EXIT_RUN_FAILED = 1  # nothing published; the previous output is untouched
 EXIT_USAGE = 2  # bad flags, config or endpoint
 EXIT_FILES_CUT_SHORT = 3  # finished, but some file could not be read past a point
 
@@ -53,8 +53,10 @@ Any other option is passed to Apache Beam as a pipeline option, for example:
 See Beam's PipelineOptions for the full list.
 
 Output: OUTPUT/part-*.parquet (read with pyarrow.dataset.dataset(OUTPUT)) and
-dead letters as JSON Lines in OUTPUT/_dead_letter/. A re-run replaces the output
-directory's part files."""
+dead letters as JSON Lines in OUTPUT/_dead_letter/, published only when the run
+succeeds (then OUTPUT/_SUCCESS); a run from files replaces the previous output.
+Exit status: 0 done; 1 the run failed and published nothing; 2 bad usage or config;
+3 done, but some input file could not be read past a point (see the summary)."""
 SEARCH_INDEX_SETTINGS = ("es_url", "index", "index_path", "username", "ca_certs", "verify_certs")
 """The sink settings ``enrich search`` takes as flags too (credentials: the environment)."""
 
@@ -198,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_serve(args)
         return _endpoints(args)
     except JobFailed as error:
-        print(f"enrich: error: the run failed, its output is incomplete: {error}", file=sys.stderr)
+        print(f"enrich: error: the run failed, its output was not published: {error}", file=sys.stderr)
         return EXIT_RUN_FAILED
     except (InferenceEnrichError, FileNotFoundError, ValueError) as error:
         print(f"enrich: error: {error}", file=sys.stderr)

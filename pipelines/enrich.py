@@ -1,7 +1,8 @@
 """The enrichment job: files -> InferenceDoFn -> Parquet, with dead letters beside it.
 
 ``build_pipeline`` only wires transforms (so tests and other entry points can reuse it);
-``run_job`` prepares the output directory, runs the pipeline and returns a ``JobSummary``.
+``run_job`` runs the pipeline, publishes its staged output only if it succeeded (see
+``publish``) and returns a ``JobSummary``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import apache_beam as beam
-import fsspec
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineState
 
@@ -21,7 +21,9 @@ from inference_enrich.indexes import IndexSpec, open_index
 from inference_enrich.inference import Endpoint, load_endpoints
 from inference_enrich.inference.api import embedding_dimensions
 from inference_enrich.pipelines.config import JobConfig
-from inference_enrich.transforms.dead_letters import DEAD_LETTER_DIR, WriteDeadLetters
+from inference_enrich.pipelines.publish import discard_staging, finish_streaming, new_run_id, publish_output
+from inference_enrich.transforms.bundle_files import CommitManifest, RunFiles
+from inference_enrich.transforms.dead_letters import WriteDeadLetters
 from inference_enrich.transforms.documents import DEAD_LETTER_TAG, RecordFields
 from inference_enrich.transforms.inference_dofn import BatchingConfig, EnrichDocuments
 from inference_enrich.transforms.kafka import (
@@ -38,7 +40,7 @@ LOG = logging.getLogger(__name__)
 
 
 class JobFailed(RuntimeError):
-    """The pipeline did not finish (failed, cancelled or killed): its output is incomplete."""
+    """The pipeline did not finish: nothing of this run was published."""
 
 
 def resolve_endpoint(job: JobConfig) -> Endpoint:
@@ -50,10 +52,12 @@ def build_pipeline(
     pipeline: beam.Pipeline,
     job: JobConfig,
     endpoint: Endpoint,
+    run_files: RunFiles,
     partitions: Sequence[PartitionRange] = (),
 ) -> None:
-    """Add the enrichment graph for ``job`` to ``pipeline`` (``partitions``: the Kafka
-    offset ranges planned at launch, for the Kafka source)."""
+    """Add the enrichment graph for ``job`` to ``pipeline``, staging its files as
+    ``run_files`` says (``partitions``: the Kafka offset ranges planned at launch, for the
+    Kafka source)."""
     fields = RecordFields(job.text_field, job.id_field)
     enriched_schema(job.text_field, job.output_field, endpoint.task_type)  # fail fast on names
     if job.source == "kafka":
@@ -64,35 +68,28 @@ def build_pipeline(
     batching = BatchingConfig(job.max_batch_tokens, job.max_batch_size)
     enriched = read.documents | "Enrich" >> EnrichDocuments(endpoint, batching, job.num_threads)
     dead_letters = [read[DEAD_LETTER_TAG], enriched[DEAD_LETTER_TAG]]
+    written: list[beam.PCollection] = []  # names of the files each sink staged
     if job.sink == "parquet":
-        _ = enriched.enriched | "WriteParquet" >> WriteEnrichedParquet(
-            job.output, job.text_field, job.output_field, endpoint.task_type
-        )
+        written.append(enriched.enriched | "WriteParquet" >> WriteEnrichedParquet(
+            run_files, job.text_field, job.output_field, endpoint.task_type
+        ))
     else:
         spec = IndexSpec(job.text_field, job.output_field, endpoint.task_type,
                          embedding_dimensions(endpoint))
         dead_letters.append(
             enriched.enriched | "WriteIndex" >> WriteToSearchIndex(job.index_settings(), spec)
         )
-    _ = (
+    written.append(
         tuple(dead_letters)
         | "AllDeadLetters" >> beam.Flatten()
-        | "WriteDeadLetters" >> WriteDeadLetters(job.output)
+        | "WriteDeadLetters" >> WriteDeadLetters(run_files)
     )
-
-
-def clear_previous_output(output: str) -> None:
-    """Remove what an earlier run wrote to ``output`` (our part files and dead letters only),
-    so a re-run replaces its output instead of adding duplicates beside it."""
-    fs, path = fsspec.core.url_to_fs(output)
-    if not fs.exists(path):
-        return
-    for entry in fs.ls(path, detail=False):
-        name = entry.rstrip("/").rsplit("/", 1)[-1]
-        if name == DEAD_LETTER_DIR:
-            fs.rm(entry, recursive=True)
-        elif name.startswith(("part-", ".part-")):
-            fs.rm(entry)
+    if not run_files.streaming:
+        _ = (
+            tuple(written)
+            | "AllWrittenFiles" >> beam.Flatten()
+            | "CommitManifest" >> CommitManifest(run_files)
+        )
 
 
 @dataclass(frozen=True)
@@ -121,7 +118,13 @@ class JobSummary:
 
 
 def run_job(job: JobConfig, options: PipelineOptions) -> JobSummary:
-    """Run the enrichment job to completion and summarise it."""
+    """Run the enrichment job to completion, publish its output and summarise it.
+
+    Output rules: a batch run publishes everything or nothing, after the pipeline has
+    succeeded; from a files source it replaces the earlier output, from Kafka it adds to it
+    (each run reads newer messages). A streaming run publishes each bundle's files when the
+    runner commits the bundle, adding to the output.
+    """
     endpoint = resolve_endpoint(job)
     if job.sink != "parquet":  # fail fast (bad URL, credentials, mapping) before any work
         spec = IndexSpec(job.text_field, job.output_field, endpoint.task_type,
@@ -131,21 +134,27 @@ def run_job(job: JobConfig, options: PipelineOptions) -> JobSummary:
             index.ensure_index(spec)
         finally:
             index.close()
-    clear_previous_output(job.output)
+    run_files = RunFiles(job.output, new_run_id(), streaming=job.streaming)
     started = time.monotonic()
     partitions: list[PartitionRange] = []
     if job.source == "kafka" and job.kafka_reader == "python":
         partitions = plan_partitions(job.kafka_settings())
     pipeline = beam.Pipeline(options=options)
-    build_pipeline(pipeline, job, endpoint, partitions)
+    build_pipeline(pipeline, job, endpoint, run_files, partitions)
     try:
         result = pipeline.run()
         state = result.wait_until_finish()
     except Exception as error:
+        discard_staging(run_files)
         raise JobFailed(failure_reason(error)) from error
     if state != PipelineState.DONE:  # e.g. cancelled, or failed without raising
+        discard_staging(run_files)
         raise JobFailed(f"the pipeline ended in state {state}, not DONE"
                         + (": no Kafka offsets were committed" if partitions else ""))
+    if run_files.streaming:
+        finish_streaming(run_files)
+    else:
+        publish_output(run_files, replace=job.source == "files")
     if partitions and not job.streaming:  # only now: a failed run must be re-readable
         commit_end_offsets(job.kafka_settings(), partitions)
     counters = _counters(result)

@@ -20,6 +20,7 @@ import pytest
 from fsspec.implementations.http import HTTPFileSystem
 
 from inference_enrich.pipelines.config import JobConfig
+from inference_enrich.pipelines.enrich import failure_reason
 from inference_enrich.transforms.resumable_reads import RetryPolicy, TransientReadError, open_resumable
 
 from cutting_http_server import CuttingHttpServer
@@ -93,15 +94,23 @@ def test_a_connection_cut_on_every_attempt_fails_the_run_naming_file_and_offset(
     assert not any(output.glob("part-*")), "a failed run must publish nothing"
 
 
-def test_corrupt_data_is_still_a_dead_letter_not_a_retry(tmp_path):
+def test_corrupt_data_is_a_dead_letter_and_the_run_says_the_file_was_cut_short(tmp_path):
     lines = b"".join(b'{"text": "Whales sing.", "noise": "%s"}\n' % os.urandom(2000).hex().encode() for _ in range(20))
     good = gzip.compress(lines)
     (tmp_path / "broken.jsonl.gz").write_bytes(good[: len(good) // 2])  # truncated: bad compression
-    output = str(tmp_path / "out")
-    summary = run(JobConfig(input=[str(tmp_path / "broken.jsonl.gz")], output=output))
-    (letter,) = read_dead_letters(output)
+    output = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "inference_enrich.pipelines.cli", "run", "--input",
+         str(tmp_path / "broken.jsonl.gz"), "--output", str(output), "--quiet"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "files cut short          1" in done.stdout
+    rows = read_output(str(output))
+    (letter,) = read_dead_letters(str(output))
     assert letter["stage"] == "read" and "EOFError" in letter["error"]
-    assert summary.files_cut_short == 1
+    assert letter["line"] == len(rows) + 1 and 0 < len(rows) < 20
+    assert (output / "_SUCCESS").is_file()
 
 
 def test_retries_are_bounded_and_name_the_offset(tmp_path, small_http_blocks):
@@ -111,3 +120,18 @@ def test_retries_are_bounded_and_name_the_offset(tmp_path, small_http_blocks):
             with open_resumable(f"{server.url}/docs.jsonl", None, FAST_RETRY) as stream:
                 stream.read()
     assert len(server.cut_at) == 4
+
+
+def test_the_failure_message_is_the_workers_error_in_one_line():
+    # In-process runners re-raise the worker's exception; multi-process and portable ones
+    # wrap its whole traceback in a RuntimeError.
+    in_process = TransientReadError("cannot read http://h/docs.jsonl past byte 5 [while running 'Read']")
+    assert failure_reason(in_process) == (
+        "TransientReadError: cannot read http://h/docs.jsonl past byte 5 [while running 'Read']")
+    wrapped = RuntimeError(
+        "Traceback (most recent call last):\n  File \"x.py\", line 1, in process\n"
+        "ConnectionResetError: reset\n\nDuring handling of the above exception, another exception occurred:\n"
+        "inference_enrich.transforms.resumable_reads.TransientReadError: cannot read "
+        "http://h/docs.jsonl past byte 5 [while running 'Read']\n\n")
+    assert failure_reason(wrapped) == (
+        "TransientReadError: cannot read http://h/docs.jsonl past byte 5 [while running 'Read']")

@@ -1,70 +1,125 @@
-"""Per-bundle file sinks on any fsspec URL.
+"""Per-bundle file sinks on any fsspec URL, committed the way Beam's ``fileio`` commits.
 
-Each bundle writes its own file, under a hidden temporary name, renamed to ``part-<uuid>``
-when the bundle finishes. Readers (``pyarrow.dataset`` ignores names starting with '.' or
-'_') therefore never see a partial file, a retried bundle leaves no duplicate, and the same
-sink works in batch and streaming pipelines (no GroupByKey that would hold output back
-until an unbounded source ends).
+A run stages every file it writes under ``<output>/.staging-<run id>/`` (a hidden name:
+``pyarrow.dataset`` and our own input listing skip it) and publishes it under the same
+relative name in ``<output>``. Each bundle writes one file and, when it finishes, closes it
+and emits its name. A bundle attempt the runner gives up on (a failed or retried bundle)
+leaves an orphan in staging, but its outputs are discarded, so its name never reaches the
+next step: the names that do are exactly the files of committed bundles.
+
+- **Batch**: ``CommitManifest`` gathers those names with a global combine (it runs once all
+  writers' bundles have committed) into ``<staging>/_manifest.json``; once the pipeline has
+  succeeded, ``pipelines/publish.py`` moves exactly those files into the output.
+- **Streaming** (no end to wait for): each bundle's file is moved into the output by Beam's
+  bundle finalization, which the runner calls only after it has durably committed the
+  bundle; the runner must support it (FnApiRunner, Dataflow and Flink do), as the Kafka
+  reader's offset commits already require.
+
+No GroupByKey holds output back, so the same sink streams on the in-process runner.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
-from typing import Any, BinaryIO
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Iterator
 
 import apache_beam as beam
 import fsspec
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.windowed_value import WindowedValue
 
 from inference_enrich.transforms.read_files import METRICS_NAMESPACE
 
 LOG = logging.getLogger(__name__)
+STAGING_PREFIX = ".staging-"
+MANIFEST = "_manifest.json"
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """Where one run stages its files and where it publishes them (see module docstring)."""
+
+    output: str
+    run_id: str
+    streaming: bool = False  # publish each bundle's files by bundle finalization
+
+    @classmethod
+    def published_per_bundle(cls, output: str) -> "RunFiles":
+        """Files of ``output`` published by bundle finalization, as in streaming runs: for a
+        sink used in a pipeline ``enrich run`` does not launch (no publish step after it)."""
+        return cls(output, uuid.uuid4().hex, streaming=True)
+
+    @property
+    def staging(self) -> str:
+        return f"{self.output.rstrip('/')}/{STAGING_PREFIX}{self.run_id}"
+
+    def paths(self) -> tuple[fsspec.AbstractFileSystem, str, str]:
+        """The filesystem, the output path and the staging path on it."""
+        fs, output = fsspec.core.url_to_fs(self.output.rstrip("/"))
+        return fs, output, f"{output}/{STAGING_PREFIX}{self.run_id}"
+
+    def publish_file(self, name: str) -> None:
+        """Move the staged file ``name`` (relative) to the same name in the output."""
+        fs, output, staging = self.paths()
+        target = f"{output}/{name}"
+        fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+        fs.mv(f"{staging}/{name}", target)
 
 
 class BundleFileWriter(beam.DoFn):
-    """Base class: subclasses say how to open, write to and close one file."""
+    """Base class: subclasses say how to open, write to and close one file. Writes one file
+    per bundle into ``<staging>/<subdir>/`` and emits its relative name when the bundle
+    finishes (streaming: registers its publication with the bundle finalizer instead)."""
 
     suffix = ""
     counter_name = "records_written"
 
-    def __init__(self, directory: str) -> None:
-        self._directory = directory.rstrip("/")
+    def __init__(self, run_files: RunFiles, subdir: str = "") -> None:
+        self._run_files = run_files
+        self._subdir = subdir.strip("/")
         self._written = Metrics.counter(METRICS_NAMESPACE, self.counter_name)
         self._stream: BinaryIO | None = None
 
     def setup(self) -> None:
-        self._fs, self._path = fsspec.core.url_to_fs(self._directory)
-        self._fs.makedirs(self._path, exist_ok=True)
+        self._fs, _, staging = self._run_files.paths()
+        self._directory = f"{staging}/{self._subdir}" if self._subdir else staging
+        self._fs.makedirs(self._directory, exist_ok=True)
 
     def start_bundle(self) -> None:
         self._stream = None
 
-    def process(self, element: Any) -> None:
+    def process(self, element: Any, finalizer=beam.DoFn.BundleFinalizerParam) -> None:
         if self._stream is None:
-            name = f"part-{uuid.uuid4().hex}{self.suffix}"
-            self._final_path = f"{self._path}/{name}"
-            self._temp_path = f"{self._path}/.{name}.inprogress"
-            self._stream = self._fs.open(self._temp_path, "wb")
+            file_name = f"part-{uuid.uuid4().hex}{self.suffix}"
+            self._name = f"{self._subdir}/{file_name}" if self._subdir else file_name
+            self._stream = self._fs.open(f"{self._directory}/{file_name}", "wb")
             self.open_file(self._stream)
+            if self._run_files.streaming:
+                name, run_files = self._name, self._run_files
+                finalizer.register(lambda: run_files.publish_file(name))
         self.write(element)
         self._written.inc()
 
-    def finish_bundle(self) -> None:
+    def finish_bundle(self) -> Iterator[WindowedValue]:
         if self._stream is None:
             return
         self.close_file()
         self._stream.close()
         self._stream = None
-        self._fs.mv(self._temp_path, self._final_path)
+        if not self._run_files.streaming:
+            yield WindowedValue(self._name, GlobalWindow().max_timestamp(), [GlobalWindow()])
 
     def teardown(self) -> None:
-        if self._stream is not None:  # the bundle failed: leave nothing half-written behind
+        if self._stream is not None:  # a failed bundle: its file is an orphan in staging
             try:
+                self.close_file()  # before the stream, which the file's writer may still flush to
                 self._stream.close()
-                self._fs.rm(self._temp_path)
             except Exception as error:
-                LOG.warning("could not remove %s: %s", self._temp_path, error)
+                LOG.warning("could not close %s: %s", self._name, error)
 
     def open_file(self, stream: BinaryIO) -> None:
         """Called once per file, before the first ``write``."""
@@ -73,4 +128,42 @@ class BundleFileWriter(beam.DoFn):
         raise NotImplementedError
 
     def close_file(self) -> None:
-        """Called once per file, before it is closed and renamed."""
+        """Called once per file, before it is closed."""
+
+
+def read_manifest(run_files: RunFiles) -> list[str]:
+    """The relative names of the files committed by ``run_files``' run."""
+    fs, _, staging = run_files.paths()
+    with fs.open(f"{staging}/{MANIFEST}", "rt", encoding="utf-8") as stream:
+        return json.load(stream)["files"]
+
+
+class _WriteManifest(beam.DoFn):
+    def __init__(self, run_files: RunFiles) -> None:
+        self._run_files = run_files
+
+    def process(self, names: list[str]) -> None:
+        fs, _, staging = self._run_files.paths()
+        fs.makedirs(staging, exist_ok=True)
+        with fs.open(f"{staging}/{MANIFEST}", "wt", encoding="utf-8") as stream:
+            json.dump({"run_id": self._run_files.run_id, "files": sorted(names)}, stream)
+
+
+class CommitManifest(beam.PTransform):
+    """Names of the files written by committed bundles -> ``<staging>/_manifest.json``.
+
+    ``ToList`` is a global combine: it emits once, after every upstream bundle has
+    committed, and an empty list when nothing was written, so a successful run always
+    leaves a manifest. Rewriting it on a retry writes the same content.
+    """
+
+    def __init__(self, run_files: RunFiles) -> None:
+        super().__init__()
+        self._run_files = run_files
+
+    def expand(self, names):
+        return (
+            names
+            | "GatherNames" >> beam.combiners.ToList()
+            | "WriteManifest" >> beam.ParDo(_WriteManifest(self._run_files))
+        )

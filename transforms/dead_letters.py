@@ -2,6 +2,7 @@
 
 The leading underscore keeps them out of ``pyarrow.dataset.dataset(<output>)``; each line is
 one dead letter as built by ``documents.dead_letter`` (stage, error, source, line, record/raw).
+They are staged and published with the rest of the run's output (see ``bundle_files``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 import apache_beam as beam
 
-from inference_enrich.transforms.bundle_files import BundleFileWriter
+from inference_enrich.transforms.bundle_files import BundleFileWriter, RunFiles
 
 DEAD_LETTER_DIR = "_dead_letter"
 
@@ -32,11 +33,12 @@ def dead_letter_directory(output: str) -> str:
 
 
 class WriteDeadLetters(beam.PTransform):
-    """Dead letters (from any number of stages) -> ``<output>/_dead_letter/part-*.jsonl``."""
+    """Dead letters (from any number of stages) -> ``_dead_letter/part-*.jsonl`` staged for
+    ``run_files``' output; returns the names of the files written by committed bundles."""
 
-    def __init__(self, output: str) -> None:
+    def __init__(self, run_files: RunFiles) -> None:
         super().__init__()
-        self._writer = JsonLinesBundleWriter(dead_letter_directory(output))
+        self._writer = JsonLinesBundleWriter(run_files, DEAD_LETTER_DIR)
 
     def expand(self, dead_letters):
         return dead_letters | "WriteDeadLetterFiles" >> beam.ParDo(self._writer)

@@ -237,7 +237,7 @@ def read_json(stream: BinaryIO, text_field: str) -> Iterator[SourceItem]:
 
 
 class _ElementTooLarge(ValueError):
-    pass
+    """An element still undecodable after ``MAX_JSON_ELEMENT_CHARS``: reading stops there."""
 
 
 class _JsonArrayParser:

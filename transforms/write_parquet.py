@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from inference_enrich.inference.results import SPARSE_EMBEDDING
-from inference_enrich.transforms.bundle_files import BundleFileWriter
+from inference_enrich.transforms.bundle_files import BundleFileWriter, RunFiles
 from inference_enrich.transforms.documents import EnrichedDocument, as_enriched_document
 
 RESERVED_COLUMNS = ("id", "is_truncated", "passthrough")
@@ -62,8 +62,8 @@ class ParquetBundleWriter(BundleFileWriter):
 
     suffix = ".parquet"
 
-    def __init__(self, directory: str, text_field: str, output_field: str, task_type: str) -> None:
-        super().__init__(directory)
+    def __init__(self, run_files: RunFiles, text_field: str, output_field: str, task_type: str) -> None:
+        super().__init__(run_files)
         self._text_field = text_field
         self._output_field = output_field
         self._schema = enriched_schema(text_field, output_field, task_type)
@@ -108,12 +108,18 @@ class ParquetBundleWriter(BundleFileWriter):
 
 
 class WriteEnrichedParquet(beam.PTransform):
-    """Enriched documents (or the enriched dicts ``Enrich`` emits) -> ``<directory>/part-*.parquet``."""
+    """Enriched documents (or the enriched dicts ``Enrich`` emits) -> ``part-*.parquet`` staged
+    for ``run_files``' output; returns the names of the files written by committed bundles
+    (see ``bundle_files``)."""
 
-    def __init__(self, directory: str, text_field: str, output_field: str, task_type: str) -> None:
+    def __init__(self, output: str | RunFiles, text_field: str, output_field: str, task_type: str) -> None:
+        """``output``: a directory (files are published bundle by bundle as the runner
+        commits them, so this works in any pipeline), or the ``RunFiles`` of an ``enrich run``
+        (staged, published once the run has succeeded)."""
         super().__init__()
+        run_files = output if isinstance(output, RunFiles) else RunFiles.published_per_bundle(output)
         self._fields = (text_field, output_field, task_type)
-        self._writer = ParquetBundleWriter(directory, text_field, output_field, task_type)
+        self._writer = ParquetBundleWriter(run_files, text_field, output_field, task_type)
 
     def expand(self, enriched):
         return (

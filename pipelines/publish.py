@@ -1,0 +1,93 @@
+"""Publish a run's staged output once the pipeline has succeeded, as Hadoop/Spark output
+committers do (see ``transforms/bundle_files.py`` for how files are staged).
+
+A batch run's published output is ``part-*`` files, ``_dead_letter/part-*`` files and
+``_SUCCESS``. ``publish_output``:
+
+1. removes ``_SUCCESS``: until step 4 the directory is not a finished result;
+2. when the run replaces the output (a files source), removes the earlier run's part files
+   and dead letters (our names only; anything else in the directory is left alone);
+3. moves exactly the files the run's manifest names into place;
+4. writes ``_SUCCESS`` (a small JSON: run id, file count, time);
+5. removes staging directories: this run's, with any orphans of retried bundles, and those
+   left by killed runs (one run at a time per output directory).
+
+Steps 1-4 are a few renames at the very end; a run killed or failed before them leaves the
+earlier output exactly as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+
+from inference_enrich.transforms.bundle_files import STAGING_PREFIX, RunFiles, read_manifest
+from inference_enrich.transforms.dead_letters import DEAD_LETTER_DIR
+
+LOG = logging.getLogger(__name__)
+SUCCESS = "_SUCCESS"
+PART_PREFIX = "part-"
+
+
+def new_run_id() -> str:
+    """Sortable by start time, unique across concurrent launches."""
+    return f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
+
+
+def publish_output(run_files: RunFiles, replace: bool) -> int:
+    """Publish the files the run committed (see module docstring); returns how many."""
+    fs, output, _ = run_files.paths()
+    names = read_manifest(run_files)
+    if fs.exists(f"{output}/{SUCCESS}"):
+        fs.rm(f"{output}/{SUCCESS}")
+    if replace:
+        for path in _published_parts(fs, output):
+            fs.rm(path)
+    for name in names:
+        run_files.publish_file(name)
+    with fs.open(f"{output}/{SUCCESS}", "wt", encoding="utf-8") as stream:
+        json.dump({"run_id": run_files.run_id, "files": len(names),
+                   "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, stream)
+    _remove_staging(fs, output)
+    return len(names)
+
+
+def discard_staging(run_files: RunFiles) -> None:
+    """After a failed run: drop what it staged (best effort; the output was never touched)."""
+    fs, output, staging = run_files.paths()
+    try:
+        if fs.exists(staging):
+            fs.rm(staging, recursive=True)
+    except Exception as error:
+        LOG.warning("could not remove the failed run's staging directory %s: %s", staging, error)
+
+
+def finish_streaming(run_files: RunFiles) -> None:
+    """After a streaming run: its committed bundles' files were published by bundle
+    finalization; what is left in staging was never confirmed committed, so it is kept for
+    inspection rather than published or deleted."""
+    fs, _, staging = run_files.paths()
+    left = fs.find(staging) if fs.exists(staging) else []
+    if left:
+        LOG.warning("%d file(s) in %s were not published: the runner did not confirm their "
+                    "bundles (orphans of retried bundles, or a runner without bundle "
+                    "finalization)", len(left), staging)
+    elif fs.exists(staging):
+        fs.rm(staging, recursive=True)
+
+
+def _published_parts(fs, output: str) -> list[str]:
+    parts = []
+    for directory in (output, f"{output}/{DEAD_LETTER_DIR}"):
+        if fs.isdir(directory):
+            parts.extend(path for path in fs.ls(directory, detail=False)
+                         if path.rstrip("/").rsplit("/", 1)[-1].startswith(PART_PREFIX))
+    return parts
+
+
+def _remove_staging(fs, output: str) -> None:
+    for path in fs.ls(output, detail=False):
+        if path.rstrip("/").rsplit("/", 1)[-1].startswith(STAGING_PREFIX):
+            fs.rm(path, recursive=True)
