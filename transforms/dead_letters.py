@@ -36,8 +36,11 @@ class WriteDeadLetters(beam.PTransform):
     """Dead letters (from any number of stages) -> ``_dead_letter/part-*.jsonl`` staged for
     ``run_files``' output; returns the names of the files written by committed bundles."""
 
-    def __init__(self, run_files: RunFiles) -> None:
+    def __init__(self, output: str | RunFiles) -> None:
+        """``output``: a directory (published bundle by bundle, for any pipeline), or the
+        ``RunFiles`` of an ``enrich run`` (published once the run has succeeded)."""
         super().__init__()
+        run_files = output if isinstance(output, RunFiles) else RunFiles.published_per_bundle(output)
         self._writer = JsonLinesBundleWriter(run_files, DEAD_LETTER_DIR)
 
     def expand(self, dead_letters):
