@@ -213,13 +213,14 @@ VARIANTS = {
 }
 
 
-def run_variant(name: str, corpus: Path) -> dict:
-    """Run one variant in a fresh process; its JSON result comes back on stdout and its
-    output stays in ``<corpus dir>/<name>/`` for the comparisons."""
+def run_variant(name: str, corpus: Path, script: str = __file__) -> dict:
+    """Run one variant of ``script`` (this one, or another benchmark with the same
+    ``--variant`` entry point) in a fresh process; its JSON result comes back on stdout and
+    its output stays in ``<corpus dir>/<name>/`` for the comparisons."""
     work = corpus.parent / name
     work.mkdir()
     done = subprocess.run(
-        [sys.executable, __file__, "--variant", name, str(corpus), str(work)],
+        [sys.executable, script, "--variant", name, str(corpus), str(work)],
         capture_output=True, text=True, check=False,
     )
     if done.returncode != 0:

@@ -114,19 +114,19 @@ class SharedRuntime:
     """A runtime that several threads may call at once: ``tokenize`` and ``embed`` take
     turns under one lock.
 
-    A worker process loads one model (Beam ``Shared``) and, with
-    ``--direct_running_mode=multi_threading`` or a runner's worker threads, several DoFn
-    threads call it. The forward pass is safe to share, the tokenizer is not: a Hugging Face
-    fast tokenizer stores truncation and padding settings on its one Rust object for every
-    call, so concurrent calls can fail ("RuntimeError: Already borrowed" on some versions of
-    ``tokenizers``) or use another caller's settings.
+    A worker process loads one model (Beam ``Shared``) and several DoFn threads call it
+    (``--direct_running_mode=multi_threading``, a runner's worker threads). Hugging Face fast
+    tokenizers are not safe to call concurrently: the Python wrapper stores truncation and
+    padding settings on the one Rust tokenizer at every call ("RuntimeError: Already
+    borrowed" with some versions; with tokenizers 0.23.3 here, concurrent calls with
+    different ``max_length`` silently got each other's truncation).
 
-    Why one lock rather than a tokenizer per thread: tokenising is ~1% of the time, so
-    serialising it costs nothing measurable, and serialising the forward pass too costs
-    nothing either, because each pass already runs on all cores (torch's intra-op threads);
-    letting N passes run at once only oversubscribes the cores and holds N batches of
-    activations in memory. Per-thread tokenizers would still leave that, and every thread
-    would pay a tokenizer copy.
+    Why one lock over both steps rather than a tokenizer per thread: tokenising is a few
+    percent of the time, so taking turns costs little there; a forward pass already runs on
+    all cores through torch's intra-op threads (torch's default), so passes taking turns lose
+    little and neither oversubscribe the cores nor hold several batches of activations at
+    once. Per-thread tokenizers would keep both of those costs and add a tokenizer per
+    thread. (With ``num_threads`` below the core count, use more processes, not threads.)
     """
 
     def __init__(self, runtime: ModelRuntime) -> None:
