@@ -12,7 +12,7 @@ next step: the names that do are exactly the files of committed bundles.
   succeeded, ``pipelines/publish.py`` moves exactly those files into the output.
 - **Streaming** (no end to wait for): each bundle's file is moved into the output by Beam's
   bundle finalization, which the runner calls only after it has durably committed the
-  bundle; the runner must support it (FnApiRunner, Dataflow and Flink do), as the Kafka
+  bundle; the runner must support it (FnApiRunner and Dataflow do), as the Kafka
   reader's offset commits already require.
 
 No GroupByKey holds output back, so the same sink streams on the in-process runner.
