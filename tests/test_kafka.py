@@ -20,6 +20,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from inference_enrich.indexes import IndexSettings, open_index
 from inference_enrich.pipelines.config import JobConfig
+from inference_enrich.transforms import kafka as kafka_module
 from inference_enrich.transforms.documents import Document, RecordFields
 from inference_enrich.transforms.kafka import (
     KafkaSettings,
@@ -237,6 +238,51 @@ def test_split_restrictions_read_exactly_their_offsets(kafka_bootstrap):
         assert offsets_read(read_fn, part, 1_200, 1_200) == []
     finally:
         read_fn.teardown()
+
+
+def test_fetch_slower_than_the_poll_window_is_not_thrown_away(kafka_bootstrap, monkeypatch):
+    """On a loaded worker a fetch can take longer than the 50 ms poll window. Pausing the
+    partition after an empty poll discarded the fetch in flight, so such a worker stalled at
+    a multiple of 500 offsets until the stall timeout. Made deterministic with a poll window
+    of zero, which every fetch is slower than (the one setting changed from the real reader)."""
+    monkeypatch.setattr(kafka_module, "POLL_TIMEOUT_S", 0)
+    monkeypatch.setattr(kafka_module, "STALL_TIMEOUT_S", 15)
+    topic = new_topic(kafka_bootstrap)
+    produce(kafka_bootstrap, topic, 0, 3 * 1_200)
+    settings = KafkaSettings(kafka_bootstrap, (topic,), "slow-fetch")
+    part = next(r for r in plan_partitions(settings) if r.partition == 1)
+    read_fn = ReadKafkaPartitionFn(settings, RecordFields())
+    read_fn.setup()
+    try:
+        assert offsets_read(read_fn, part, 0, 1_200) == list(range(1_200))
+    finally:
+        read_fn.teardown()
+
+
+def test_slow_downstream_work_is_not_mistaken_for_a_stalled_partition(kafka_bootstrap, monkeypatch):
+    """Inference runs in the reader's thread, so a batch can take longer downstream than the
+    stall timeout on a loaded worker; the stall clock measured from the batch's arrival, so
+    the next empty poll raised at once ('no messages ... at offset 500'). Made deterministic
+    with a 1 s stall timeout, 1.5 s of downstream work and a zero poll window."""
+    monkeypatch.setattr(kafka_module, "POLL_TIMEOUT_S", 0)
+    monkeypatch.setattr(kafka_module, "STALL_TIMEOUT_S", 1)
+    topic = new_topic(kafka_bootstrap)
+    produce(kafka_bootstrap, topic, 0, 3 * 1_200)
+    settings = KafkaSettings(kafka_bootstrap, (topic,), "slow-downstream")
+    part = next(r for r in plan_partitions(settings) if r.partition == 1)
+    read_fn = ReadKafkaPartitionFn(settings, RecordFields())
+    read_fn.setup()
+    tracker = OffsetRestrictionTracker(OffsetRange(0, 1_200))
+    read = 0
+    try:
+        for _ in read_fn.process(part, None, tracker, ManualWatermarkEstimator(None)):
+            read += 1
+            if read % kafka_module.POLL_BATCH == 1:
+                time.sleep(1.5)  # the batch is being enriched downstream
+        tracker.check_done()
+    finally:
+        read_fn.teardown()
+    assert read == 1_200
 
 
 def test_message_parsing_rules():

@@ -256,13 +256,16 @@ class ReadKafkaPartitionFn(beam.DoFn):
                     return
                 self._consumer.resume([partition])
                 messages = self._consumer.consume(POLL_BATCH, timeout=POLL_TIMEOUT_S)
-                # Paused while the batch flows downstream (inference runs in this thread):
-                # an idle consumer would keep fetching at the end of the log, and against a
-                # broker that answers empty fetches at once that busy loop takes a core from
-                # the model (measured: 25x slower on 2 cores). Resuming fetches again from
-                # the next offset after the last message consume() returned.
-                self._consumer.pause([partition])
-                if not messages:
+                if messages:
+                    # Paused while the batch flows downstream (inference runs in this thread):
+                    # an idle consumer would keep fetching at the end of the log, and against a
+                    # broker that answers empty fetches at once that busy loop takes a core from
+                    # the model (measured: 25x slower on 2 cores). Resuming fetches again from
+                    # the next offset after the last message consume() returned. Never paused
+                    # after an empty poll: pausing drops the fetch in flight, and on a loaded
+                    # worker every fetch outlasts the poll window (a stall at the next offset).
+                    self._consumer.pause([partition])
+                else:
                     position = max(self._consumer.position([partition])[0].offset, next_offset)
                     if position >= restriction.stop:  # only gaps (e.g. transaction markers) left
                         tracker.try_claim(restriction.stop)
@@ -274,7 +277,6 @@ class ReadKafkaPartitionFn(beam.DoFn):
                         raise TimeoutError(f"no messages from {part.topic}/{part.partition} at offset "
                                            f"{position} for {STALL_TIMEOUT_S:.0f} s; end offset {restriction.stop}")
                     continue
-                stalled_since = time.monotonic()
                 for message in messages:
                     if message.error() is not None:
                         raise KafkaException(message.error())
@@ -286,6 +288,9 @@ class ReadKafkaPartitionFn(beam.DoFn):
                         self._stop.count()
                     if next_offset >= restriction.stop:
                         return
+                # The wait for more starts now: downstream work on this batch (inference runs
+                # in this thread) can take minutes on a loaded worker and is no stall.
+                stalled_since = time.monotonic()
         finally:
             self._consumer.unassign()  # no fetching while this partition is not being read
             if self._settings.streaming and next_offset > restriction.start:
