@@ -19,6 +19,8 @@ from apache_beam.portability.api import beam_runner_api_pb2
 
 from inference_enrich.pipelines.config import JobConfig
 from inference_enrich.pipelines.enrich import build_pipeline, resolve_endpoint
+from inference_enrich.pipelines.publish import new_run_id
+from inference_enrich.transforms.bundle_files import RunFiles
 from inference_enrich.transforms.kafka import plan_partitions
 
 DRY_RUN_RUNNERS = ("DataflowRunner",)
@@ -49,7 +51,9 @@ def translate_job(job: JobConfig, options: PipelineOptions) -> TranslatedJob:
                          f"the {runner or 'default'} runner would run the job")
     partitions = plan_partitions(job.kafka_settings()) if job.source == "kafka" and job.kafka_reader == "python" else []
     pipeline = beam.Pipeline(options=options)
-    build_pipeline(pipeline, job, resolve_endpoint(job), partitions)
+    # A RunFiles names where files would be staged; nothing is written in a dry run.
+    run_files = RunFiles(job.output, new_run_id(), streaming=job.streaming)
+    build_pipeline(pipeline, job, resolve_endpoint(job), run_files, partitions)
     submitted = pipeline.run().job
     proto = submitted.proto_pipeline
     return TranslatedJob(
