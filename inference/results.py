@@ -37,7 +37,41 @@ class TextEmbedding:
         return {"is_truncated": self.is_truncated, "embedding": self.embedding}
 
 
-InferenceResult = SparseEmbedding | TextEmbedding
+@dataclass(frozen=True)
+class EmbeddedChunk:
+    """One chunk of a text, ``text[start_offset:end_offset]`` (offsets in characters), and
+    its embedding ({token: weight} or a dense vector)."""
+
+    start_offset: int
+    end_offset: int
+    embedding: dict[str, float] | list[float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"start_offset": self.start_offset, "end_offset": self.end_offset, "embedding": self.embedding}
+
+
+@dataclass(frozen=True)
+class ChunkedEmbedding:
+    """A text enriched chunk by chunk (an endpoint with ``chunking_settings``), as
+    Elasticsearch's ``semantic_text`` stores it: one embedding per chunk, in text order.
+
+    ``embedding`` is the list of chunk dicts, so records, Parquet rows and index documents
+    carry ``[{"start_offset", "end_offset", "embedding"}, ...]`` in the output field.
+    ``is_truncated`` is true only if a chunk itself was cut at the model's limit.
+    """
+
+    chunks: tuple[EmbeddedChunk, ...]
+    is_truncated: bool = False
+
+    @property
+    def embedding(self) -> list[dict[str, Any]]:
+        return [chunk.to_dict() for chunk in self.chunks]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"is_truncated": self.is_truncated, "embedding": self.embedding}
+
+
+InferenceResult = SparseEmbedding | TextEmbedding | ChunkedEmbedding
 
 RESULT_TYPES: dict[str, type] = {SPARSE_EMBEDDING: SparseEmbedding, TEXT_EMBEDDING: TextEmbedding}
 """task type -> its result type."""
