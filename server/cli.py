@@ -72,7 +72,7 @@ def add_serve_command(commands: argparse._SubParsersAction) -> None:
                        default=5.0, metavar="MS",
                        help="how long a model waits for more requests to batch together (default: 5)")
     serve.add_argument("--max-batch-tokens", "--max_batch_tokens", dest="max_batch_tokens", type=int,
-                       default=8192, metavar="N", help="padded tokens per forward pass (default: 8192)")
+                       default=2048, metavar="N", help="padded tokens per forward pass (default: 2048)")
     serve.add_argument("--max-batch-size", "--max_batch_size", dest="max_batch_size", type=int,
                        default=64, metavar="N", help="texts per forward pass (default: 64)")
     serve.add_argument("--num-threads", "--num_threads", dest="num_threads", type=int, metavar="N",
