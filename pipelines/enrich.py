@@ -151,13 +151,18 @@ def run_job(job: JobConfig, options: PipelineOptions) -> JobSummary:
         discard_staging(run_files)
         raise JobFailed(f"the pipeline ended in state {state}, not DONE"
                         + (": no Kafka offsets were committed" if partitions else ""))
+    counters = _counters(result)
     if run_files.streaming:
         finish_streaming(run_files)
     else:
+        missing = unaccounted_records(counters)
+        if missing:
+            discard_staging(run_files)
+            raise JobFailed(missing + "; nothing was published"
+                            + (" and no Kafka offsets were committed" if partitions else ""))
         publish_output(run_files, replace=job.source == "files")
     if partitions and not job.streaming:  # only now: a failed run must be re-readable
         commit_end_offsets(job.kafka_settings(), partitions)
-    counters = _counters(result)
     index_documents = None
     if job.sink != "parquet":  # makes the writes searchable now (a refresh) and counts them
         index = open_index(job.index_settings())
@@ -178,6 +183,25 @@ def run_job(job: JobConfig, options: PipelineOptions) -> JobSummary:
         index_documents=index_documents,
         files_cut_short=counters.get("files_cut_short", 0),
     )
+
+
+def unaccounted_records(counters: dict[str, int]) -> str | None:
+    """Why a finished batch run must not count as a success, or None when every record read
+    landed in the output or the dead letters.
+
+    The last line of defence for "a job never exits 0 with records missing": each stage
+    dead-letters what it cannot handle, and this checks their sum against what was read.
+    A runner that reports no metrics (``records_read`` absent) cannot be checked.
+    """
+    if "records_read" not in counters:
+        return None
+    read = counters["records_read"]
+    written = counters.get("records_written", 0)
+    dead = counters.get("dead_letters_written", 0)
+    if read == written + dead:
+        return None
+    return (f"{read:,} records were read but {written + dead:,} accounted for "
+            f"({written:,} written, {dead:,} dead-lettered)")
 
 
 def failure_reason(error: Exception) -> str:

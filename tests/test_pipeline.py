@@ -245,3 +245,16 @@ def test_csv_field_of_200k_characters_loses_no_row(tmp_path):
     written = read_output(output)
     assert set(written) == {"before", "huge", "after"} and summary.records_written == 3
     assert written["huge"]["text"] == huge and written["huge"]["is_truncated"] is True
+
+
+def test_a_run_that_cannot_account_for_every_record_is_refused():
+    """The end-of-job check ``run_job`` applies before publishing: read == written + dead."""
+    from inference_enrich.pipelines.enrich import unaccounted_records
+
+    assert unaccounted_records({"records_read": 12, "records_written": 3, "dead_letters_written": 9}) is None
+    assert unaccounted_records({}) is None  # a runner without metrics cannot be checked
+    assert unaccounted_records({"records_read": 0}) is None
+    assert unaccounted_records({"records_read": 12, "records_written": 3, "dead_letters_written": 8}) == (
+        "12 records were read but 11 accounted for (3 written, 8 dead-lettered)")
+    assert "13 accounted for" in unaccounted_records(
+        {"records_read": 12, "records_written": 4, "dead_letters_written": 9})
