@@ -26,6 +26,17 @@ class SparseEmbedding:
         return {"is_truncated": self.is_truncated, "embedding": self.embedding}
 
 
+def prune(embedding: dict[str, float], min_weight: float | None, top_k: int | None) -> dict[str, float]:
+    """A sparse endpoint's task settings applied to a {token: weight} map ordered highest
+    weight first: keep weights above ``min_weight``, then the first ``top_k``. One rule for
+    the runtime and for ``enrich serve``, which runs each model unpruned and prunes per
+    request (so one loaded model serves every endpoint and request override)."""
+    if not min_weight and top_k is None:
+        return embedding
+    kept = [(token, weight) for token, weight in embedding.items() if not min_weight or weight > min_weight]
+    return dict(kept[:top_k] if top_k is not None else kept)
+
+
 @dataclass(frozen=True)
 class TextEmbedding:
     """A dense, L2-normalised embedding."""

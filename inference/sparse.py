@@ -24,7 +24,7 @@ from transformers import AutoModelForMaskedLM
 
 from inference_enrich.inference.loading import load_pretrained
 from inference_enrich.inference.projection import PROJECTIONS, document_bounds
-from inference_enrich.inference.results import SPARSE_EMBEDDING, SparseEmbedding
+from inference_enrich.inference.results import SPARSE_EMBEDDING, SparseEmbedding, prune
 from inference_enrich.inference.runtime import (
     TokenizedText,
     Truncator,
@@ -74,16 +74,14 @@ class SparseEncoder:
         return [self._to_result(row, item.is_truncated) for row, item in zip(weights, batch)]
 
     def _to_result(self, row: torch.Tensor, is_truncated: bool) -> SparseEmbedding:
-        ids = torch.nonzero(row > self._min_weight if self._min_weight else row > 0).squeeze(1)
+        ids = torch.nonzero(row > 0).squeeze(1)
         values = row[ids]
         order = torch.argsort(values, descending=True, stable=True)
-        if self._top_k is not None:
-            order = order[: self._top_k]
         vocabulary = self._vocabulary
         embedding = {
             vocabulary[i]: w for i, w in zip(ids[order].tolist(), values[order].tolist())
         }
-        return SparseEmbedding(embedding, is_truncated)
+        return SparseEmbedding(prune(embedding, self._min_weight, self._top_k), is_truncated)
 
 
 def _head_transform(model) -> torch.nn.Module:

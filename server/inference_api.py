@@ -13,14 +13,14 @@ with several faults gets the error Elasticsearch would give.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from inference_enrich.inference import Endpoint
-from inference_enrich.inference.results import SPARSE_EMBEDDING, TEXT_EMBEDDING, InferenceResult
+from inference_enrich.inference.results import SPARSE_EMBEDDING, TEXT_EMBEDDING, InferenceResult, prune
 from inference_enrich.server.context import ServerContext
 from inference_enrich.server.errors import endpoint_exists, validation_failed
 from inference_enrich.server.media import json_response
@@ -43,16 +43,9 @@ UPDATE = "_update"
 ALL = "_all"
 
 
-def prune_sparse(embedding: dict[str, float], task_settings: dict[str, Any]) -> dict[str, float]:
-    """A sparse endpoint's ``min_weight`` / ``top_k`` applied to one result (highest weight
-    first). The server runs each model unpruned, so one loaded model serves every endpoint
-    and every request that overrides these settings."""
-    min_weight, top_k = task_settings.get("min_weight"), task_settings.get("top_k")
-    if min_weight is None and top_k is None:
-        return embedding
-    kept = [(token, weight) for token, weight in embedding.items()
-            if min_weight is None or weight > min_weight]
-    return dict(kept[:top_k] if top_k is not None else kept)
+def prune_sparse(embedding: dict[str, float], task_settings: Mapping[str, Any]) -> dict[str, float]:
+    """A sparse endpoint's (or request's) ``min_weight`` / ``top_k`` applied to one result."""
+    return prune(embedding, task_settings.get("min_weight"), task_settings.get("top_k"))
 
 
 def inference_response(endpoint: Endpoint, results: Sequence[InferenceResult]) -> dict[str, Any]:
