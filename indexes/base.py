@@ -1,5 +1,10 @@
 """What every search index offers: create with a mapping, bulk-write with per-item outcomes,
-search with a sparse query vector."""
+search with a sparse query vector.
+
+A chunked index (``IndexSpec.chunked``, for endpoints with ``chunking_settings``) holds one
+embedding per chunk of a document: its output field is a list of
+``{"start_offset", "end_offset", "embedding"}`` (offsets in characters of the text field), and
+a search scores each document by its best chunk and names that chunk in ``Hit.best_chunk``."""
 
 from __future__ import annotations
 
@@ -25,6 +30,10 @@ def index_safe_tokens(embedding: dict[str, float]) -> tuple[dict[str, float], in
     return {token.replace(".", DOT_REPLACEMENT): w for token, w in embedding.items()}, renamed
 
 
+START_OFFSET, END_OFFSET, CHUNK_EMBEDDING = "start_offset", "end_offset", "embedding"
+"""The keys of one chunk in a chunked output field (Elasticsearch's ``semantic_text`` names)."""
+
+
 @dataclass(frozen=True)
 class IndexSpec:
     """The fields an index is created with."""
@@ -33,6 +42,7 @@ class IndexSpec:
     output_field: str
     task_type: str = SPARSE_EMBEDDING
     dims: int | None = None  # dense only
+    chunked: bool = False  # the output field holds one embedding per chunk
 
 
 @dataclass(frozen=True)
@@ -44,10 +54,29 @@ class BulkOutcome:
 
 
 @dataclass(frozen=True)
+class BestChunk:
+    """The chunk that scored a document in a chunked index: ``text[start_offset:end_offset]``."""
+
+    start_offset: int
+    end_offset: int
+
+
+@dataclass(frozen=True)
 class Hit:
+    """One document found. ``best_chunk`` is set by chunked indexes (None otherwise)."""
+
     doc_id: str
     score: float
     source: dict[str, Any]
+    best_chunk: BestChunk | None = None
+
+    def snippet(self, text_field: str) -> str | None:
+        """The best chunk's text (``source[text_field][start:end]``); None when the index is not
+        chunked or the hit carries no text."""
+        text = self.source.get(text_field)
+        if self.best_chunk is None or not isinstance(text, str):
+            return None
+        return text[self.best_chunk.start_offset:self.best_chunk.end_offset]
 
 
 class SearchIndex(Protocol):
@@ -63,10 +92,11 @@ class SearchIndex(Protocol):
     def search(self, query_vector: dict[str, float], field: str | None, top_k: int) -> list[Hit]:
         """Top ``top_k`` documents by dot product of ``field`` with ``query_vector``;
         ``field=None``: the field the index was written with (``DEFAULT_OUTPUT_FIELD`` where
-        the index cannot tell)."""
+        the index cannot tell). In a chunked index a document scores its best chunk's dot
+        product, comes back once, and its hit names that chunk."""
 
     def count(self) -> int:
-        """Documents in the index (after making recent writes visible)."""
+        """Documents (not chunks) in the index (after making recent writes visible)."""
 
     def close(self) -> None:
         """Release connections or files."""

@@ -9,6 +9,15 @@ cluster never turns documents into dead letters. Any other item error is the ser
 rejecting that document: its outcome carries the server's error and it becomes a dead
 letter. Whole-request failures (connection errors, 429, 5xx) are retried by the client's
 transport; if they persist the exception propagates and Beam retries the bundle.
+
+A chunked index maps the output field as ``nested``: one nested document per chunk, with its
+offsets (stored, not indexed) and its embedding. A search wraps the sparse query in a
+``nested`` query with ``score_mode: max``, so a document scores its best chunk and comes back
+once, and asks for that chunk with ``inner_hits`` (size 1). The chunk is read by its position
+(``_nested.offset``) from the document's own ``_source``, which carries every chunk's offsets
+but no embeddings: servers disagree on how source filtering inside ``inner_hits`` names
+nested paths (noida-db relative to the nested object, osmem-server from the root), while
+``_nested.offset`` means the same everywhere.
 """
 
 from __future__ import annotations
@@ -17,7 +26,16 @@ import json
 import time
 from typing import Any, Iterable, Iterator
 
-from inference_enrich.indexes.base import DEFAULT_OUTPUT_FIELD, BulkOutcome, Hit, IndexSpec
+from inference_enrich.indexes.base import (
+    CHUNK_EMBEDDING,
+    DEFAULT_OUTPUT_FIELD,
+    END_OFFSET,
+    START_OFFSET,
+    BestChunk,
+    BulkOutcome,
+    Hit,
+    IndexSpec,
+)
 from inference_enrich.indexes.settings import DEFAULT_URLS, IndexSettings
 from inference_enrich.inference.results import SPARSE_EMBEDDING
 
@@ -61,13 +79,23 @@ class ClusterIndex:
         raise NotImplementedError
 
     # -- shared behaviour ----------------------------------------------------------------
-    def ensure_index(self, spec: IndexSpec) -> None:
+    def output_mapping(self, spec: IndexSpec) -> tuple[dict, dict]:
+        """(output field mapping, index settings) for ``spec``."""
         if spec.task_type == SPARSE_EMBEDDING:
-            output_mapping, index_settings = {"type": self.sparse_field_type}, {}
+            embedding_mapping, index_settings = {"type": self.sparse_field_type}, {}
         else:
-            output_mapping, index_settings = self.dense_mapping(spec.dims or 0)
+            embedding_mapping, index_settings = self.dense_mapping(spec.dims or 0)
+        if not spec.chunked:
+            return embedding_mapping, index_settings
+        offset = {"type": "integer", "index": False}
+        nested = {"type": "nested", "properties": {
+            START_OFFSET: offset, END_OFFSET: offset, CHUNK_EMBEDDING: embedding_mapping}}
+        return nested, index_settings
+
+    def ensure_index(self, spec: IndexSpec) -> None:
+        output_mapping, index_settings = self.output_mapping(spec)
         if self._client.indices.exists(index=self._name):
-            self._check_mapping(spec.output_field, output_mapping["type"])
+            self._check_mapping(spec.output_field, output_mapping)
             return
         body: dict[str, Any] = {
             "mappings": {
@@ -86,14 +114,22 @@ class ClusterIndex:
             if "resource_already_exists" not in str(error):
                 raise
 
-    def _check_mapping(self, field: str, expected: str) -> None:
+    def _field_mapping(self, field: str) -> dict:
+        """How the index maps ``field`` ({} while unmapped)."""
         mapping = self._client.indices.get_mapping(index=self._name)
         properties = next(iter(dict(mapping).values()))["mappings"].get("properties", {})
-        actual = properties.get(field, {}).get("type")
-        if actual is not None and actual != expected:
+        return properties.get(field, {})
+
+    def _check_mapping(self, field: str, expected: dict) -> None:
+        """An existing index must map ``field`` as ``expected`` would (or not yet at all):
+        the same type and, for a nested (chunked) field, the same chunk embedding type."""
+        actual = self._field_mapping(field)
+        if not actual:
+            return
+        if _described(actual) != _described(expected):
             raise ValueError(
-                f"{self.engine} index '{self._name}' maps '{field}' as {actual}, not {expected}: "
-                "choose another --index or output field"
+                f"{self.engine} index '{self._name}' maps '{field}' as {_described(actual)}, "
+                f"not {_described(expected)}: choose another --index or output field"
             )
 
     def bulk(self, documents: Iterable[tuple[str, dict[str, Any]]]) -> Iterator[BulkOutcome]:
@@ -145,6 +181,8 @@ class ClusterIndex:
 
     def search(self, query_vector: dict[str, float], field: str | None, top_k: int) -> list[Hit]:
         field = field or DEFAULT_OUTPUT_FIELD
+        if self._field_mapping(field).get("type") == "nested":
+            return self._search_chunks(query_vector, field, top_k)
         response = self._client.search(
             index=self._name,
             body={"query": self.sparse_query(query_vector, field), "size": top_k,
@@ -155,9 +193,39 @@ class ClusterIndex:
             for hit in response["hits"]["hits"]
         ]
 
+    def _search_chunks(self, query_vector: dict[str, float], field: str, top_k: int) -> list[Hit]:
+        """Documents ranked by their best chunk, each once, with that chunk's offsets."""
+        query = {"nested": {
+            "path": field,
+            "query": self.sparse_query(query_vector, f"{field}.{CHUNK_EMBEDDING}"),
+            "score_mode": "max",
+            "inner_hits": {"size": 1, "_source": False},
+        }}
+        response = self._client.search(
+            index=self._name,
+            body={"query": query, "size": top_k, "_source": {"excludes": [f"{field}.{CHUNK_EMBEDDING}"]}},
+        )
+        hits = []
+        for hit in response["hits"]["hits"]:
+            source = dict(hit.get("_source", {}))
+            chunks = source.pop(field, [])
+            (best,) = hit["inner_hits"][field]["hits"]["hits"]
+            chunk = chunks[best["_nested"]["offset"]]
+            hits.append(Hit(str(hit["_id"]), float(hit["_score"]), source,
+                            BestChunk(int(chunk[START_OFFSET]), int(chunk[END_OFFSET]))))
+        return hits
+
     def count(self) -> int:
         self._client.indices.refresh(index=self._name)
         return int(self._client.count(index=self._name)["count"])
 
     def close(self) -> None:
         self._client.close()
+
+
+def _described(mapping: dict) -> str:
+    """A field mapping's type, naming the chunk embedding's type for a nested field."""
+    if mapping.get("type") != "nested":
+        return str(mapping.get("type"))
+    inner = mapping.get("properties", {}).get(CHUNK_EMBEDDING, {}).get("type")
+    return f"nested chunks of {inner}"

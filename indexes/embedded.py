@@ -14,6 +14,13 @@ for the length of a batch.
 Several writers may still take turns (two DoFn instances of one job, a job and a later one),
 so nothing read from the directory is kept between calls: each write reloads the vocabulary
 while it holds the shard's lock and extends it there, so every token keeps one number.
+
+A chunked index (``IndexSpec.chunked``) stores one point per chunk, carrying the document id
+and the chunk's position and offsets; the first chunk's point also carries the document (its
+text and passthrough fields), so long texts are stored once. Rewriting a document replaces
+its chunks and removes those it no longer has. qdrant-edge has no grouped search, so a search
+takes chunks best first, keeps each document's first (best) one, and asks for more chunks
+until it has ``top_k`` documents or the chunks run out: the ranking is exact.
 """
 
 from __future__ import annotations
@@ -26,16 +33,30 @@ from typing import Any, Iterable, Iterator
 
 import qdrant_edge as qe
 
-from inference_enrich.indexes.base import BulkOutcome, Hit, IndexSpec
+from inference_enrich.indexes.base import (
+    CHUNK_EMBEDDING,
+    END_OFFSET,
+    START_OFFSET,
+    BestChunk,
+    BulkOutcome,
+    Hit,
+    IndexSpec,
+)
 from inference_enrich.inference.results import SPARSE_EMBEDDING
 
 DOC_ID_KEY = "_doc_id"
+CHUNK_POSITION_KEY, START_OFFSET_KEY, END_OFFSET_KEY = "_chunk", "_start_offset", "_end_offset"
+"""Payload keys of a chunk's point in a chunked index (not shown in hits)."""
 _ID_NAMESPACE = uuid.UUID("5b0e4a52-3f0c-4c4e-9d59-3a8f1b0c2f11")
+CHUNKS_FETCHED = 4
+"""A chunked search first takes 4 chunks per document asked for, 4 times more each time the
+chunks of fewer documents fill them."""
 
 
-def point_id(doc_id: str) -> str:
-    """qdrant wants integer or UUID ids; a name-based UUID keeps re-runs idempotent."""
-    return str(uuid.uuid5(_ID_NAMESPACE, doc_id))
+def point_id(doc_id: str, chunk: int | None = None) -> str:
+    """qdrant wants integer or UUID ids; a name-based UUID keeps re-runs idempotent.
+    ``chunk``: the position of a chunk in a chunked index."""
+    return str(uuid.uuid5(_ID_NAMESPACE, doc_id if chunk is None else json.dumps([doc_id, chunk])))
 
 
 class EmbeddedIndex:
@@ -78,7 +99,13 @@ class EmbeddedIndex:
         else:
             config = qe.EdgeConfig(vectors={spec.output_field: qe.EdgeVectorParams(size=spec.dims, distance=qe.Distance.Cosine)})
         self._path.mkdir(parents=True, exist_ok=True)
-        qe.EdgeShard.create(str(self._path / "shard"), config).close()
+        shard = qe.EdgeShard.create(str(self._path / "shard"), config)
+        try:
+            if spec.chunked:  # rewrites find a document's chunks, counts its first chunk
+                shard.update(qe.UpdateOperation.create_field_index(DOC_ID_KEY, qe.PayloadSchemaType.Keyword))
+                shard.update(qe.UpdateOperation.create_field_index(CHUNK_POSITION_KEY, qe.PayloadSchemaType.Integer))
+        finally:
+            shard.close()
         _write_atomically(self._spec_file, json.dumps(spec.__dict__))
         self._spec = spec
 
@@ -86,27 +113,35 @@ class EmbeddedIndex:
         spec = self._known_spec()
         if spec is None:
             raise RuntimeError(f"no embedded index at {self._path}: run a job with --sink embedded first")
-        field = spec.output_field
         shard = self._open()  # holds the directory's lock until closed
         try:
             vocabulary = self._read_vocabulary()  # under the lock: another writer may have grown it
             known = len(vocabulary)
-            points, ids = [], []
+            points, ids, rejected = [], [], []
             for doc_id, source in documents:
-                payload = {k: v for k, v in source.items() if k != field}
-                payload[DOC_ID_KEY] = doc_id
-                points.append(qe.Point(point_id(doc_id), {field: _vector(source[field], vocabulary)}, payload))
+                document_points = _points(spec, doc_id, source, vocabulary)
+                if not document_points:
+                    rejected.append(BulkOutcome(doc_id, "a chunked document needs at least one chunk"))
+                    continue
+                points.extend(document_points)
                 ids.append(doc_id)
             # The vocabulary is saved before the points it indexes, so a crash never leaves
             # stored vectors with unknown token numbers.
             if len(vocabulary) > known:
                 _write_atomically(self._vocab_file, json.dumps(vocabulary, ensure_ascii=False))
-            shard.update(qe.UpdateOperation.upsert_points(points))
+            if points:
+                shard.update(qe.UpdateOperation.upsert_points(points))
+            if spec.chunked and ids:  # chunks a rewritten document no longer has
+                shard.update(qe.UpdateOperation.delete_points_by_filter(qe.Filter(
+                    must=[qe.FieldCondition(DOC_ID_KEY, match=qe.MatchAny(ids))],
+                    must_not=[qe.HasIdCondition({point.id for point in points})],
+                )))
             shard.flush()
         finally:
             shard.close()
         for doc_id in ids:
             yield BulkOutcome(doc_id)
+        yield from rejected
 
     def search(self, query_vector: dict[str, float], field: str | None, top_k: int) -> list[Hit]:
         spec = self._known_spec()
@@ -120,15 +155,12 @@ class EmbeddedIndex:
         known = [(vocabulary[t], w) for t, w in query_vector.items() if t in vocabulary]
         if not known:
             return []
+        query = qe.Query.Nearest(qe.SparseVector([i for i, _ in known], [w for _, w in known]), using=field)
         shard = self._open()
         try:
-            points = shard.query(
-                qe.QueryRequest(
-                    limit=top_k,
-                    query=qe.Query.Nearest(qe.SparseVector([i for i, _ in known], [w for _, w in known]), using=field),
-                    with_payload=True,
-                )
-            )
+            if spec.chunked:
+                return _search_chunks(shard, query, top_k)
+            points = shard.query(qe.QueryRequest(limit=top_k, query=query, with_payload=True))
         finally:
             shard.close()
         hits = []
@@ -138,16 +170,57 @@ class EmbeddedIndex:
         return hits
 
     def count(self) -> int:
-        if self._known_spec() is None:
+        spec = self._known_spec()
+        if spec is None:
             return 0
+        first_chunks = qe.Filter(must=[qe.FieldCondition(CHUNK_POSITION_KEY, match=qe.MatchValue(0))])
         shard = self._open()
         try:
-            return shard.count(qe.CountRequest())
+            return shard.count(qe.CountRequest(filter=first_chunks if spec.chunked else None))
         finally:
             shard.close()
 
     def close(self) -> None:
         """Nothing stays open between calls."""
+
+
+def _points(spec: IndexSpec, doc_id: str, source: dict[str, Any], vocabulary: dict[str, int]) -> list[qe.Point]:
+    """The points of one document: itself, or one per chunk (the first carrying the document)."""
+    field = spec.output_field
+    payload = {k: v for k, v in source.items() if k != field}
+    payload[DOC_ID_KEY] = doc_id
+    if not spec.chunked:
+        return [qe.Point(point_id(doc_id), {field: _vector(source[field], vocabulary)}, payload)]
+    points = []
+    for position, chunk in enumerate(source[field]):
+        chunk_payload = {**(payload if position == 0 else {DOC_ID_KEY: doc_id}), CHUNK_POSITION_KEY: position,
+                         START_OFFSET_KEY: chunk[START_OFFSET], END_OFFSET_KEY: chunk[END_OFFSET]}
+        vector = {field: _vector(chunk[CHUNK_EMBEDDING], vocabulary)}
+        points.append(qe.Point(point_id(doc_id, position), vector, chunk_payload))
+    return points
+
+
+def _search_chunks(shard: qe.EdgeShard, query: qe.Query, top_k: int) -> list[Hit]:
+    """The ``top_k`` documents whose best chunks score highest, each with its best chunk."""
+    limit = top_k * CHUNKS_FETCHED
+    while True:
+        chunks = shard.query(qe.QueryRequest(limit=limit, query=query,
+                                             with_payload=[DOC_ID_KEY, START_OFFSET_KEY, END_OFFSET_KEY]))
+        best: dict[str, Any] = {}  # doc id -> its best chunk: chunks come best first
+        for chunk in chunks:
+            best.setdefault(chunk.payload[DOC_ID_KEY], chunk)
+        if len(best) >= top_k or len(chunks) < limit:
+            break
+        limit *= CHUNKS_FETCHED
+    top = list(best.items())[:top_k]
+    first_chunks = shard.retrieve([point_id(doc_id, 0) for doc_id, _ in top], with_payload=True, with_vector=False)
+    documents = {record.payload[DOC_ID_KEY]: record.payload for record in first_chunks}
+    hidden = (DOC_ID_KEY, CHUNK_POSITION_KEY, START_OFFSET_KEY, END_OFFSET_KEY)
+    return [
+        Hit(doc_id, float(chunk.score), {k: v for k, v in documents[doc_id].items() if k not in hidden},
+            BestChunk(int(chunk.payload[START_OFFSET_KEY]), int(chunk.payload[END_OFFSET_KEY])))
+        for doc_id, chunk in top
+    ]
 
 
 def _vector(value, vocabulary: dict[str, int]):

@@ -10,7 +10,11 @@ from inference_enrich.inference.results import SPARSE_EMBEDDING
 
 def search_index(settings: IndexSettings, query: str, endpoint: Endpoint, field: str | None,
                  top_k: int) -> list[Hit]:
-    """Top ``top_k`` hits for ``query`` by dot product with the indexed sparse vectors."""
+    """Top ``top_k`` hits for ``query`` by dot product with the indexed sparse vectors.
+
+    The query is embedded whole, once, by the endpoint's model (never chunked). Over a
+    chunked index the hits are documents, each once, ranked by their best chunk, and each
+    names that chunk (``Hit.best_chunk``, ``Hit.snippet``)."""
     endpoint.require_task_type(SPARSE_EMBEDDING)
     if top_k < 1:
         raise ValueError("--top-k must be positive")

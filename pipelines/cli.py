@@ -22,6 +22,7 @@ from pydantic.fields import FieldInfo
 from inference_enrich import __version__
 from inference_enrich.inference import InferenceEnrichError, load_endpoints, perform_inference
 from inference_enrich.inference.results import TASK_TYPES
+from inference_enrich.indexes import Hit
 from inference_enrich.indexes.settings import INDEX_SINKS, SINK_ALIASES
 from inference_enrich.pipelines.config import (
     SECTIONS,
@@ -91,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="search an index written by 'enrich run' with a query expanded by the endpoint",
         description="Expand QUERY with the sparse endpoint and return the top hits by dot "
         "product: Elasticsearch sparse_vector query, OpenSearch rank_feature clauses, or the "
-        "embedded index's sparse search. Credentials: ES_API_KEY, ES_USERNAME/ES_PASSWORD, "
+        "embedded index's sparse search. Over a chunked index each document comes once, "
+        "scored by its best chunk, whose offsets and text are shown. Credentials: ES_API_KEY, ES_USERNAME/ES_PASSWORD, "
         "OPENSEARCH_USERNAME/OPENSEARCH_PASSWORD.",
         allow_abbrev=False,
     )
@@ -253,15 +255,30 @@ def _search(args: argparse.Namespace) -> int:
                         args.output_field, args.top_k)
     if args.json:
         print(json.dumps({"query": args.query, "index": settings.describe(),
-                          "hits": [{"id": h.doc_id, "score": h.score, "source": h.source} for h in hits]},
+                          "hits": [_hit_json(hit, args.text_field) for hit in hits]},
                          indent=2, ensure_ascii=False, default=str))
         return 0
     print(f"{len(hits)} hits for {args.query!r} in {settings.describe()}")
     for rank, hit in enumerate(hits, start=1):
-        text = str(hit.source.get(args.text_field, ""))
+        chunk = hit.best_chunk
+        if chunk is None:
+            text, where = str(hit.source.get(args.text_field, "")), ""
+        else:  # the best chunk's text, on one line, after its offsets
+            text = " ".join((hit.snippet(args.text_field) or "").split())
+            where = f"  [{chunk.start_offset}:{chunk.end_offset}]"
         snippet = text if len(text) <= 80 else text[:77] + "..."
-        print(f"{rank:>3}. {hit.score:8.3f}  {hit.doc_id:<20}  {snippet}")
+        print(f"{rank:>3}. {hit.score:8.3f}  {hit.doc_id:<20}{where}  {snippet}")
     return 0
+
+
+def _hit_json(hit: Hit, text_field: str) -> dict:
+    """A hit as ``enrich search --json`` prints it; a chunked index's hits add ``best_chunk``
+    (its offsets in the text field and its text)."""
+    shown = {"id": hit.doc_id, "score": hit.score, "source": hit.source}
+    if hit.best_chunk is not None:
+        shown["best_chunk"] = {"start_offset": hit.best_chunk.start_offset, "end_offset": hit.best_chunk.end_offset,
+                               "text": hit.snippet(text_field)}
+    return shown
 
 
 def _endpoints(args: argparse.Namespace) -> int:

@@ -25,7 +25,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from inference_enrich.inference.results import RESULT_TYPES, InferenceResult
+from inference_enrich.inference.results import RESULT_TYPES, ChunkedEmbedding, EmbeddedChunk, InferenceResult
 
 PARSE = "parse"
 VALIDATE = "validate"
@@ -154,12 +154,19 @@ def enriched_record(enriched: EnrichedDocument, output_field: str) -> dict[str, 
 
 
 def as_enriched_document(
-    element: EnrichedDocument | dict[str, Any], text_field: str, output_field: str, task_type: str
+    element: EnrichedDocument | dict[str, Any], text_field: str, output_field: str, task_type: str,
+    chunked: bool = False,
 ) -> EnrichedDocument:
     """``element`` itself, or the ``EnrichedDocument`` of an enriched record (the inverse of
-    ``enriched_record``), so that writers take what ``Enrich`` emits."""
+    ``enriched_record``), so that writers take what ``Enrich`` emits. ``chunked``: the output
+    field holds ``[{"start_offset", "end_offset", "embedding"}, ...]`` (a ``ChunkedEmbedding``)."""
     if isinstance(element, EnrichedDocument):
         return element
     record = {k: v for k, v in element.items() if k not in (output_field, "is_truncated")}
-    result = RESULT_TYPES[task_type](element[output_field], bool(element["is_truncated"]))
+    is_truncated = bool(element["is_truncated"])
+    if chunked:
+        chunks = tuple(EmbeddedChunk(c["start_offset"], c["end_offset"], c["embedding"]) for c in element[output_field])
+        result: InferenceResult = ChunkedEmbedding(chunks, is_truncated)
+    else:
+        result = RESULT_TYPES[task_type](element[output_field], is_truncated)
     return EnrichedDocument(Document(str(element["id"]), element[text_field], record), result)

@@ -18,7 +18,8 @@ from apache_beam.metrics import Metrics
 from apache_beam.utils.windowed_value import WindowedValue
 
 from inference_enrich.indexes import IndexSettings, IndexSpec, SearchIndex, open_index
-from inference_enrich.indexes.base import BulkOutcome, index_safe_tokens
+from inference_enrich.indexes.base import CHUNK_EMBEDDING, BulkOutcome, index_safe_tokens
+from inference_enrich.inference.results import ChunkedEmbedding
 from inference_enrich.transforms.buffering import BufferedElement, BufferingDoFn
 from inference_enrich.transforms.documents import (
     EnrichedDocument,
@@ -32,19 +33,36 @@ BULK_BATCH = 500
 MAX_BUFFERING_SECONDS = 5.0
 
 
-def index_source(enriched: EnrichedDocument, text_field: str, output_field: str) -> tuple[dict[str, Any], int]:
+def index_source(enriched: EnrichedDocument, spec: IndexSpec) -> tuple[dict[str, Any], int]:
     """The document body to index, and how many token names the dot rule renamed.
 
     Passthrough fields go as they are (dynamic mapping), then the text, the result and
-    ``is_truncated``, which win over passthrough fields of the same name.
+    ``is_truncated``, which win over passthrough fields of the same name. A chunked result
+    (``spec.chunked``) is the list of its chunks, the dot rule applied to each.
     """
     document, result = enriched.document, enriched.result
-    embedding, renamed = (
-        index_safe_tokens(result.embedding) if isinstance(result.embedding, dict) else (result.embedding, 0)
-    )
-    source = {k: v for k, v in document.record.items() if k != text_field}
-    source.update({text_field: document.text, output_field: embedding, "is_truncated": result.is_truncated})
+    if isinstance(result, ChunkedEmbedding) != spec.chunked:
+        raise ValueError(f"document '{document.id}' has a {type(result).__name__}, but the index is "
+                         f"{'' if spec.chunked else 'not '}chunked: its IndexSpec must match the endpoint's "
+                         "chunking_settings")
+    if spec.chunked:
+        embedding, renamed = [], 0
+        for chunk in result.embedding:
+            chunk_embedding, chunk_renamed = _safe_embedding(chunk[CHUNK_EMBEDDING])
+            embedding.append({**chunk, CHUNK_EMBEDDING: chunk_embedding})
+            renamed += chunk_renamed
+    else:
+        embedding, renamed = _safe_embedding(result.embedding)
+    source = {k: v for k, v in document.record.items() if k != spec.text_field}
+    source.update({spec.text_field: document.text, spec.output_field: embedding,
+                   "is_truncated": result.is_truncated})
     return source, renamed
+
+
+def _safe_embedding(embedding: dict[str, float] | list[float]) -> tuple[dict[str, float] | list[float], int]:
+    """A sparse embedding with the dot rule applied (and how many tokens it renamed); a
+    dense one as it is."""
+    return index_safe_tokens(embedding) if isinstance(embedding, dict) else (embedding, 0)
 
 
 def write_by_id(index: SearchIndex, documents: Sequence[tuple[str, dict[str, Any]]]) -> list[BulkOutcome]:
@@ -103,7 +121,7 @@ class WriteToIndexDoFn(BufferingDoFn):
     def flush(self, buffered: list[BufferedElement]) -> Iterator[WindowedValue]:
         bodies = []
         for enriched, _, _ in buffered:
-            source, renamed = index_source(enriched, self._spec.text_field, self._spec.output_field)
+            source, renamed = index_source(enriched, self._spec)
             self._renamed.inc(renamed)
             bodies.append((enriched.document.id, source))
         outcomes = write_by_id(self._index, bodies)  # in buffer order, matched by id
@@ -160,7 +178,7 @@ class WriteToSearchIndex(beam.PTransform):
     def expand(self, enriched):
         spec = self._spec
         enriched = enriched | "AsEnrichedDocuments" >> beam.Map(
-            as_enriched_document, spec.text_field, spec.output_field, spec.task_type
+            as_enriched_document, spec.text_field, spec.output_field, spec.task_type, spec.chunked
         )
         if self._settings.kind == "embedded":  # one writer: gather under one key first
             enriched = (
