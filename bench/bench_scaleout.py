@@ -91,13 +91,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=2000)
     parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--omp-wait-policy", default="PASSIVE",
+                        help="OMP_WAIT_POLICY for the job (default: PASSIVE; on a machine shared "
+                             "with other work, libgomp's spin-waiting slows multi-threaded runs "
+                             "many times over, see RESULTS.md); '' keeps the environment's")
     args = parser.parse_args()
+    if args.omp_wait_policy:
+        os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy
     with tempfile.TemporaryDirectory() as scratch:
         inputs = Path(scratch) / "in"
         inputs.mkdir()
         write_shards(args.docs, inputs)
         rows = [run_with_workers(int(w), inputs, Path(scratch) / f"out-{w}") for w in args.workers.split(",")]
-    print(f"{args.docs:,} documents, {os.cpu_count()} cores\n")
+    print(f"{args.docs:,} documents, {os.cpu_count()} cores, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}\n")
     print("| workers | torch threads each | seconds | docs/s | peak RSS per worker (MB) |")
     print("| ---: | ---: | ---: | ---: | --- |")
     for row in rows:
