@@ -25,6 +25,11 @@ def index_safe_tokens(embedding: dict[str, float]) -> tuple[dict[str, float], in
     return {token.replace(".", DOT_REPLACEMENT): w for token, w in embedding.items()}, renamed
 
 
+class IndexUnreachable(RuntimeError):
+    """The cluster could not be reached (refused, unresolvable, TLS failure), after the
+    client's retries; the message names the cluster and the cause, never a secret."""
+
+
 @dataclass(frozen=True)
 class IndexSpec:
     """The fields an index is created with."""

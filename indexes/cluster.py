@@ -8,16 +8,21 @@ or unavailable shard) are sent again, by id, with exponential backoff; if they s
 cluster never turns documents into dead letters. Any other item error is the server
 rejecting that document: its outcome carries the server's error and it becomes a dead
 letter. Whole-request failures (connection errors, 429, 5xx) are retried by the client's
-transport; if they persist the exception propagates and Beam retries the bundle.
+transport; if they persist the exception propagates and Beam retries the bundle. A cluster
+that cannot be reached at all when the index is created, counted or searched (what
+``enrich run`` does at launch and ``enrich search`` does) raises ``IndexUnreachable``: one line
+naming the cluster and the cause, instead of the client's nested tracebacks.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
+from contextlib import contextmanager
 from typing import Any, Iterable, Iterator
 
-from inference_enrich.indexes.base import DEFAULT_OUTPUT_FIELD, BulkOutcome, Hit, IndexSpec
+from inference_enrich.indexes.base import DEFAULT_OUTPUT_FIELD, BulkOutcome, Hit, IndexSpec, IndexUnreachable
 from inference_enrich.indexes.settings import DEFAULT_URLS, IndexSettings
 from inference_enrich.inference.results import SPARSE_EMBEDDING
 
@@ -31,11 +36,23 @@ class TransientBulkError(RuntimeError):
     """Documents the cluster still answered with a transient status after every retry."""
 
 
+def connection_problem(error: Exception) -> str:
+    """The root cause of a client's connection error in a few words (``Connection refused``,
+    ``Name or service not known``): the clients nest it several wrappers deep."""
+    text = str(error)
+    errno = re.findall(r"\[Errno -?\d+\] ([^)\]'\"]+)", text)
+    if errno:
+        return errno[-1].strip()
+    innermost = re.split(r"caused by: ", text)[-1].strip()
+    return innermost or type(error).__name__
+
+
 class ClusterIndex:
     """Base class: subclasses give the client, the field types and the query shape."""
 
     sparse_field_type = ""
     engine = ""
+    connection_errors: tuple[type[Exception], ...] = ()  # the client's "could not connect"
     item_retries = MAX_RETRIES
     initial_backoff = 1.0  # seconds; doubled per retry up to max_backoff
     max_backoff = 30.0
@@ -61,7 +78,22 @@ class ClusterIndex:
         raise NotImplementedError
 
     # -- shared behaviour ----------------------------------------------------------------
+    @contextmanager
+    def _reaching(self) -> Iterator[None]:
+        """Turns the client's connection errors (after its own retries) into
+        ``IndexUnreachable``, which names the cluster and the cause in one line."""
+        try:
+            yield
+        except self.connection_errors as error:
+            raise IndexUnreachable(
+                f"cannot connect to {self._settings.describe()}: {connection_problem(error)}"
+            ) from error
+
     def ensure_index(self, spec: IndexSpec) -> None:
+        with self._reaching():
+            self._ensure_index(spec)
+
+    def _ensure_index(self, spec: IndexSpec) -> None:
         if spec.task_type == SPARSE_EMBEDDING:
             output_mapping, index_settings = {"type": self.sparse_field_type}, {}
         else:
@@ -145,19 +177,21 @@ class ClusterIndex:
 
     def search(self, query_vector: dict[str, float], field: str | None, top_k: int) -> list[Hit]:
         field = field or DEFAULT_OUTPUT_FIELD
-        response = self._client.search(
-            index=self._name,
-            body={"query": self.sparse_query(query_vector, field), "size": top_k,
-                  "_source": {"excludes": [field]}},
-        )
+        with self._reaching():
+            response = self._client.search(
+                index=self._name,
+                body={"query": self.sparse_query(query_vector, field), "size": top_k,
+                      "_source": {"excludes": [field]}},
+            )
         return [
             Hit(str(hit["_id"]), float(hit["_score"]), hit.get("_source", {}))
             for hit in response["hits"]["hits"]
         ]
 
     def count(self) -> int:
-        self._client.indices.refresh(index=self._name)
-        return int(self._client.count(index=self._name)["count"])
+        with self._reaching():
+            self._client.indices.refresh(index=self._name)
+            return int(self._client.count(index=self._name)["count"])
 
     def close(self) -> None:
         self._client.close()

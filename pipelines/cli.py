@@ -22,6 +22,7 @@ from pydantic.fields import FieldInfo
 from inference_enrich import __version__
 from inference_enrich.inference import InferenceEnrichError, load_endpoints, perform_inference
 from inference_enrich.inference.results import TASK_TYPES
+from inference_enrich.indexes.base import IndexUnreachable
 from inference_enrich.indexes.settings import INDEX_SINKS, SINK_ALIASES
 from inference_enrich.pipelines.config import (
     SECTIONS,
@@ -202,6 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except JobFailed as error:
         print(f"enrich: error: the run failed, its output was not published: {error}", file=sys.stderr)
         return EXIT_RUN_FAILED
+    except IndexUnreachable as error:  # before (run) or instead of (search) any work
+        print(f"enrich: error: {error}", file=sys.stderr)
+        return EXIT_RUN_FAILED
     except (InferenceEnrichError, FileNotFoundError, ValueError) as error:
         print(f"enrich: error: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -246,6 +250,7 @@ def _infer(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
+    _configure_logging(quiet=True)
     given = given_settings(args, SEARCH_INDEX_SETTINGS)
     kind = args.sink or ("embedded" if "index_path" in given else "elasticsearch")
     settings = load_job_config(None, {**given, "sink": kind}).index_settings()
@@ -278,9 +283,16 @@ def _endpoints(args: argparse.Namespace) -> int:
     return 0
 
 
+CLIENT_LOGGERS = ("elastic_transport", "opensearch")
+"""The index clients log every retry as a warning with its traceback; what matters reaches the
+user anyway, as one line (an unreachable cluster) or as the run's failure."""
+
+
 def _configure_logging(quiet: bool) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("inference_enrich").setLevel(logging.WARNING if quiet else logging.INFO)
+    for name in CLIENT_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 if __name__ == "__main__":
