@@ -58,8 +58,9 @@ dead letters as JSON Lines in OUTPUT/_dead_letter/, published only when the run
 succeeds (then OUTPUT/_SUCCESS); a run from files replaces the previous output.
 Exit status: 0 done; 1 the run failed and published nothing; 2 bad usage or config;
 3 done, but some input file could not be read past a point (see the summary)."""
-SEARCH_INDEX_SETTINGS = ("es_url", "index", "index_path", "username", "ca_certs", "verify_certs")
-"""The sink settings ``enrich search`` takes as flags too (credentials: the environment)."""
+SEARCH_INDEX_SETTINGS = ("es_url", "index", "index_path", "username", "api_key_file", "password_file",
+                         "ca_certs", "verify_certs")
+"""The sink settings ``enrich search`` takes as flags too (credentials: files or the environment)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,8 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="search an index written by 'enrich run' with a query expanded by the endpoint",
         description="Expand QUERY with the sparse endpoint and return the top hits by dot "
         "product: Elasticsearch sparse_vector query, OpenSearch rank_feature clauses, or the "
-        "embedded index's sparse search. Credentials: ES_API_KEY, ES_USERNAME/ES_PASSWORD, "
-        "OPENSEARCH_USERNAME/OPENSEARCH_PASSWORD.",
+        "embedded index's sparse search. Credentials: --api-key-file / --password-file, or "
+        "ES_API_KEY, ES_USERNAME/ES_PASSWORD, OPENSEARCH_USERNAME/OPENSEARCH_PASSWORD.",
         allow_abbrev=False,
     )
     search.add_argument("query", metavar="QUERY")
