@@ -16,11 +16,13 @@ REQUIRED = (
     "inference_enrich/transforms/inference_dofn.py",
     "inference_enrich/transforms/enrich.py",
     "inference_enrich/transforms/model_handler.py",
+    "inference_enrich/transforms/beam_yaml.py",
     "inference_enrich/inference/endpoints.py",
     "inference_enrich/inference/chunking/chunkers.py",
     "inference_enrich/indexes/cluster.py",
     "inference_enrich/server/app.py",
     "inference_enrich/configs/endpoints.yaml",
+    "inference_enrich/configs/enrich.beam.yaml",
     "inference_enrich/sample_data/sample_corpus.jsonl",
 )
 

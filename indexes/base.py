@@ -34,6 +34,11 @@ START_OFFSET, END_OFFSET, CHUNK_EMBEDDING = "start_offset", "end_offset", "embed
 """The keys of one chunk in a chunked output field (Elasticsearch's ``semantic_text`` names)."""
 
 
+class IndexUnreachable(RuntimeError):
+    """The cluster could not be reached (refused, unresolvable, TLS failure), after the
+    client's retries; the message names the cluster and the cause, never a secret."""
+
+
 @dataclass(frozen=True)
 class IndexSpec:
     """The fields an index is created with."""

@@ -8,7 +8,10 @@ or unavailable shard) are sent again, by id, with exponential backoff; if they s
 cluster never turns documents into dead letters. Any other item error is the server
 rejecting that document: its outcome carries the server's error and it becomes a dead
 letter. Whole-request failures (connection errors, 429, 5xx) are retried by the client's
-transport; if they persist the exception propagates and Beam retries the bundle.
+transport; if they persist the exception propagates and Beam retries the bundle. A cluster
+that cannot be reached at all when the index is created, counted or searched (what
+``enrich run`` does at launch and ``enrich search`` does) raises ``IndexUnreachable``: one line
+naming the cluster and the cause, instead of the client's nested tracebacks.
 
 A chunked index maps the output field as ``nested``: one nested document per chunk, with its
 offsets (stored, not indexed) and its embedding. A search wraps the sparse query in a
@@ -23,7 +26,9 @@ nested paths (noida-db relative to the nested object, osmem-server from the root
 from __future__ import annotations
 
 import json
+import re
 import time
+from contextlib import contextmanager
 from typing import Any, Iterable, Iterator
 
 from inference_enrich.indexes.base import (
@@ -35,6 +40,7 @@ from inference_enrich.indexes.base import (
     BulkOutcome,
     Hit,
     IndexSpec,
+    IndexUnreachable,
 )
 from inference_enrich.indexes.settings import DEFAULT_URLS, IndexSettings
 from inference_enrich.inference.results import SPARSE_EMBEDDING
@@ -49,11 +55,23 @@ class TransientBulkError(RuntimeError):
     """Documents the cluster still answered with a transient status after every retry."""
 
 
+def connection_problem(error: Exception) -> str:
+    """The root cause of a client's connection error in a few words (``Connection refused``,
+    ``Name or service not known``): the clients nest it several wrappers deep."""
+    text = str(error)
+    errno = re.findall(r"\[Errno -?\d+\] ([^)\]'\"]+)", text)
+    if errno:
+        return errno[-1].strip()
+    innermost = re.split(r"caused by: ", text)[-1].strip()
+    return innermost or type(error).__name__
+
+
 class ClusterIndex:
     """Base class: subclasses give the client, the field types and the query shape."""
 
     sparse_field_type = ""
     engine = ""
+    connection_errors: tuple[type[Exception], ...] = ()  # the client's "could not connect"
     item_retries = MAX_RETRIES
     initial_backoff = 1.0  # seconds; doubled per retry up to max_backoff
     max_backoff = 30.0
@@ -79,6 +97,17 @@ class ClusterIndex:
         raise NotImplementedError
 
     # -- shared behaviour ----------------------------------------------------------------
+    @contextmanager
+    def _reaching(self) -> Iterator[None]:
+        """Turns the client's connection errors (after its own retries) into
+        ``IndexUnreachable``, which names the cluster and the cause in one line."""
+        try:
+            yield
+        except self.connection_errors as error:
+            raise IndexUnreachable(
+                f"cannot connect to {self._settings.describe()}: {connection_problem(error)}"
+            ) from error
+
     def output_mapping(self, spec: IndexSpec) -> tuple[dict, dict]:
         """(output field mapping, index settings) for ``spec``."""
         if spec.task_type == SPARSE_EMBEDDING:
@@ -93,6 +122,10 @@ class ClusterIndex:
         return nested, index_settings
 
     def ensure_index(self, spec: IndexSpec) -> None:
+        with self._reaching():
+            self._ensure_index(spec)
+
+    def _ensure_index(self, spec: IndexSpec) -> None:
         output_mapping, index_settings = self.output_mapping(spec)
         if self._client.indices.exists(index=self._name):
             self._check_mapping(spec.output_field, output_mapping)
@@ -181,13 +214,14 @@ class ClusterIndex:
 
     def search(self, query_vector: dict[str, float], field: str | None, top_k: int) -> list[Hit]:
         field = field or DEFAULT_OUTPUT_FIELD
-        if self._field_mapping(field).get("type") == "nested":
-            return self._search_chunks(query_vector, field, top_k)
-        response = self._client.search(
-            index=self._name,
-            body={"query": self.sparse_query(query_vector, field), "size": top_k,
-                  "_source": {"excludes": [field]}},
-        )
+        with self._reaching():
+            if self._field_mapping(field).get("type") == "nested":
+                return self._search_chunks(query_vector, field, top_k)
+            response = self._client.search(
+                index=self._name,
+                body={"query": self.sparse_query(query_vector, field), "size": top_k,
+                      "_source": {"excludes": [field]}},
+            )
         return [
             Hit(str(hit["_id"]), float(hit["_score"]), hit.get("_source", {}))
             for hit in response["hits"]["hits"]
@@ -216,8 +250,9 @@ class ClusterIndex:
         return hits
 
     def count(self) -> int:
-        self._client.indices.refresh(index=self._name)
-        return int(self._client.count(index=self._name)["count"])
+        with self._reaching():
+            self._client.indices.refresh(index=self._name)
+            return int(self._client.count(index=self._name)["count"])
 
     def close(self) -> None:
         self._client.close()

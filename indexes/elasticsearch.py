@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator
 
+import elastic_transport
 from elasticsearch import Elasticsearch, helpers
 
 from inference_enrich.indexes.cluster import MAX_RETRIES, RETRY_ON_STATUS, ClusterIndex
@@ -14,6 +15,7 @@ from inference_enrich.inference.secrets import reveal
 class ElasticsearchIndex(ClusterIndex):
     sparse_field_type = "sparse_vector"
     engine = "Elasticsearch"
+    connection_errors = (elastic_transport.ConnectionError,)  # TLS errors included
 
     def connect(self, settings: IndexSettings, url: str) -> Elasticsearch:
         options: dict = {

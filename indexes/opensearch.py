@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Iterable, Iterator
 
 from opensearchpy import OpenSearch, helpers
+from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 
 from inference_enrich.indexes.cluster import MAX_RETRIES, RETRY_ON_STATUS, ClusterIndex
 from inference_enrich.indexes.settings import IndexSettings
@@ -15,6 +16,7 @@ from inference_enrich.inference.secrets import reveal
 class OpenSearchIndex(ClusterIndex):
     sparse_field_type = "rank_features"
     engine = "OpenSearch"
+    connection_errors = (OpenSearchConnectionError,)  # SSLError and ConnectionTimeout included
 
     def connect(self, settings: IndexSettings, url: str) -> OpenSearch:
         options: dict = {

@@ -2,7 +2,11 @@
 
 Secrets (API key, password) may come from the environment so they never sit in a config file
 or a shell history: ``ES_API_KEY``, ``ES_USERNAME``/``ES_PASSWORD`` (Elasticsearch) and
-``OPENSEARCH_USERNAME``/``OPENSEARCH_PASSWORD``. They are held as ``SecretStr`` and shown by the
+``OPENSEARCH_USERNAME``/``OPENSEARCH_PASSWORD``; or from files (``api_key_file``,
+``password_file``: any fsspec URL), read only where the index is opened. Runners that start
+workers elsewhere (Dataflow) pass workers neither the launching environment nor anything but
+the job graph, so a file (``gs://...``, readable by the workers' service account) is how a
+secret reaches them without being written into the job itself. They are held as ``SecretStr`` and shown by the
 project's one rule (inference/secrets.py): ``repr`` masks them and the URL's password.
 """
 
@@ -11,6 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 
+import fsspec
 from pydantic import SecretStr
 
 from inference_enrich.indexes.base import SearchIndex
@@ -35,6 +40,8 @@ class IndexSettings:
     password: SecretStr | None = None
     ca_certs: str | None = None
     verify_certs: bool = True
+    api_key_file: str | None = None  # a file holding the API key (any fsspec URL)
+    password_file: str | None = None  # a file holding the password (any fsspec URL)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", SINK_ALIASES.get(self.kind, self.kind))
@@ -46,12 +53,14 @@ class IndexSettings:
         return f"IndexSettings({shown})"
 
     def with_environment(self) -> "IndexSettings":
-        """Fill credentials that were not configured from the environment."""
+        """Fill credentials that were not configured: from their files, else the environment."""
         prefix = "ES" if self.kind == "elasticsearch" else "OPENSEARCH"
         updates = {
-            "api_key": self.api_key or (os.environ.get("ES_API_KEY") if prefix == "ES" else None),
+            "api_key": self.api_key or _read_secret(self.api_key_file, "api_key_file")
+            or (os.environ.get("ES_API_KEY") if prefix == "ES" else None),
             "username": self.username or os.environ.get(f"{prefix}_USERNAME"),
-            "password": self.password or os.environ.get(f"{prefix}_PASSWORD"),
+            "password": self.password or _read_secret(self.password_file, "password_file")
+            or os.environ.get(f"{prefix}_PASSWORD"),
         }
         return IndexSettings(**{**{f.name: getattr(self, f.name) for f in fields(self)}, **updates})
 
@@ -60,6 +69,21 @@ class IndexSettings:
         if self.kind == "embedded":
             return f"embedded index {self.path}"
         return f"{self.kind} {redact_url(self.url or DEFAULT_URLS[self.kind])} index '{self.index}'"
+
+
+def _read_secret(url: str | None, setting: str) -> SecretStr | None:
+    """The secret in the file at ``url`` (surrounding whitespace dropped); None without a URL.
+    Errors name the setting and the file, never the content."""
+    if url is None:
+        return None
+    try:
+        with fsspec.open(url, "rt", encoding="utf-8") as stream:
+            secret = stream.read().strip()
+    except (OSError, ValueError, ImportError) as error:
+        raise ValueError(f"{setting}: cannot read {redact_url(url)}: {type(error).__name__}: {error}") from None
+    if not secret:
+        raise ValueError(f"{setting}: {redact_url(url)} is empty")
+    return SecretStr(secret)
 
 
 def open_index(settings: IndexSettings) -> SearchIndex:

@@ -23,6 +23,7 @@ from inference_enrich import __version__
 from inference_enrich.inference import InferenceEnrichError, load_endpoints, perform_inference
 from inference_enrich.inference.results import TASK_TYPES
 from inference_enrich.indexes import Hit
+from inference_enrich.indexes.base import IndexUnreachable
 from inference_enrich.indexes.settings import INDEX_SINKS, SINK_ALIASES
 from inference_enrich.pipelines.config import (
     SECTIONS,
@@ -58,8 +59,9 @@ dead letters as JSON Lines in OUTPUT/_dead_letter/, published only when the run
 succeeds (then OUTPUT/_SUCCESS); a run from files replaces the previous output.
 Exit status: 0 done; 1 the run failed and published nothing; 2 bad usage or config;
 3 done, but some input file could not be read past a point (see the summary)."""
-SEARCH_INDEX_SETTINGS = ("es_url", "index", "index_path", "username", "ca_certs", "verify_certs")
-"""The sink settings ``enrich search`` takes as flags too (credentials: the environment)."""
+SEARCH_INDEX_SETTINGS = ("es_url", "index", "index_path", "username", "api_key_file", "password_file",
+                         "ca_certs", "verify_certs")
+"""The sink settings ``enrich search`` takes as flags too (credentials: files or the environment)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Expand QUERY with the sparse endpoint and return the top hits by dot "
         "product: Elasticsearch sparse_vector query, OpenSearch rank_feature clauses, or the "
         "embedded index's sparse search. Over a chunked index each document comes once, "
-        "scored by its best chunk, whose offsets and text are shown. Credentials: ES_API_KEY, ES_USERNAME/ES_PASSWORD, "
+        "scored by its best chunk, whose offsets and text are shown. Credentials: "
+        "--api-key-file / --password-file, or ES_API_KEY, ES_USERNAME/ES_PASSWORD, "
         "OPENSEARCH_USERNAME/OPENSEARCH_PASSWORD.",
         allow_abbrev=False,
     )
@@ -204,6 +207,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except JobFailed as error:
         print(f"enrich: error: the run failed, its output was not published: {error}", file=sys.stderr)
         return EXIT_RUN_FAILED
+    except IndexUnreachable as error:  # before (run) or instead of (search) any work
+        print(f"enrich: error: {error}", file=sys.stderr)
+        return EXIT_RUN_FAILED
     except (InferenceEnrichError, FileNotFoundError, ValueError) as error:
         print(f"enrich: error: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -248,6 +254,7 @@ def _infer(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
+    _configure_logging(quiet=True)
     given = given_settings(args, SEARCH_INDEX_SETTINGS)
     kind = args.sink or ("embedded" if "index_path" in given else "elasticsearch")
     settings = load_job_config(None, {**given, "sink": kind}).index_settings()
@@ -295,9 +302,16 @@ def _endpoints(args: argparse.Namespace) -> int:
     return 0
 
 
+CLIENT_LOGGERS = ("elastic_transport", "opensearch")
+"""The index clients log every retry as a warning with its traceback; what matters reaches the
+user anyway, as one line (an unreachable cluster) or as the run's failure."""
+
+
 def _configure_logging(quiet: bool) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("inference_enrich").setLevel(logging.WARNING if quiet else logging.INFO)
+    for name in CLIENT_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,8 @@ A config file has three sections (every key optional; flags given on the command
       api_key: ...                   # or ES_API_KEY in the environment (preferred)
       username: elastic              # or ES_USERNAME / OPENSEARCH_USERNAME
       password: ...                  # or ES_PASSWORD / OPENSEARCH_PASSWORD (preferred)
+      api_key_file: gs://b/es-key    # or the API key / password in a file (any fsspec URL),
+      password_file: ./es-password   #   read where the index is opened (Dataflow workers too)
       ca_certs: /path/to/ca.pem
       verify_certs: true
 
@@ -193,6 +195,12 @@ class JobConfig(BaseModel):
     password: Annotated[SecretStr | None, Setting("sink", secret=True)] = Field(
         None, description="password of username (better: ES_PASSWORD / OPENSEARCH_PASSWORD in "
         "the environment)")
+    api_key_file: Annotated[str | None, Setting("sink", metavar="FILE", path=True)] = Field(
+        None, min_length=1, description="file holding the Elasticsearch API key (any fsspec URL, "
+        "e.g. gs://...), read where the index is opened: how workers on Dataflow get it")
+    password_file: Annotated[str | None, Setting("sink", metavar="FILE", path=True)] = Field(
+        None, min_length=1, description="file holding the password of username (any fsspec URL), "
+        "read where the index is opened")
     ca_certs: Annotated[str | None, Setting("sink", metavar="FILE", path=True)] = Field(
         None, min_length=1, description="CA certificates for an https URL")
     verify_certs: Annotated[bool, Setting("sink")] = Field(
@@ -232,6 +240,7 @@ class JobConfig(BaseModel):
             kind=self.sink, url=self.es_url, index=self.index, path=self.index_path,
             api_key=self.api_key, username=self.username, password=self.password,
             ca_certs=self.ca_certs, verify_certs=self.verify_certs,
+            api_key_file=self.api_key_file, password_file=self.password_file,
         )
 
 

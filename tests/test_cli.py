@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import pyarrow.dataset as ds
+import pytest
 
 from conftest import SEED_TEXT
+from services import free_port
 
 ENRICH = [sys.executable, "-m", "inference_enrich.pipelines.cli"]
 REPO = Path(__file__).resolve().parents[1]
@@ -108,3 +110,21 @@ def test_run_help_lists_every_option():
                    "--id-field", "--output-field", "--max-batch-tokens", "--max-batch-size",
                    "--num-threads", "--runner", "--direct_num_workers", "--direct_running_mode"):
         assert option in done.stdout, option
+
+
+@pytest.mark.parametrize("sink", ["elasticsearch", "opensearch"])
+@pytest.mark.parametrize("command", ["run", "search"])
+def test_unreachable_index_is_one_error_line_and_exit_status_1(tmp_path, sink, command):
+    """A cluster nobody listens for (connection refused): no traceback, one line naming it."""
+    url = f"http://127.0.0.1:{free_port()}"
+    if command == "run":
+        done = enrich("run", "--sink", sink, "--es-url", url, "--index", "docs", "--quiet",
+                      "--output", str(tmp_path / "out"), cwd=tmp_path)
+    else:
+        done = enrich("search", "whale at sea", "--sink", sink, "--es-url", url, "--index", "docs",
+                      cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"enrich: error: cannot connect to {sink} {url} index 'docs': Connection refused"]
+    assert not (tmp_path / "out").exists()

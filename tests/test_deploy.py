@@ -76,6 +76,28 @@ def test_cli_dry_run_prints_the_job_and_refuses_runners_that_would_run(tmp_path)
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("streaming", [False, True], ids=["batch", "streaming"])
+def test_cli_dry_run_with_a_kafka_source_commits_nothing(streaming, kafka_bootstrap, tmp_path):
+    from test_kafka import committed_offsets, new_topic, produce
+
+    from inference_enrich.transforms.kafka import KafkaSettings
+
+    topic = new_topic(kafka_bootstrap)
+    produce(kafka_bootstrap, topic, 0, 20)
+    done = subprocess.run(
+        [sys.executable, "-m", "inference_enrich.pipelines.cli", "run", *DATAFLOW,
+         "--output", "gs://demo-bucket/out", "--source", "kafka", "--kafka-bootstrap", kafka_bootstrap,
+         "--kafka-topic", topic, "--kafka-group", "dry-run", *(["--streaming"] if streaming else [])],
+        capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    job_type = "JOB_TYPE_STREAMING" if streaming else "JOB_TYPE_BATCH"
+    assert "dry run: DataflowRunner would submit job" in done.stdout and f"({job_type})" in done.stdout
+    assert "1 splittable DoFn stage(s)" in done.stdout
+    assert list(tmp_path.iterdir()) == []
+    offsets = committed_offsets(KafkaSettings(kafka_bootstrap, (topic,), "dry-run"))
+    assert offsets and all(offset < 0 for offset in offsets.values())  # nothing committed
+
+
 def test_portable_runner_output_equals_fnapi_runner(tmp_path):
     source = write_lines(tmp_path / "in.jsonl", [
         b'{"id": "a", "text": "The sky above the port was the color of television."}',
@@ -110,11 +132,14 @@ def _load_flex_main():
     return module
 
 
+FILE_PARAMETERS = ("input", "output", "endpoints", "api_key_file", "password_file", "ca_certs")
+
+
 def _sample_value(parameter: dict) -> str:
     if "regexes" in parameter:
         match = re.fullmatch(r"\^\((.+)\)\$", parameter["regexes"][0])
         return match.group(1).split("|")[0] if match else "8"
-    return "gs://bucket/x" if parameter["name"] in ("input", "output", "endpoints") else "value"
+    return "gs://bucket/x" if parameter["name"] in FILE_PARAMETERS else "value"
 
 
 def test_flex_template_parameters_are_enrich_run_flags():
@@ -128,7 +153,8 @@ def test_flex_template_parameters_are_enrich_run_flags():
     choices = {action.dest: action.choices for action in run_parser._actions if action.choices}
     flex_main = _load_flex_main()
     parameters = json.loads((DEPLOY / "metadata.json").read_text())["parameters"]
-    assert {p["name"] for p in parameters} >= {"input", "output", "inference_id", "sink", "source"}
+    assert {p["name"] for p in parameters} >= {"input", "output", "inference_id", "sink", "source",
+                                               "username", "api_key_file", "password_file"}
     for parameter in parameters:
         argv = flex_main.run_arguments([f"--{parameter['name']}={_sample_value(parameter)}"])
         args, beam_args = parser.parse_known_args(argv)
@@ -139,6 +165,43 @@ def test_flex_template_parameters_are_enrich_run_flags():
             assert set(match.group(1).split("|")) <= set(choices[parameter["name"]]), parameter["name"]
     args, _ = parser.parse_known_args(flex_main.run_arguments(["--streaming=false"]))
     assert not getattr(args, "streaming", False)
+
+
+def test_flex_template_takes_no_secret_values():
+    """Template parameters are visible in the Dataflow console and job metadata: a secret is
+    passed as a file that holds it (api_key_file, password_file), never as a value."""
+    from inference_enrich.pipelines.config import SETTINGS
+
+    names = [p["name"] for p in json.loads((DEPLOY / "metadata.json").read_text())["parameters"]]
+    assert [name for name in SETTINGS if SETTINGS[name].secret] == ["kafka_config", "api_key", "password"]
+    assert not [name for name in names if SETTINGS[name].secret]
+    assert {"api_key_file", "password_file"} <= set(names)
+
+
+def test_credential_files_are_read_where_the_index_opens_and_stay_out_of_the_job(tmp_path):
+    """The settings the workers get (pickled into the job) name the files, never the secrets;
+    opening the index reads them (any fsspec URL)."""
+    import pickle
+
+    import fsspec
+
+    from inference_enrich.pipelines.config import load_job_config
+
+    with fsspec.open("memory://secrets/es-password", "wt") as stream:
+        stream.write("s3cr3t-password\n")
+    (tmp_path / "key").write_text("s3cr3t-api-key")
+    job = load_job_config(None, {"sink": "elasticsearch", "api_key_file": str(tmp_path / "key"),
+                                 "username": "elastic", "password_file": "memory://secrets/es-password"})
+    settings = job.index_settings()
+    shipped = pickle.dumps(settings)
+    assert b"s3cr3t" not in shipped and b"s3cr3t" not in repr(settings).encode()
+    opened = pickle.loads(shipped).with_environment()
+    assert opened.api_key.get_secret_value() == "s3cr3t-api-key"
+    assert opened.password.get_secret_value() == "s3cr3t-password"
+    assert "s3cr3t" not in repr(opened)
+    missing = load_job_config(None, {"sink": "elasticsearch", "api_key_file": str(tmp_path / "nope")})
+    with pytest.raises(ValueError, match=r"^api_key_file: cannot read .*nope: FileNotFoundError"):
+        missing.index_settings().with_environment()
 
 
 def test_dockerfile_pins_what_pyproject_pins():

@@ -1,0 +1,161 @@
+"""Beam YAML (README "Deploy" > "Beam YAML"): configs/enrich.beam.yaml, run by
+``apache_beam.yaml.main`` exactly as the README says, writes what ``enrich run`` writes for
+the same input; dead letters follow Beam YAML's error_handling convention; the search-index
+writer works from YAML too. Real runners (FnApiRunner), the real model, real files."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from inference_enrich.indexes import IndexSettings, open_index
+from inference_enrich.pipelines.config import JobConfig, sample_corpus_path
+
+from pipeline_helpers import read_dead_letters, read_output, run, sparse, write_lines
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "configs" / "enrich.beam.yaml"
+PROVIDERS = """
+providers:
+  - type: python
+    config: {}
+    transforms:
+      ReadDocuments: inference_enrich.transforms.beam_yaml.ReadDocuments
+      Enrich: inference_enrich.transforms.beam_yaml.Enrich
+      WriteToSearchIndex: inference_enrich.transforms.beam_yaml.WriteToSearchIndex
+"""
+
+
+def readme_command() -> list[str]:
+    """The Beam YAML command of the README's Deploy section, as argv."""
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("### Beam YAML", 1)[1].split("\n#", 1)[0]
+    match = re.search(r"^    (\.venv/bin/python -m apache_beam\.yaml\.main .*?)(?:\n\n|\Z)", section,
+                      re.MULTILINE | re.DOTALL)
+    assert match, "README: no Beam YAML command in Deploy > Beam YAML"
+    argv = shlex.split(match.group(1).replace("\\\n", " "))
+    assert argv[:3] == [".venv/bin/python", "-m", "apache_beam.yaml.main"]
+    return [sys.executable, *argv[1:]]
+
+
+def beam_yaml(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=cwd, timeout=900)
+    return done
+
+
+def comparable(rows: dict[str, dict]) -> dict[str, tuple]:
+    return {key: (row["text"], row["is_truncated"], json.loads(row["passthrough"])) for key, row in rows.items()}
+
+
+def assert_same_enrichment(yaml_output: str, job_output: str) -> None:
+    yaml_rows, job_rows = read_output(yaml_output), read_output(job_output)
+    assert comparable(yaml_rows) == comparable(job_rows)
+    for key, row in job_rows.items():
+        assert sparse(yaml_rows[key]) == pytest.approx(sparse(row), abs=1e-6), key
+
+
+def test_readme_command_runs_the_example_and_writes_what_enrich_run_writes(tmp_path):
+    """The README command, unchanged, from a directory laid out like the repository."""
+    (tmp_path / "configs").symlink_to(REPO / "configs")
+    (tmp_path / "sample_data").mkdir()
+    (tmp_path / "sample_data" / "sample_corpus.jsonl").symlink_to(sample_corpus_path())
+    done = beam_yaml(readme_command(), tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    job_output = str(tmp_path / "job")
+    summary = run(JobConfig(output=job_output))
+    assert summary.records_written == 41
+    assert_same_enrichment(str(tmp_path / "enrich-output-yaml"), job_output)
+    assert read_dead_letters(str(tmp_path / "enrich-output-yaml")) == []
+
+
+def test_dead_letters_of_the_example_equal_the_jobs(tmp_path):
+    lines = Path(sample_corpus_path()).read_bytes().splitlines()[:6]
+    source = write_lines(tmp_path / "in.jsonl", [
+        *lines[:3], b"not json", b'{"id": "empty", "text": "  "}', *lines[3:],
+        b'{"id": "number", "text": 7, "year": 1900}',
+    ])
+    yaml_output, job_output = str(tmp_path / "yaml"), str(tmp_path / "job")
+    variables = json.dumps({"input": str(source), "output": yaml_output})
+    done = beam_yaml([sys.executable, "-m", "apache_beam.yaml.main", f"--yaml_pipeline_file={EXAMPLE}",
+                      "--runner=FnApiRunner", f"--jinja_variables={variables}"], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = run(JobConfig(input=[str(source)], output=job_output))
+    assert (summary.records_written, summary.dead_letters) == (6, 3)
+    assert_same_enrichment(yaml_output, job_output)
+    by_line = lambda letters: sorted(letters, key=lambda letter: letter["line"])
+    yaml_letters, job_letters = by_line(read_dead_letters(yaml_output)), by_line(read_dead_letters(job_output))
+    assert yaml_letters == job_letters  # stage, error, source, line and record or raw, all equal
+    assert [(letter["stage"], letter["line"]) for letter in yaml_letters] == [
+        ("parse", 4), ("validate", 5), ("validate", 9)]
+    assert yaml_letters[2]["record"] == {"id": "number", "text": 7, "year": 1900}
+
+
+def test_without_error_handling_a_bad_record_fails_the_pipeline(tmp_path):
+    """Beam YAML's convention: no error_handling, no silent loss: the run fails and says why."""
+    source = write_lines(tmp_path / "in.jsonl", [b'{"id": "a", "text": "fine"}', b"not json"])
+    pipeline = f"""
+pipeline:
+  transforms:
+    - type: ReadDocuments
+      config: {{path: "{source}"}}
+{PROVIDERS}"""
+    done = beam_yaml([sys.executable, "-m", "apache_beam.yaml.main", f"--yaml_pipeline={pipeline}",
+                      "--runner=FnApiRunner"], tmp_path)
+    assert done.returncode != 0
+    assert "DeadLetterError: a record failed at stage 'parse'" in done.stderr
+    assert f"{source}:2" in done.stderr
+    assert "error_handling" in done.stderr
+
+
+def test_yaml_rows_enriched_into_the_embedded_index_with_index_dead_letters_consumed(tmp_path):
+    index_path = tmp_path / "idx"
+    pipeline = f"""
+pipeline:
+  transforms:
+    - type: Create
+      config:
+        elements:
+          - {{doc: d1, body: "Call me Ishmael. Some years ago I went to sea."}}
+          - {{doc: d2, body: "The sky above the port was the color of television."}}
+          - {{doc: d3, body: ""}}
+    - type: Enrich
+      input: Create
+      config:
+        inference_id: my-elser-model
+        text_field: body
+        id_field: doc
+        output_field: tokens
+        error_handling: {{output: failed}}
+    - type: WriteToSearchIndex
+      input: Enrich
+      config:
+        sink: embedded
+        path: "{index_path}"
+        inference_id: my-elser-model
+        text_field: body
+        output_field: tokens
+        error_handling: {{output: rejected}}
+    - type: WriteToJson
+      input: [Enrich.failed, WriteToSearchIndex.rejected]
+      config: {{path: "{tmp_path / 'letters'}"}}
+{PROVIDERS}"""
+    done = beam_yaml([sys.executable, "-m", "apache_beam.yaml.main", f"--yaml_pipeline={pipeline}",
+                      "--runner=FnApiRunner"], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    index = open_index(IndexSettings("embedded", path=str(index_path)))
+    try:
+        assert index.count() == 2
+        hits = index.search({"sea": 1.0, "whale": 1.0}, "tokens", 1)
+    finally:
+        index.close()
+    assert hits[0].doc_id == "d1" and hits[0].source["body"].startswith("Call me Ishmael")
+    (letters_file,) = tmp_path.glob("letters*")
+    (letter,) = [json.loads(line) for line in letters_file.read_text().splitlines()]
+    assert (letter["stage"], letter["error"]) == ("validate", "text field 'body' is empty")
+    assert json.loads(letter["record"]) == {"doc": "d3", "body": ""}

@@ -1,0 +1,270 @@
+"""Our transforms for Beam YAML pipelines (``python -m apache_beam.yaml.main``).
+
+A pipeline names them in a ``providers:`` block of ``type: python``; Beam imports each by its
+fully qualified name in the launching process (no expansion service, no Java, no network)::
+
+    providers:
+      - type: python
+        config: {}
+        transforms:
+          ReadDocuments: inference_enrich.transforms.beam_yaml.ReadDocuments
+          Enrich: inference_enrich.transforms.beam_yaml.Enrich
+          WriteEnrichedParquet: inference_enrich.transforms.beam_yaml.WriteEnrichedParquet
+          WriteToSearchIndex: inference_enrich.transforms.beam_yaml.WriteToSearchIndex
+          WriteDeadLetters: inference_enrich.transforms.beam_yaml.WriteDeadLetters
+
+Each one wraps the public transform of the same name and takes plain YAML config (strings,
+numbers) where that one takes objects: an endpoint by ``inference_id`` (and
+``endpoints_file``), index settings by key. Credentials are never config values: they come
+from files (``api_key_file``, ``password_file``) or the environment (``ES_API_KEY``, ...).
+
+Dead letters follow Beam YAML's error-handling convention. With
+``error_handling: {output: NAME}`` the records that cannot be read, enriched or indexed come
+out as the output ``NAME``, as rows of ``DEAD_LETTER_ROW`` (the job's dead letters, the
+record as a JSON string so that every row has one schema); ``WriteDeadLetters`` writes them
+as the job writes its own. Without it, the first such record fails the pipeline, as Beam's
+own transforms do: none is dropped silently.
+"""
+
+# No `from __future__ import annotations`: Beam YAML reads these signatures' types at run
+# time (InlineProvider.config_schema) to describe and validate the transforms' config.
+import json
+from typing import Any, Mapping, Optional, Sequence, Union
+
+import apache_beam as beam
+from apache_beam.typehints.row_type import RowTypeConstraint
+from apache_beam.yaml.yaml_errors import ErrorHandlingConfig
+
+from inference_enrich.indexes import IndexSettings, IndexSpec
+from inference_enrich.inference import Endpoint, resolve_endpoint
+from inference_enrich.inference.api import embedding_dimensions
+from inference_enrich.transforms import dead_letters, enrich, read_files, write_index, write_parquet
+from inference_enrich.transforms.documents import DEAD_LETTER_TAG, RecordFields
+from inference_enrich.transforms.inference_dofn import BatchingConfig
+
+DEAD_LETTER_ROW = RowTypeConstraint.from_fields([
+    ("stage", str),
+    ("error", str),
+    ("source", Optional[str]),
+    ("line", Optional[int]),
+    ("record", Optional[str]),  # the parsed record as JSON; None when only the raw text is known
+    ("raw", Optional[str]),
+])
+"""Schema of the dead-letter rows of the error outputs."""
+
+
+class DeadLetterError(RuntimeError):
+    """A record failed in a transform given no ``error_handling``."""
+
+
+def dead_letter_row(letter: Mapping[str, Any]) -> beam.Row:
+    """A dead letter (``documents.dead_letter``'s dict) as a ``DEAD_LETTER_ROW`` row."""
+    record = letter.get("record")
+    return beam.Row(
+        stage=letter["stage"],
+        error=letter["error"],
+        source=letter.get("source"),
+        line=letter.get("line"),
+        record=None if record is None else json.dumps(record, ensure_ascii=False, default=str),
+        raw=letter.get("raw"),
+    )
+
+
+def dead_letter_dict(letter: Any) -> dict[str, Any]:
+    """A dead-letter row back as the job's dead letter (a dict passes through unchanged)."""
+    if isinstance(letter, Mapping):
+        return dict(letter)
+    fields = letter._asdict()
+    restored: dict[str, Any] = {"stage": fields["stage"], "error": fields["error"]}
+    for name in ("source", "line"):
+        if fields.get(name) is not None:
+            restored[name] = fields[name]
+    if fields.get("record") is not None:
+        restored["record"] = json.loads(fields["record"])
+    else:
+        restored["raw"] = fields.get("raw")
+    return restored
+
+
+def fail_on_dead_letter(letter: Mapping[str, Any]) -> None:
+    """Fails the bundle (so the pipeline) naming the stage, the place and the error."""
+    where = f" at {letter['source']}:{letter.get('line', '?')}" if letter.get("source") else ""
+    raise DeadLetterError(
+        f"a record failed at stage '{letter['stage']}'{where}: {letter['error']} "
+        "(give the transform error_handling: {output: NAME} to collect such records instead)"
+    )
+
+
+def _error_output(error_handling: Optional[Mapping[str, Any]]) -> Optional[str]:
+    if error_handling is None:
+        return None
+    if not isinstance(error_handling, Mapping) or set(error_handling) != {"output"}:
+        raise ValueError(f"error_handling takes one key, output (the name of the dead-letter "
+                         f"output), got {error_handling!r}")
+    return str(error_handling["output"])
+
+
+def with_dead_letters(outputs: dict[str, beam.PCollection], letters: beam.PCollection,
+                      error_handling: Optional[Mapping[str, Any]]) -> dict[str, beam.PCollection]:
+    """``outputs`` plus the dead letters as the output ``error_handling`` names; without
+    ``error_handling``, a step that fails the pipeline on the first dead letter."""
+    name = _error_output(error_handling)
+    if name is None:
+        _ = letters | "FailOnDeadLetter" >> beam.Map(fail_on_dead_letter)
+        return outputs
+    if name in outputs:
+        raise ValueError(f"error_handling output '{name}' clashes with the output of that name")
+    rows = letters | "DeadLetterRows" >> beam.Map(dead_letter_row).with_output_types(DEAD_LETTER_ROW)
+    return {**outputs, name: rows}
+
+
+def _endpoint(inference_id: str, endpoints_file: Optional[str]) -> Endpoint:
+    return resolve_endpoint(inference_id, endpoints_file)
+
+
+class ReadDocuments(beam.PTransform):
+    """Reads documents from files: JSON Lines, JSON arrays, CSV, Parquet or text, on any
+    fsspec URL, compressed or not. Output ``documents`` feeds ``Enrich``.
+
+    Args:
+      path: a file, directory or glob (any fsspec URL), or a list of them.
+      format: jsonl, json, csv, parquet or text (default: from the file extension).
+      text_field: the record field holding the text.
+      id_field: the record field holding the id (without one: a stable hash of the record).
+      error_handling: where records that cannot be parsed or validated go.
+    """
+
+    def __init__(self, path: Union[str, Sequence[str]], format: Optional[str] = None,
+                 text_field: str = "text", id_field: str = "id",
+                 error_handling: Optional[ErrorHandlingConfig] = None) -> None:
+        super().__init__()
+        self._error_handling = error_handling
+        _error_output(error_handling)  # a mistake fails while the pipeline is built
+        patterns = [path] if isinstance(path, str) else list(path)
+        self._read = read_files.ReadDocuments(patterns, format, RecordFields(text_field, id_field))
+
+    def expand(self, pbegin):
+        read = pbegin | "Read" >> self._read
+        return with_dead_letters({"documents": read.documents}, read[DEAD_LETTER_TAG],
+                                 self._error_handling)
+
+
+class Enrich(beam.PTransform):
+    """Calls an inference endpoint on each record's text, in token-budgeted batches. Takes
+    rows, dicts or ``ReadDocuments``' documents; output ``enriched``: dicts, the input fields
+    plus the output field, ``is_truncated`` and ``id``.
+
+    Args:
+      inference_id: the endpoint to call, an id in the endpoints file.
+      endpoints_file: endpoints YAML (default: the packaged configs/endpoints.yaml).
+      text_field: the record field holding the text.
+      id_field: the record field holding the id (without one: a stable hash of the record).
+      output_field: the field that receives the embedding.
+      max_batch_tokens: padded tokens per forward pass.
+      max_batch_size: documents per forward pass.
+      num_threads: torch threads per worker (default: torch's choice).
+      error_handling: where records that are invalid or that the model fails on go.
+    """
+
+    def __init__(self, inference_id: str, endpoints_file: Optional[str] = None,
+                 text_field: str = "text", id_field: str = "id", output_field: str = "embedding",
+                 max_batch_tokens: int = BatchingConfig.max_batch_tokens,
+                 max_batch_size: int = BatchingConfig.max_batch_size,
+                 num_threads: Optional[int] = None,
+                 error_handling: Optional[ErrorHandlingConfig] = None) -> None:
+        super().__init__()
+        self._error_handling = error_handling
+        _error_output(error_handling)
+        self._enrich = enrich.Enrich(
+            inference_id, endpoints_file=endpoints_file, text_field=text_field, id_field=id_field,
+            output_field=output_field,
+            batching=BatchingConfig(max_batch_tokens=max_batch_tokens, max_batch_size=max_batch_size),
+            num_threads=num_threads,
+        )
+
+    def expand(self, records):
+        enriched, letters = records | "Enrich" >> self._enrich
+        return with_dead_letters({"enriched": enriched}, letters, self._error_handling)
+
+
+class WriteEnrichedParquet(beam.PTransform):
+    """Writes ``Enrich``'s output as ``part-*.parquet`` files in a directory, with the job's
+    schema (README, "Outputs"); each bundle's file appears once the runner commits it.
+    Output ``files``: the names written.
+
+    Args:
+      path: the output directory (any fsspec URL).
+      inference_id: the endpoint ``Enrich`` called (its task type fixes the column type).
+      endpoints_file: endpoints YAML (default: the packaged configs/endpoints.yaml).
+      text_field: the text field, as given to ``Enrich``.
+      output_field: the output field, as given to ``Enrich``.
+    """
+
+    def __init__(self, path: str, inference_id: str, endpoints_file: Optional[str] = None,
+                 text_field: str = "text", output_field: str = "embedding") -> None:
+        super().__init__()
+        task_type = _endpoint(inference_id, endpoints_file).task_type
+        self._write = write_parquet.WriteEnrichedParquet(path, text_field, output_field, task_type)
+
+    def expand(self, enriched):
+        return {"files": enriched | "Write" >> self._write}
+
+
+class WriteToSearchIndex(beam.PTransform):
+    """Writes ``Enrich``'s output to Elasticsearch, OpenSearch or the embedded index, by id
+    (README, "Search indexes"). Credentials come from files (``api_key_file``,
+    ``password_file``) or the environment: ES_API_KEY, ES_USERNAME/ES_PASSWORD,
+    OPENSEARCH_USERNAME/OPENSEARCH_PASSWORD.
+
+    Args:
+      sink: elasticsearch, opensearch or embedded.
+      inference_id: the endpoint ``Enrich`` called (its task type fixes the field mapping).
+      endpoints_file: endpoints YAML (default: the packaged configs/endpoints.yaml).
+      url: the cluster URL (default: http://127.0.0.1:9200).
+      index: the index name (elasticsearch, opensearch).
+      path: the embedded index directory (embedded).
+      username: the cluster user.
+      api_key_file: a file holding the Elasticsearch API key (any fsspec URL).
+      password_file: a file holding the user's password (any fsspec URL).
+      ca_certs: CA certificates for an https URL.
+      verify_certs: verify the server's TLS certificate.
+      text_field: the text field, as given to ``Enrich``.
+      output_field: the output field, as given to ``Enrich``.
+      error_handling: where documents the index rejects go.
+    """
+
+    def __init__(self, sink: str, inference_id: str, endpoints_file: Optional[str] = None,
+                 url: Optional[str] = None, index: str = "enriched", path: Optional[str] = None,
+                 username: Optional[str] = None, api_key_file: Optional[str] = None,
+                 password_file: Optional[str] = None, ca_certs: Optional[str] = None,
+                 verify_certs: bool = True, text_field: str = "text",
+                 output_field: str = "embedding",
+                 error_handling: Optional[ErrorHandlingConfig] = None) -> None:
+        super().__init__()
+        self._error_handling = error_handling
+        _error_output(error_handling)
+        endpoint = _endpoint(inference_id, endpoints_file)
+        settings = IndexSettings(kind=sink, url=url, index=index, path=path, username=username,
+                                 ca_certs=ca_certs, verify_certs=verify_certs,
+                                 api_key_file=api_key_file, password_file=password_file)
+        spec = IndexSpec(text_field, output_field, endpoint.task_type, embedding_dimensions(endpoint))
+        self._write = write_index.WriteToSearchIndex(settings, spec)
+
+    def expand(self, enriched):
+        return with_dead_letters({}, enriched | "Write" >> self._write, self._error_handling)
+
+
+class WriteDeadLetters(beam.PTransform):
+    """Writes dead letters (the error outputs above, or the job's) as JSON Lines in
+    ``path/_dead_letter/part-*.jsonl``, one dead letter per line as ``enrich run`` writes them.
+
+    Args:
+      path: the output directory (any fsspec URL); the files go in its _dead_letter/.
+    """
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self._write = dead_letters.WriteDeadLetters(path)
+
+    def expand(self, letters):
+        return {"files": letters | "AsDeadLetters" >> beam.Map(dead_letter_dict) | "Write" >> self._write}
