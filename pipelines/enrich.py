@@ -59,7 +59,8 @@ def build_pipeline(
     ``run_files`` says (``partitions``: the Kafka offset ranges planned at launch, for the
     Kafka source)."""
     fields = RecordFields(job.text_field, job.id_field)
-    enriched_schema(job.text_field, job.output_field, endpoint.task_type)  # fail fast on names
+    chunked = endpoint.chunking_settings is not None
+    enriched_schema(job.text_field, job.output_field, endpoint.task_type, chunked)  # fail fast on names
     if job.source == "kafka":
         source = ReadKafkaDocuments(job.kafka_settings(), fields, partitions)
     else:
@@ -71,7 +72,7 @@ def build_pipeline(
     written: list[beam.PCollection] = []  # names of the files each sink staged
     if job.sink == "parquet":
         written.append(enriched.enriched | "WriteParquet" >> WriteEnrichedParquet(
-            run_files, job.text_field, job.output_field, endpoint.task_type
+            run_files, job.text_field, job.output_field, endpoint.task_type, chunked=chunked
         ))
     else:
         spec = IndexSpec(job.text_field, job.output_field, endpoint.task_type,

@@ -25,7 +25,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from inference_enrich.inference.results import RESULT_TYPES, InferenceResult
+from inference_enrich.inference.results import InferenceResult, result_from_embedding
 
 PARSE = "parse"
 VALIDATE = "validate"
@@ -161,5 +161,5 @@ def as_enriched_document(
     if isinstance(element, EnrichedDocument):
         return element
     record = {k: v for k, v in element.items() if k not in (output_field, "is_truncated")}
-    result = RESULT_TYPES[task_type](element[output_field], bool(element["is_truncated"]))
+    result = result_from_embedding(task_type, element[output_field], bool(element["is_truncated"]))
     return EnrichedDocument(Document(str(element["id"]), element[text_field], record), result)
