@@ -261,3 +261,15 @@ def test_chunking_settings_round_trip_through_the_body(endpoints_file):
 def test_without_chunking_settings_nothing_changes(endpoints):
     endpoint = endpoints.get("my-elser-model")
     assert endpoint.chunking_settings is None and "chunking_settings" not in endpoint.to_body()
+
+
+def test_run_summary_shows_the_first_chunk_of_an_example(chunked_runs, endpoints_file):
+    from inference_enrich.pipelines.summary import format_summary
+
+    summary, rows, _, output = chunked_runs["sentence"]
+    job = JobConfig(output=output, endpoints=str(endpoints_file), inference_id="chunked-sentence")
+    text = format_summary(summary, load_endpoints(endpoints_file).get("chunked-sentence"), job)
+    first_row = next(row for row in rows.values() if f'"{row["text"][:20]}' in text)
+    first_chunk = first_row["embedding"][0]
+    assert (f"{len(first_row['embedding'])} chunks, the first "
+            f"[{first_chunk['start_offset']}:{first_chunk['end_offset']}] top tokens: ") in text
