@@ -273,3 +273,26 @@ def test_run_summary_shows_the_first_chunk_of_an_example(chunked_runs, endpoints
     first_chunk = first_row["embedding"][0]
     assert (f"{len(first_row['embedding'])} chunks, the first "
             f"[{first_chunk['start_offset']}:{first_chunk['end_offset']}] top tokens: ") in text
+
+
+def test_endpoint_model_handler_predicts_chunked_embeddings(endpoints_file):
+    import apache_beam as beam
+    from apache_beam.ml.inference.base import RunInference
+    from apache_beam.testing.util import assert_that
+
+    from inference_enrich.inference.results import ChunkedEmbedding
+    from inference_enrich.transforms.model_handler import EndpointModelHandler
+
+    endpoint = load_endpoints(endpoints_file).get("chunked-word")
+    texts = [SEED_TEXT, NOVEL[:3000]]
+
+    def check(predictions):
+        by_text = {prediction.example: prediction.inference for prediction in predictions}
+        assert set(by_text) == set(texts)
+        for text, result in by_text.items():
+            assert isinstance(result, ChunkedEmbedding) and not result.is_truncated
+            assert [(c.start_offset, c.end_offset) for c in result.chunks] == [
+                tuple(c) for c in chunk(text, endpoint.chunking_settings)]
+
+    with beam.Pipeline(runner="FnApiRunner") as pipeline:
+        assert_that(pipeline | beam.Create(texts) | RunInference(EndpointModelHandler(endpoint)), check)
