@@ -7,12 +7,14 @@ from typing import Any, Sequence
 from pathlib import Path
 
 from inference_enrich.inference.batching import infer_texts
+from inference_enrich.inference.chunked import infer_chunked_texts
 from inference_enrich.inference.dense import DenseEncoder
 from inference_enrich.inference.endpoints import Endpoint, load_endpoints
 from inference_enrich.inference.models import resolve_model_path
 from inference_enrich.inference.results import (
     SPARSE_EMBEDDING,
     TEXT_EMBEDDING,
+    InferenceResult,
     to_inference_response,
 )
 from inference_enrich.inference.runtime import ModelRuntime, SharedRuntime
@@ -50,10 +52,23 @@ def perform_inference(endpoint: Endpoint, task_type: str, texts: Sequence[str]) 
     """``POST _inference/<task_type>/<inference_id> {"input": texts}``, answered locally.
 
     Raises ``IncompatibleTaskTypeError`` before loading anything when ``task_type`` is not
-    the endpoint's, as Elasticsearch does.
+    the endpoint's, as Elasticsearch does. An endpoint with ``chunking_settings`` answers
+    one entry per text whose ``embedding`` is its chunks (``start_offset``, ``end_offset``,
+    ``embedding``), the shape the job writes.
     """
     endpoint.require_task_type(task_type)
-    return to_inference_response(task_type, infer_texts(load_runtime(endpoint), texts))
+    return to_inference_response(task_type, infer_endpoint_texts(endpoint, load_runtime(endpoint), texts))
+
+
+def infer_endpoint_texts(
+    endpoint: Endpoint, runtime: ModelRuntime, texts: Sequence[str], max_batch_tokens: int = 8192,
+    max_batch_size: int = 64,
+) -> list[InferenceResult]:
+    """``texts`` through ``endpoint``'s loaded ``runtime``: whole, or chunk by chunk when the
+    endpoint has ``chunking_settings``; raises ``TextInferenceError`` for a failed text."""
+    if endpoint.chunking_settings is None:
+        return infer_texts(runtime, texts, max_batch_tokens, max_batch_size)
+    return infer_chunked_texts(runtime, texts, endpoint.chunking_settings, max_batch_tokens, max_batch_size)
 
 
 def embedding_dimensions(endpoint: Endpoint) -> int | None:

@@ -9,6 +9,7 @@
         service: transformers
         service_settings: {model_id: splade-tiny, max_sequence_length: 512}
         task_settings: {top_k: 100}
+        chunking_settings: {strategy: sentence, max_chunk_size: 250, sentence_overlap: 1}
 
 Everything is validated when the file is loaded, so a typo fails at start-up with the file,
 the endpoint and the key in the message, not hours into a job. Each block of the body is a
@@ -36,6 +37,7 @@ from pydantic import (
     model_validator,
 )
 
+from inference_enrich.inference.chunking import ChunkingSettings, parse_chunking_settings
 from inference_enrich.inference.errors import (
     EndpointConfigError,
     IncompatibleTaskTypeError,
@@ -118,14 +120,15 @@ class EndpointBody(Settings):
     """The body of ``PUT _inference/<task_type>/<inference_id>`` (and one endpoints.yaml entry).
 
     ``task_type`` and ``service`` choose the models that check the two settings blocks.
-    ``chunking_settings`` (Elasticsearch: sentence | word | recursive | none) will be a field
-    here, with its own model, when chunking is implemented.
+    ``chunking_settings`` is checked by ``inference/chunking`` with Elasticsearch's own
+    rules and messages (not a pydantic model: ES reports every problem at once, its way).
     """
 
     task_type: str | None = None  # may come from the URL path instead
     service: str
     service_settings: dict[str, Any]
     task_settings: dict[str, Any] | None = None
+    chunking_settings: Any = None  # absent or null: no chunking; {}: ES's default
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,9 @@ class Endpoint:
     service: str
     service_settings: Mapping[str, Any]
     task_settings: Mapping[str, Any] = field(default_factory=dict)
+    chunking_settings: ChunkingSettings | None = None
+    """None: each text is embedded whole (cut at the model's limit); else it is cut into
+    chunks and embedded chunk by chunk (a ``ChunkedEmbedding``)."""
 
     @property
     def model_id(self) -> str:
@@ -181,19 +187,29 @@ class Endpoint:
                                      fail, task_type)
         task_settings = _validate(TASK_SETTINGS[task_type], parsed.task_settings or {}, "task_settings",
                                   fail, task_type)
+        try:
+            chunking_settings = parse_chunking_settings(parsed.chunking_settings)
+        except EndpointConfigError as error:  # Elasticsearch's message, whole
+            raise fail("chunking_settings", str(error)) from None
         return cls(inference_id, task_type, parsed.service,
                    service_settings.model_dump(exclude_unset=True),
-                   task_settings.model_dump(exclude_unset=True))
+                   task_settings.model_dump(exclude_unset=True),
+                   chunking_settings)
 
     def to_body(self) -> dict[str, Any]:
         """The body ``from_body`` accepts (task type included), as endpoints.yaml and
-        ``GET _inference`` show it; add ``inference_id`` for the GET shape."""
-        return {
+        ``GET _inference`` show it; add ``inference_id`` for the GET shape.
+        ``chunking_settings`` appears only on chunking endpoints, with every setting spelled
+        out (``{}`` reads back as the default it stands for), as Elasticsearch's GET shows it."""
+        body = {
             "task_type": self.task_type,
             "service": self.service,
             "service_settings": dict(self.service_settings),
             "task_settings": dict(self.task_settings),
         }
+        if self.chunking_settings is not None:
+            body["chunking_settings"] = self.chunking_settings.to_dict()
+        return body
 
 
 def _validate(

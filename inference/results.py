@@ -88,6 +88,19 @@ RESULT_TYPES: dict[str, type] = {SPARSE_EMBEDDING: SparseEmbedding, TEXT_EMBEDDI
 """task type -> its result type."""
 
 
+def result_from_embedding(task_type: str, embedding: Any, is_truncated: bool,
+                          chunked: bool = False) -> InferenceResult:
+    """The result whose ``.embedding`` is ``embedding`` (what an enriched record carries):
+    with ``chunked``, a ``ChunkedEmbedding`` of the list of chunk dicts, else the task type's
+    result type. Said, not guessed from the value: an empty list fits both."""
+    if chunked:
+        chunks = tuple(
+            EmbeddedChunk(item["start_offset"], item["end_offset"], item["embedding"]) for item in embedding
+        )
+        return ChunkedEmbedding(chunks, is_truncated)
+    return RESULT_TYPES[task_type](embedding, is_truncated)
+
+
 def to_inference_response(task_type: str, results: Sequence[InferenceResult]) -> dict[str, Any]:
     """The body Elasticsearch's ``POST _inference/<task_type>/<id>`` would return."""
     return {task_type: [result.to_dict() for result in results]}

@@ -59,7 +59,8 @@ def build_pipeline(
     ``run_files`` says (``partitions``: the Kafka offset ranges planned at launch, for the
     Kafka source)."""
     fields = RecordFields(job.text_field, job.id_field)
-    enriched_schema(job.text_field, job.output_field, endpoint.task_type)  # fail fast on names
+    chunked = endpoint.chunking_settings is not None
+    enriched_schema(job.text_field, job.output_field, endpoint.task_type, chunked)  # fail fast on names
     if job.source == "kafka":
         source = ReadKafkaDocuments(job.kafka_settings(), fields, partitions)
     else:
@@ -71,11 +72,11 @@ def build_pipeline(
     written: list[beam.PCollection] = []  # names of the files each sink staged
     if job.sink == "parquet":
         written.append(enriched.enriched | "WriteParquet" >> WriteEnrichedParquet(
-            run_files, job.text_field, job.output_field, endpoint.task_type
+            run_files, job.text_field, job.output_field, endpoint.task_type, chunked=chunked
         ))
     else:
         spec = IndexSpec(job.text_field, job.output_field, endpoint.task_type,
-                         embedding_dimensions(endpoint))
+                         embedding_dimensions(endpoint), chunked=chunked)
         dead_letters.append(
             enriched.enriched | "WriteIndex" >> WriteToSearchIndex(job.index_settings(), spec)
         )
@@ -128,7 +129,8 @@ def run_job(job: JobConfig, options: PipelineOptions) -> JobSummary:
     endpoint = resolve_endpoint(job)
     if job.sink != "parquet":  # fail fast (bad URL, credentials, mapping) before any work
         spec = IndexSpec(job.text_field, job.output_field, endpoint.task_type,
-                         embedding_dimensions(endpoint))
+                         embedding_dimensions(endpoint),
+                         chunked=endpoint.chunking_settings is not None)
         index = open_index(job.index_settings())
         try:
             index.ensure_index(spec)

@@ -60,9 +60,14 @@ def _describe_example(record: dict, endpoint: Endpoint, job: JobConfig) -> str:
     text = record[job.text_field]
     snippet = text if len(text) <= 70 else text[:67] + "..."
     result = record[job.output_field]
+    heading = f"Example {record['id']}: \"{snippet}\"\n  "
+    if endpoint.chunking_settings is not None:  # a list of chunks: show the first one
+        first = result[0]
+        heading += f"{len(result)} chunks, the first [{first['start_offset']}:{first['end_offset']}] "
+        result = first["embedding"]
     if endpoint.task_type == SPARSE_EMBEDDING:
         top = sorted(result, key=lambda pair: pair[1], reverse=True)[:TOP_TOKENS_SHOWN]
         shown = ", ".join(f"{token} {weight:.2f}" for token, weight in top)
-        return f"Example {record['id']}: \"{snippet}\"\n  top tokens: {shown}"
+        return f"{heading}top tokens: {shown}"
     shown = ", ".join(f"{v:.4f}" for v in result[:5])
-    return f"Example {record['id']}: \"{snippet}\"\n  {len(result)} dims: [{shown}, ...]"
+    return f"{heading}{len(result)} dims: [{shown}, ...]"

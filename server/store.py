@@ -1,7 +1,7 @@
 """The server's endpoints: validated by the YAML loader's rules, persisted in the YAML file.
 
 ``PUT _inference/<task_type>/<inference_id>`` bodies are checked by the very function that
-checks ``configs/endpoints.yaml`` (``parse_endpoints``), so a mistake gets the same message
+checks ``configs/endpoints.yaml`` (``Endpoint.from_body``), so a mistake gets the same message
 over REST as at a pipeline's start-up. Every change rewrites the endpoints file atomically
 (a temporary file in the same directory, then ``os.replace``), in the shape
 ``enrich run --endpoints FILE`` reads, so an endpoint made with PUT can enrich a corpus and
@@ -20,7 +20,7 @@ from typing import Any, Mapping
 import yaml
 
 from inference_enrich.inference import Endpoint, EndpointConfigError, load_endpoints
-from inference_enrich.inference.endpoints import parse_endpoints
+from inference_enrich.inference.secrets import is_secret_name
 from inference_enrich.server.errors import (
     ApiError,
     bad_request,
@@ -31,9 +31,6 @@ from inference_enrich.server.errors import (
 ELASTICSEARCH_TASK_TYPES = ("sparse_embedding", "text_embedding", "rerank", "completion",
                             "chat_completion")
 """Every task type Elasticsearch knows: anything else in a path is ``Unknown task_type``."""
-
-SECRET_MARKERS = ("api_key", "secret", "password", "token")
-"""Settings whose names contain these are never shown (Elasticsearch omits ``api_key``)."""
 
 UPDATABLE_SECTIONS = ("service_settings", "task_settings", "chunking_settings")
 
@@ -57,41 +54,23 @@ def check_inference_id(inference_id: str) -> None:
 
 
 def endpoint_from_body(inference_id: str, body: Any, task_type: str | None) -> Endpoint:
-    """A PUT body (``service``, ``service_settings``, ``task_settings``, ...) as a validated
-    endpoint. ``task_type`` comes from the path or, when the path has none, the body."""
+    """A PUT body (``service``, ``service_settings``, ``task_settings``, ``chunking_settings``)
+    as a validated endpoint, by the endpoints file's own rules and messages. ``task_type``
+    comes from the path or, when the path has none, the body."""
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object", "parse_exception")
-    entry = dict(body)
-    body_task_type = entry.pop("task_type", None)
-    if task_type is not None and body_task_type not in (None, task_type):
-        raise bad_request(
-            f"the task_type [{body_task_type}] in the body does not match the task_type "
-            f"[{task_type}] in the path"
-        )
-    task_type = task_type or body_task_type
-    if task_type is None:
-        raise bad_request("task_type is required: PUT _inference/<task_type>/<inference_id>")
     try:
-        registry = parse_endpoints({"endpoints": {inference_id: {"task_type": task_type, **entry}}},
-                                   source="request body")
+        return Endpoint.from_body(inference_id, body, task_type, source="request body")
     except EndpointConfigError as error:
         raise bad_request(str(error), "validation_exception") from None
-    return registry.get(inference_id)
 
 
 def endpoint_to_body(endpoint: Endpoint) -> dict[str, Any]:
     """One element of ``GET _inference``'s ``endpoints``, secrets left out."""
-    body = {
-        "inference_id": endpoint.inference_id,
-        "task_type": endpoint.task_type,
-        "service": endpoint.service,
-        "service_settings": _without_secrets(endpoint.service_settings),
-        "task_settings": dict(endpoint.task_settings),
-    }
-    chunking = getattr(endpoint, "chunking_settings", None)
-    if chunking:
-        body["chunking_settings"] = dict(chunking)
-    return body
+    body = endpoint.to_body()
+    body["service_settings"] = {key: value for key, value in body["service_settings"].items()
+                                if not is_secret_name(key)}
+    return {"inference_id": endpoint.inference_id, **body}
 
 
 def with_task_settings(endpoint: Endpoint, overrides: Any) -> Endpoint:
@@ -99,7 +78,7 @@ def with_task_settings(endpoint: Endpoint, overrides: Any) -> Endpoint:
     loader's rules (Elasticsearch lets a request override the endpoint's task settings)."""
     if not isinstance(overrides, dict):
         raise bad_request("[task_settings] must be an object", "x_content_parse_exception")
-    body = _stored_entry(endpoint)
+    body = endpoint.to_body()
     body["task_settings"] = {**endpoint.task_settings, **overrides}
     return endpoint_from_body(endpoint.inference_id, body, None)
 
@@ -116,30 +95,10 @@ def updated_endpoint(endpoint: Endpoint, changes: Any) -> Endpoint:
             )
         if not isinstance(value, dict):
             raise bad_request(f"[{key}] must be an object", "x_content_parse_exception")
-    body = _stored_entry(endpoint)
+    body = endpoint.to_body()
     for key, value in changes.items():
         body[key] = {**body.get(key, {}), **value}
     return endpoint_from_body(endpoint.inference_id, body, None)
-
-
-def _stored_entry(endpoint: Endpoint) -> dict[str, Any]:
-    """The endpoint as its YAML entry (secrets included: this is what the file holds)."""
-    entry: dict[str, Any] = {
-        "task_type": endpoint.task_type,
-        "service": endpoint.service,
-        "service_settings": dict(endpoint.service_settings),
-    }
-    if endpoint.task_settings:
-        entry["task_settings"] = dict(endpoint.task_settings)
-    chunking = getattr(endpoint, "chunking_settings", None)
-    if chunking:
-        entry["chunking_settings"] = dict(chunking)
-    return entry
-
-
-def _without_secrets(settings: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in settings.items()
-            if not any(marker in key.lower() for marker in SECRET_MARKERS)}
 
 
 class EndpointStore:
@@ -217,7 +176,8 @@ def _holds_no_endpoints(path: Path) -> bool:
 
 def write_endpoints(path: Path, endpoints: Mapping[str, Endpoint]) -> None:
     """Write ``endpoints`` to ``path`` in the endpoints-file format, atomically."""
-    document = {"endpoints": {key: _stored_entry(endpoint) for key, endpoint in endpoints.items()}}
+    # to_body holds secrets too: this is what the file must hold (GET leaves them out)
+    document = {"endpoints": {key: endpoint.to_body() for key, endpoint in endpoints.items()}}
     text = ("# Inference endpoints written by `enrich serve` (PUT/DELETE _inference); the format\n"
             "# of configs/endpoints.yaml, usable with `enrich run --endpoints FILE`.\n"
             + yaml.safe_dump(document, sort_keys=False))

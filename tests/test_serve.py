@@ -161,8 +161,11 @@ ERRORS = [
      "validation_exception", "service: unknown service 'openai'"),
     ("PUT", "/_inference/sparse_embedding/bad-one", {"service": "transformers", "service_settings": {"model_id": "splade-tiny"},
      "task_settings": {"top_k": 0}}, {}, 400, "validation_exception", "task_settings.top_k: expected a positive integer"),
+    ("PUT", "/_inference/sparse_embedding/bad-one", {"service": "transformers", "service_settings": {"model_id": "splade-tiny"},
+     "chunking_settings": {"strategy": "word", "max_chunk_size": 301, "overlap": 10}}, {}, 400, "validation_exception",
+     "chunking_settings: Validation Failed: 1: [chunking_settings] Invalid value [301.0]. [max_chunk_size] must be a less than or equal to [300.0];"),
     ("PUT", "/_inference/bad-one", {"service": "transformers", "service_settings": {"model_id": "splade-tiny"}}, {}, 400,
-     "status_exception", "task_type is required"),
+     "validation_exception", "request body: endpoint 'bad-one': task_type: required"),
     ("PUT", "/_inference/sparse_embedding/Bad.Id", {"service": "transformers", "service_settings": {"model_id": "splade-tiny"}}, {}, 400,
      "action_request_validation_exception", "Invalid inference_id"),
     ("PUT", "/_inference/sparse_embedding/my-elser-model", {"service": "transformers", "service_settings": {"model_id": "splade-tiny"}}, {}, 400,
@@ -359,6 +362,23 @@ def test_put_get_infer_restart_delete(tmp_path, endpoints):
         remaining = [e["inference_id"] for e in es.inference.get().body["endpoints"]]
         assert remaining == sorted(e.inference_id for e in endpoints)
     assert "my-pruned" not in [e.inference_id for e in load_endpoints(server.endpoints)]
+
+
+def test_chunking_settings_are_accepted_on_put_and_returned_on_get(server, es):
+    config = {"service": "transformers", "service_settings": {"model_id": "splade-tiny"},
+              "chunking_settings": {"strategy": "word", "max_chunk_size": 50, "overlap": 10}}
+    created = es.inference.put(task_type="sparse_embedding", inference_id="my-chunked", inference_config=config)
+    assert created.body == {"inference_id": "my-chunked", "task_type": "sparse_embedding", "task_settings": {}, **config}
+    assert es.inference.get(inference_id="my-chunked").body == {"endpoints": [created.body]}
+    defaulted = es.inference.put(task_type="sparse_embedding", inference_id="my-chunked-default", inference_config={
+        **config, "chunking_settings": {}})  # {} is Elasticsearch's default, spelled out on GET
+    assert defaulted.body["chunking_settings"] == {"strategy": "sentence", "max_chunk_size": 250, "sentence_overlap": 1}
+    updated = es.inference.update(inference_id="my-chunked", inference_config={"chunking_settings": {"overlap": 20}})
+    assert updated.body["chunking_settings"] == {"strategy": "word", "max_chunk_size": 50, "overlap": 20}
+    stored = load_endpoints(server.endpoints).get("my-chunked")
+    assert stored.chunking_settings.to_dict() == updated.body["chunking_settings"]  # what `enrich run` reads
+    for inference_id in ("my-chunked", "my-chunked-default"):
+        es.inference.delete(inference_id=inference_id)
 
 
 # ------------------------------------------------------------------ auth

@@ -25,7 +25,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from inference_enrich.inference.results import RESULT_TYPES, ChunkedEmbedding, EmbeddedChunk, InferenceResult
+from inference_enrich.inference.results import InferenceResult, result_from_embedding
 
 PARSE = "parse"
 VALIDATE = "validate"
@@ -163,10 +163,5 @@ def as_enriched_document(
     if isinstance(element, EnrichedDocument):
         return element
     record = {k: v for k, v in element.items() if k not in (output_field, "is_truncated")}
-    is_truncated = bool(element["is_truncated"])
-    if chunked:
-        chunks = tuple(EmbeddedChunk(c["start_offset"], c["end_offset"], c["embedding"]) for c in element[output_field])
-        result: InferenceResult = ChunkedEmbedding(chunks, is_truncated)
-    else:
-        result = RESULT_TYPES[task_type](element[output_field], is_truncated)
+    result = result_from_embedding(task_type, element[output_field], bool(element["is_truncated"]), chunked)
     return EnrichedDocument(Document(str(element["id"]), element[text_field], record), result)

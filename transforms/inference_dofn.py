@@ -3,7 +3,10 @@
 Per bundle it buffers documents (``BufferingDoFn``), tokenises them together, cuts
 length-sorted batches that fit the token budget and runs one forward pass per batch
 (``inference/batching.py``); a document the tokenizer or the model fails on becomes one dead
-letter. Each output keeps its input's window and timestamp. The model is loaded once per
+letter. With the endpoint's ``chunking_settings``, the buffered documents are cut into
+chunks and the chunks of all of them are batched together the same way
+(``inference/chunked.py``); a document is emitted, with a ``ChunkedEmbedding``, once all its
+chunks are done, or dead-lettered once. Each output keeps its input's window and timestamp. The model is loaded once per
 worker process (Beam ``Shared``), however many DoFn instances and threads the runner
 creates; the runtime is safe to share between those threads (``SharedRuntime``).
 
@@ -25,7 +28,8 @@ from apache_beam.utils import shared
 from apache_beam.utils.windowed_value import WindowedValue
 
 from inference_enrich.inference import Endpoint, ModelRuntime, load_runtime
-from inference_enrich.inference.batching import embed_batches, tokenize_each
+from inference_enrich.inference.batching import EmbeddedBatch, embed_batches, tokenize_each
+from inference_enrich.inference.chunked import embed_chunked
 from inference_enrich.inference.memory import HeapTrimmer
 from inference_enrich.inference.results import InferenceResult
 from inference_enrich.transforms.documents import (
@@ -107,6 +111,8 @@ class InferenceDoFn(BufferingDoFn):
         self._batches = Metrics.counter(METRICS_NAMESPACE, "batches")
         self._truncated = Metrics.counter(METRICS_NAMESPACE, "truncated")
         self._latency = Metrics.distribution(METRICS_NAMESPACE, "batch_latency_ms")
+        self._chunks = Metrics.counter(METRICS_NAMESPACE, "chunks")
+        self._chunks_per_document = Metrics.distribution(METRICS_NAMESPACE, "chunks_per_document")
 
     def setup(self) -> None:
         if self._num_threads:
@@ -121,6 +127,9 @@ class InferenceDoFn(BufferingDoFn):
         self._heap = HeapTrimmer()  # keeps RSS flat over millions of documents
 
     def flush(self, entries: list[BufferedElement]) -> Iterator[WindowedValue | TaggedOutput]:
+        if self._endpoint.chunking_settings is not None:
+            yield from self._flush_chunked(entries)
+            return
         tokenized = tokenize_each(self._runtime, [entry.element.text for entry in entries])
         for entry, item in zip(entries, tokenized, strict=True):
             if isinstance(item, Exception):
@@ -129,14 +138,39 @@ class InferenceDoFn(BufferingDoFn):
         for batch in embed_batches(
             self._runtime, tokenized, batching.max_batch_tokens, batching.max_batch_size
         ):
-            if batch.latency_s is not None:
-                self._latency.update(int(batch.latency_s * 1000))
-            self._batches.inc()
-            self._heap.after_batch()
+            self._record_batch(batch)
             lengths = [len(tokenized[position].ids) for position in batch.positions]
             self._progress.add(len(lengths), sum(lengths))
             for position, tokens, result in zip(batch.positions, lengths, batch.results, strict=True):
                 yield self._emit(entries[position], tokens, result)
+        self._heap.trim()
+
+    def _record_batch(self, batch: EmbeddedBatch) -> None:
+        if batch.latency_s is not None:
+            self._latency.update(int(batch.latency_s * 1000))
+        self._batches.inc()
+        self._heap.after_batch()
+
+    def _flush_chunked(self, entries: list[BufferedElement]) -> Iterator[WindowedValue | TaggedOutput]:
+        """With ``chunking_settings``: the chunks of every buffered document are batched
+        together by the token budget; each document is emitted once all its chunks are done,
+        or dead-lettered once at its first failed chunk (``inference/chunked.py``)."""
+        batching = self._batching
+        for event in embed_chunked(
+            self._runtime,
+            [entry.element.text for entry in entries],
+            self._endpoint.chunking_settings,
+            batching.max_batch_tokens,
+            batching.max_batch_size,
+        ):
+            if isinstance(event, EmbeddedBatch):
+                self._record_batch(event)
+                continue
+            if not isinstance(event.result, Exception):
+                self._chunks.inc(event.chunks)
+                self._chunks_per_document.update(event.chunks)
+                self._progress.add(1, event.tokens)
+            yield self._emit(entries[event.document], event.tokens, event.result)
         self._heap.trim()
 
     def _emit(

@@ -4,9 +4,9 @@
     results, failed = texts | RunInference(EndpointModelHandler("my-elser-model")).with_exception_handling()
 
 Examples are strings; each ``PredictionResult`` holds the text (``example``), the endpoint's
-result (``inference``: a ``SparseEmbedding`` or ``TextEmbedding``, with ``embedding`` and
-``is_truncated``) and the inference id (``model_id``). Wrap it in ``KeyedModelHandler`` to
-carry ids through.
+result (``inference``: a ``SparseEmbedding`` or ``TextEmbedding``, or a ``ChunkedEmbedding``
+for an endpoint with ``chunking_settings``, each with ``embedding`` and ``is_truncated``) and
+the inference id (``model_id``). Wrap it in ``KeyedModelHandler`` to carry ids through.
 
 Inside ``run_inference`` each Beam batch is tokenised together and cut into length-sorted
 forward passes by our token budget (the same code as ``Enrich``), so Beam's batch is only
@@ -29,10 +29,10 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 from inference_enrich.inference import (
     Endpoint,
     ModelRuntime,
-    infer_texts,
     load_runtime,
     resolve_endpoint,
 )
+from inference_enrich.inference.api import infer_endpoint_texts
 from inference_enrich.transforms.inference_dofn import BatchingConfig
 
 
@@ -91,8 +91,8 @@ class EndpointModelHandler(ModelHandler[str, PredictionResult, ModelRuntime]):
                     f"EndpointModelHandler takes str examples; element {position} of the batch "
                     f"is {type(text).__name__}: {text!r:.80}"
                 )
-        results = infer_texts(
-            model, batch, self._batching.max_batch_tokens, self._batching.max_batch_size
+        results = infer_endpoint_texts(
+            self._endpoint, model, batch, self._batching.max_batch_tokens, self._batching.max_batch_size
         )
         inference_id = self._endpoint.inference_id
         return [PredictionResult(text, result, inference_id) for text, result in zip(batch, results, strict=True)]

@@ -8,7 +8,10 @@ column             type                                 holds
 ``id``             string, not null                     the record id (id field, else a hash)
 <text field>       string                               the text that was embedded
 <output field>     map<string, float32> (sparse) or     the inference result
-                   list<float32> (dense)
+                   list<float32> (dense); chunked:
+                   list<struct<start_offset: int32,     one entry per chunk, in text order
+                   end_offset: int32, embedding: the
+                   sparse or dense type>>
 ``is_truncated``   bool                                 input was cut at the model's limit
 ``passthrough``    string (JSON object)                 every input field but the text, as read
 =================  ===================================  =====================================
@@ -27,7 +30,7 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from inference_enrich.inference.results import SPARSE_EMBEDDING
+from inference_enrich.inference.results import SPARSE_EMBEDDING, ChunkedEmbedding, InferenceResult
 from inference_enrich.transforms.bundle_files import BundleFileWriter, RunFiles
 from inference_enrich.transforms.documents import EnrichedDocument, as_enriched_document
 
@@ -35,8 +38,9 @@ RESERVED_COLUMNS = ("id", "is_truncated", "passthrough")
 ROW_GROUP_ROWS = 4096
 
 
-def enriched_schema(text_field: str, output_field: str, task_type: str) -> pa.Schema:
-    """The Parquet schema of enriched output (see the module docstring)."""
+def enriched_schema(text_field: str, output_field: str, task_type: str, chunked: bool = False) -> pa.Schema:
+    """The Parquet schema of enriched output (see the module docstring); ``chunked`` for an
+    endpoint with ``chunking_settings``."""
     for name in (text_field, output_field):
         if name in RESERVED_COLUMNS:
             raise ValueError(f"'{name}' is a reserved output column ({', '.join(RESERVED_COLUMNS)})")
@@ -46,6 +50,12 @@ def enriched_schema(text_field: str, output_field: str, task_type: str) -> pa.Sc
         result_type = pa.map_(pa.string(), pa.float32())
     else:
         result_type = pa.list_(pa.float32())
+    if chunked:
+        result_type = pa.list_(pa.struct([
+            pa.field("start_offset", pa.int32()),
+            pa.field("end_offset", pa.int32()),
+            pa.field("embedding", result_type),
+        ]))
     return pa.schema(
         [
             pa.field("id", pa.string(), nullable=False),
@@ -62,12 +72,15 @@ class ParquetBundleWriter(BundleFileWriter):
 
     suffix = ".parquet"
 
-    def __init__(self, run_files: RunFiles, text_field: str, output_field: str, task_type: str) -> None:
+    def __init__(
+        self, run_files: RunFiles, text_field: str, output_field: str, task_type: str, chunked: bool = False
+    ) -> None:
         super().__init__(run_files)
         self._text_field = text_field
         self._output_field = output_field
-        self._schema = enriched_schema(text_field, output_field, task_type)
+        self._schema = enriched_schema(text_field, output_field, task_type, chunked)
         self._sparse = task_type == SPARSE_EMBEDDING
+        self._chunked = chunked
 
     def open_file(self, stream: BinaryIO) -> None:
         self._writer = pq.ParquetWriter(stream, self._schema)
@@ -90,10 +103,7 @@ class ParquetBundleWriter(BundleFileWriter):
         columns = {
             "id": [row.document.id for row in rows],
             self._text_field: [row.document.text for row in rows],
-            self._output_field: [
-                list(row.result.embedding.items()) if self._sparse else row.result.embedding
-                for row in rows
-            ],
+            self._output_field: [self._output_value(row.result) for row in rows],
             "is_truncated": [row.result.is_truncated for row in rows],
             "passthrough": [
                 json.dumps(
@@ -106,20 +116,38 @@ class ParquetBundleWriter(BundleFileWriter):
         }
         self._writer.write_table(pa.Table.from_pydict(columns, schema=self._schema))
 
+    def _output_value(self, result: InferenceResult):
+        """``result`` as its output column takes it (a sparse map as (token, weight) pairs)."""
+        if not self._chunked:
+            return list(result.embedding.items()) if self._sparse else result.embedding
+        if not isinstance(result, ChunkedEmbedding):
+            raise TypeError(f"a chunked output takes chunked results, got {type(result).__name__}")
+        return [
+            {
+                "start_offset": piece.start_offset,
+                "end_offset": piece.end_offset,
+                "embedding": list(piece.embedding.items()) if self._sparse else piece.embedding,
+            }
+            for piece in result.chunks
+        ]
+
 
 class WriteEnrichedParquet(beam.PTransform):
     """Enriched documents (or the enriched dicts ``Enrich`` emits) -> ``part-*.parquet`` staged
     for ``run_files``' output; returns the names of the files written by committed bundles
     (see ``bundle_files``)."""
 
-    def __init__(self, output: str | RunFiles, text_field: str, output_field: str, task_type: str) -> None:
+    def __init__(
+        self, output: str | RunFiles, text_field: str, output_field: str, task_type: str, *, chunked: bool = False
+    ) -> None:
         """``output``: a directory (files are published bundle by bundle as the runner
         commits them, so this works in any pipeline), or the ``RunFiles`` of an ``enrich run``
-        (staged, published once the run has succeeded)."""
+        (staged, published once the run has succeeded). ``chunked``: the records come from an
+        endpoint with ``chunking_settings`` (one embedding per chunk)."""
         super().__init__()
         run_files = output if isinstance(output, RunFiles) else RunFiles.published_per_bundle(output)
-        self._fields = (text_field, output_field, task_type)
-        self._writer = ParquetBundleWriter(run_files, text_field, output_field, task_type)
+        self._fields = (text_field, output_field, task_type, chunked)
+        self._writer = ParquetBundleWriter(run_files, text_field, output_field, task_type, chunked)
 
     def expand(self, enriched):
         return (
