@@ -205,7 +205,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_serve(args)
         return _endpoints(args)
     except JobFailed as error:
-        print(f"enrich: error: the run failed, its output was not published: {error}", file=sys.stderr)
+        outcome = ("the pipeline had published its output" if error.published
+                   else "its output was not published")
+        print(f"enrich: error: the run failed, {outcome}: {error}", file=sys.stderr)
         return EXIT_RUN_FAILED
     except IndexUnreachable as error:  # before (run) or instead of (search) any work
         print(f"enrich: error: {error}", file=sys.stderr)

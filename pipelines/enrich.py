@@ -2,7 +2,8 @@
 
 ``build_pipeline`` only wires transforms (so tests and other entry points can reuse it);
 ``run_job`` runs the pipeline, publishes its staged output only if it succeeded (see
-``publish``) and returns a ``JobSummary``.
+``publish``; with ``publish: pipeline`` the pipeline's last step does) and returns a
+``JobSummary``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Sequence
 
 import apache_beam as beam
@@ -21,7 +23,13 @@ from inference_enrich.indexes import IndexSpec, open_index
 from inference_enrich.inference import Endpoint, load_endpoints
 from inference_enrich.inference.api import embedding_dimensions
 from inference_enrich.pipelines.config import JobConfig
-from inference_enrich.pipelines.publish import discard_staging, finish_streaming, new_run_id, publish_output
+from inference_enrich.pipelines.publish import (
+    PublishOutput,
+    discard_staging,
+    finish_streaming,
+    new_run_id,
+    publish_output,
+)
 from inference_enrich.transforms.bundle_files import CommitManifest, RunFiles
 from inference_enrich.transforms.dead_letters import WriteDeadLetters
 from inference_enrich.transforms.documents import DEAD_LETTER_TAG, RecordFields
@@ -40,7 +48,12 @@ LOG = logging.getLogger(__name__)
 
 
 class JobFailed(RuntimeError):
-    """The pipeline did not finish: nothing of this run was published."""
+    """The run failed: nothing of it was published, unless ``published`` (the pipeline had
+    published its output itself before the check that failed)."""
+
+    def __init__(self, message: str, published: bool = False) -> None:
+        super().__init__(message)
+        self.published = published
 
 
 def resolve_endpoint(job: JobConfig) -> Endpoint:
@@ -57,7 +70,8 @@ def build_pipeline(
 ) -> None:
     """Add the enrichment graph for ``job`` to ``pipeline``, staging its files as
     ``run_files`` says (``partitions``: the Kafka offset ranges planned at launch, for the
-    Kafka source)."""
+    Kafka source). With ``publish: pipeline`` a batch pipeline publishes its output and then
+    commits those ranges' end offsets as its last step."""
     fields = RecordFields(job.text_field, job.id_field)
     enriched_schema(job.text_field, job.output_field, endpoint.task_type)  # fail fast on names
     if job.source == "kafka":
@@ -85,11 +99,15 @@ def build_pipeline(
         | "WriteDeadLetters" >> WriteDeadLetters(run_files)
     )
     if not run_files.streaming:
-        _ = (
+        manifest = (
             tuple(written)
             | "AllWrittenFiles" >> beam.Flatten()
             | "CommitManifest" >> CommitManifest(run_files)
         )
+        if job.publish == "pipeline":
+            commit = partial(commit_end_offsets, job.kafka_settings(), tuple(partitions)) if partitions else None
+            _ = manifest | "PublishOutput" >> beam.ParDo(
+                PublishOutput(run_files, replace=job.source == "files", after_publish=commit))
 
 
 @dataclass(frozen=True)
@@ -123,7 +141,9 @@ def run_job(job: JobConfig, options: PipelineOptions) -> JobSummary:
     Output rules: a batch run publishes everything or nothing, after the pipeline has
     succeeded; from a files source it replaces the earlier output, from Kafka it adds to it
     (each run reads newer messages). A streaming run publishes each bundle's files when the
-    runner commits the bundle, adding to the output.
+    runner commits the bundle, adding to the output. With ``publish: pipeline`` the batch
+    pipeline has published (and committed the Kafka offsets) itself when it is DONE; the
+    accounting check still runs here, but can only report, not hold back, the output.
     """
     endpoint = resolve_endpoint(job)
     if job.sink != "parquet":  # fail fast (bad URL, credentials, mapping) before any work
@@ -154,6 +174,11 @@ def run_job(job: JobConfig, options: PipelineOptions) -> JobSummary:
     counters = _counters(result)
     if run_files.streaming:
         finish_streaming(run_files)
+    elif job.publish == "pipeline":
+        missing = unaccounted_records(counters)
+        if missing:
+            raise JobFailed(missing + (" (its Kafka offsets were committed too)" if partitions else ""),
+                            published=True)
     else:
         missing = unaccounted_records(counters)
         if missing:
@@ -161,8 +186,8 @@ def run_job(job: JobConfig, options: PipelineOptions) -> JobSummary:
             raise JobFailed(missing + "; nothing was published"
                             + (" and no Kafka offsets were committed" if partitions else ""))
         publish_output(run_files, replace=job.source == "files")
-    if partitions and not job.streaming:  # only now: a failed run must be re-readable
-        commit_end_offsets(job.kafka_settings(), partitions)
+        if partitions:  # only now: a failed run must be re-readable
+            commit_end_offsets(job.kafka_settings(), partitions)
     index_documents = None
     if job.sink != "parquet":  # makes the writes searchable now (a refresh) and counts them
         index = open_index(job.index_settings())
