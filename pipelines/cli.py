@@ -205,8 +205,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_serve(args)
         return _endpoints(args)
     except JobFailed as error:
-        outcome = ("the pipeline had published its output" if error.published
-                   else "its output was not published")
+        outcome = {False: "its output was not published",
+                   True: "the pipeline had published its output",
+                   None: "the pipeline publishes its output itself (OUTPUT/_SUCCESS names the "
+                         "last run that did)"}[error.published]
         print(f"enrich: error: the run failed, {outcome}: {error}", file=sys.stderr)
         return EXIT_RUN_FAILED
     except IndexUnreachable as error:  # before (run) or instead of (search) any work

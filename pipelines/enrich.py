@@ -48,10 +48,12 @@ LOG = logging.getLogger(__name__)
 
 
 class JobFailed(RuntimeError):
-    """The run failed: nothing of it was published, unless ``published`` (the pipeline had
-    published its output itself before the check that failed)."""
+    """The run failed. ``published``: False, nothing of it was published; True, the pipeline
+    had published its output itself (``publish: pipeline``) before the check that failed;
+    None, the pipeline publishes itself and may have (or, if only the wait for it failed,
+    may yet)."""
 
-    def __init__(self, message: str, published: bool = False) -> None:
+    def __init__(self, message: str, published: bool | None = False) -> None:
         super().__init__(message)
         self.published = published
 
@@ -161,20 +163,19 @@ def run_job(job: JobConfig, options: PipelineOptions) -> JobSummary:
         partitions = plan_partitions(job.kafka_settings())
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, job, endpoint, run_files, partitions)
+    publishes_itself = job.publish == "pipeline" and not job.streaming
     try:
         result = pipeline.run()
         state = result.wait_until_finish()
     except Exception as error:
-        discard_staging(run_files)
-        raise JobFailed(failure_reason(error)) from error
+        raise _failed(run_files, publishes_itself, failure_reason(error)) from error
     if state != PipelineState.DONE:  # e.g. cancelled, or failed without raising
-        discard_staging(run_files)
-        raise JobFailed(f"the pipeline ended in state {state}, not DONE"
-                        + (": no Kafka offsets were committed" if partitions else ""))
+        raise _failed(run_files, publishes_itself, f"the pipeline ended in state {state}, not DONE"
+                      + (": no Kafka offsets were committed" if partitions and not publishes_itself else ""))
     counters = _counters(result)
     if run_files.streaming:
         finish_streaming(run_files)
-    elif job.publish == "pipeline":
+    elif publishes_itself:
         missing = unaccounted_records(counters)
         if missing:
             raise JobFailed(missing + (" (its Kafka offsets were committed too)" if partitions else ""),
@@ -208,6 +209,16 @@ def run_job(job: JobConfig, options: PipelineOptions) -> JobSummary:
         index_documents=index_documents,
         files_cut_short=counters.get("files_cut_short", 0),
     )
+
+
+def _failed(run_files: RunFiles, publishes_itself: bool, reason: str) -> JobFailed:
+    """The error for a run that did not end DONE, after removing what it staged. A pipeline
+    that publishes itself owns its staging: what failed may be only the launcher's wait for
+    a job that runs on, so its staging is left (the next successful run removes it)."""
+    if publishes_itself:
+        return JobFailed(reason, published=None)
+    discard_staging(run_files)
+    return JobFailed(reason)
 
 
 def unaccounted_records(counters: dict[str, int]) -> str | None:

@@ -14,11 +14,12 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineState
 
 from inference_enrich.pipelines.config import JobConfig
-from inference_enrich.pipelines.enrich import build_pipeline, resolve_endpoint
+from inference_enrich.pipelines.enrich import JobFailed, build_pipeline, resolve_endpoint
 from inference_enrich.pipelines.publish import SUCCESS, new_run_id, publish_output
 from inference_enrich.transforms.bundle_files import STAGING_PREFIX, RunFiles, read_manifest
 from inference_enrich.transforms.kafka import plan_partitions
 
+from cutting_http_server import CuttingHttpServer
 from pipeline_helpers import IN_PROCESS, read_dead_letters, read_output, run, write_lines
 
 
@@ -99,6 +100,26 @@ def test_enrich_run_in_pipeline_mode_publishes_once_and_still_reports(tmp_path):
     assert (summary.records_read, summary.records_written, summary.dead_letters) == (3, 2, 1)
     assert set(read_output(str(output))) == {"a1", "a2"}
     assert success(output)["files"] == 2
+
+
+def test_a_failed_run_in_pipeline_mode_leaves_the_earlier_output_and_its_staging(tmp_path):
+    """The job owns its staging in pipeline mode (the launcher's wait may fail while the job
+    runs on), so a failure removes nothing and says publishing is the job's."""
+    output = tmp_path / "out"
+    job = JobConfig(input=[str(corpus(tmp_path / "a.jsonl", ["a1"]))], output=str(output), publish="pipeline")
+    run(job)
+    published = listing(output)
+    (tmp_path / "served").mkdir()
+    corpus(tmp_path / "served" / "docs.jsonl", ["b1"])
+    with CuttingHttpServer(tmp_path / "served", cuts=10_000) as server:
+        with pytest.raises(JobFailed, match="docs.jsonl past byte 0") as failed:
+            run(job.model_copy(update={"input": [f"{server.url}/docs.jsonl"]}))
+    assert failed.value.published is None
+    assert set(read_output(str(output))) == {"a1"}
+    left = [name for name in listing(output) if name not in published]
+    assert left and all(name.startswith(STAGING_PREFIX) for name in left)
+    run(job)  # the next successful run removes it
+    assert not [name for name in listing(output) if name.startswith(STAGING_PREFIX)]
 
 
 @pytest.mark.kafka
