@@ -205,7 +205,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_serve(args)
         return _endpoints(args)
     except JobFailed as error:
-        print(f"enrich: error: the run failed, its output was not published: {error}", file=sys.stderr)
+        outcome = {False: "its output was not published",
+                   True: "the pipeline had published its output",
+                   None: "the pipeline publishes its output itself (OUTPUT/_SUCCESS names the "
+                         "last run that did)"}[error.published]
+        print(f"enrich: error: the run failed, {outcome}: {error}", file=sys.stderr)
         return EXIT_RUN_FAILED
     except IndexUnreachable as error:  # before (run) or instead of (search) any work
         print(f"enrich: error: {error}", file=sys.stderr)

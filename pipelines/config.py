@@ -27,6 +27,7 @@ A config file has three sections (every key optional; flags given on the command
     sink:
       type: parquet                  # parquet | elasticsearch | opensearch | embedded
       output: ./enrich-output        # Parquet (and, for every sink, dead letters); fsspec URL
+      publish: launcher              # who publishes a batch run: launcher | pipeline (its last step)
       url: http://127.0.0.1:9200     # elasticsearch / opensearch
       index: enriched                # elasticsearch / opensearch index name
       path: ./idx                    # the embedded index directory (type: embedded)
@@ -179,6 +180,11 @@ class JobConfig(BaseModel):
     output: Annotated[str, Setting("sink", metavar="DIR", path=True)] = Field(
         "enrich-output", min_length=1, description="output directory (any fsspec URL): Parquet "
         "part files and, for every sink, the dead letters in _dead_letter/")
+    publish: Annotated[Literal["launcher", "pipeline"], Setting("sink")] = Field(
+        "launcher", description="who publishes a batch run's output and commits its Kafka "
+        "offsets: launcher (enrich run, after the job succeeded and every record was "
+        "accounted for) or pipeline (its last step, for launchers that do not wait, such as "
+        "a Dataflow Flex Template's)")
     es_url: Annotated[str | None, Setting("sink", key="url", metavar="URL")] = Field(
         None, min_length=1,
         description=f"Elasticsearch/OpenSearch URL (default: {DEFAULT_URLS['elasticsearch']})")

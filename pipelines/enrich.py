@@ -2,7 +2,8 @@
 
 ``build_pipeline`` only wires transforms (so tests and other entry points can reuse it);
 ``run_job`` runs the pipeline, publishes its staged output only if it succeeded (see
-``publish``) and returns a ``JobSummary``.
+``publish``; with ``publish: pipeline`` the pipeline's last step does) and returns a
+``JobSummary``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Sequence
 
 import apache_beam as beam
@@ -21,7 +23,13 @@ from inference_enrich.indexes import IndexSpec, open_index
 from inference_enrich.inference import Endpoint, load_endpoints
 from inference_enrich.inference.api import embedding_dimensions
 from inference_enrich.pipelines.config import JobConfig
-from inference_enrich.pipelines.publish import discard_staging, finish_streaming, new_run_id, publish_output
+from inference_enrich.pipelines.publish import (
+    PublishOutput,
+    discard_staging,
+    finish_streaming,
+    new_run_id,
+    publish_output,
+)
 from inference_enrich.transforms.bundle_files import CommitManifest, RunFiles
 from inference_enrich.transforms.dead_letters import WriteDeadLetters
 from inference_enrich.transforms.documents import DEAD_LETTER_TAG, RecordFields
@@ -40,7 +48,14 @@ LOG = logging.getLogger(__name__)
 
 
 class JobFailed(RuntimeError):
-    """The pipeline did not finish: nothing of this run was published."""
+    """The run failed. ``published``: False, nothing of it was published; True, the pipeline
+    had published its output itself (``publish: pipeline``) before the check that failed;
+    None, the pipeline publishes itself and may have (or, if only the wait for it failed,
+    may yet)."""
+
+    def __init__(self, message: str, published: bool | None = False) -> None:
+        super().__init__(message)
+        self.published = published
 
 
 def resolve_endpoint(job: JobConfig) -> Endpoint:
@@ -57,7 +72,8 @@ def build_pipeline(
 ) -> None:
     """Add the enrichment graph for ``job`` to ``pipeline``, staging its files as
     ``run_files`` says (``partitions``: the Kafka offset ranges planned at launch, for the
-    Kafka source)."""
+    Kafka source). With ``publish: pipeline`` a batch pipeline publishes its output and then
+    commits those ranges' end offsets as its last step."""
     fields = RecordFields(job.text_field, job.id_field)
     chunked = endpoint.chunking_settings is not None
     enriched_schema(job.text_field, job.output_field, endpoint.task_type, chunked)  # fail fast on names
@@ -86,11 +102,15 @@ def build_pipeline(
         | "WriteDeadLetters" >> WriteDeadLetters(run_files)
     )
     if not run_files.streaming:
-        _ = (
+        manifest = (
             tuple(written)
             | "AllWrittenFiles" >> beam.Flatten()
             | "CommitManifest" >> CommitManifest(run_files)
         )
+        if job.publish == "pipeline":
+            commit = partial(commit_end_offsets, job.kafka_settings(), tuple(partitions)) if partitions else None
+            _ = manifest | "PublishOutput" >> beam.ParDo(
+                PublishOutput(run_files, replace=job.source == "files", after_publish=commit))
 
 
 @dataclass(frozen=True)
@@ -124,7 +144,9 @@ def run_job(job: JobConfig, options: PipelineOptions) -> JobSummary:
     Output rules: a batch run publishes everything or nothing, after the pipeline has
     succeeded; from a files source it replaces the earlier output, from Kafka it adds to it
     (each run reads newer messages). A streaming run publishes each bundle's files when the
-    runner commits the bundle, adding to the output.
+    runner commits the bundle, adding to the output. With ``publish: pipeline`` the batch
+    pipeline has published (and committed the Kafka offsets) itself when it is DONE; the
+    accounting check still runs here, but can only report, not hold back, the output.
     """
     endpoint = resolve_endpoint(job)
     if job.sink != "parquet":  # fail fast (bad URL, credentials, mapping) before any work
@@ -143,19 +165,23 @@ def run_job(job: JobConfig, options: PipelineOptions) -> JobSummary:
         partitions = plan_partitions(job.kafka_settings())
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, job, endpoint, run_files, partitions)
+    publishes_itself = job.publish == "pipeline" and not job.streaming
     try:
         result = pipeline.run()
         state = result.wait_until_finish()
     except Exception as error:
-        discard_staging(run_files)
-        raise JobFailed(failure_reason(error)) from error
+        raise _failed(run_files, publishes_itself, failure_reason(error)) from error
     if state != PipelineState.DONE:  # e.g. cancelled, or failed without raising
-        discard_staging(run_files)
-        raise JobFailed(f"the pipeline ended in state {state}, not DONE"
-                        + (": no Kafka offsets were committed" if partitions else ""))
+        raise _failed(run_files, publishes_itself, f"the pipeline ended in state {state}, not DONE"
+                      + (": no Kafka offsets were committed" if partitions and not publishes_itself else ""))
     counters = _counters(result)
     if run_files.streaming:
         finish_streaming(run_files)
+    elif publishes_itself:
+        missing = unaccounted_records(counters)
+        if missing:
+            raise JobFailed(missing + (" (its Kafka offsets were committed too)" if partitions else ""),
+                            published=True)
     else:
         missing = unaccounted_records(counters)
         if missing:
@@ -163,8 +189,8 @@ def run_job(job: JobConfig, options: PipelineOptions) -> JobSummary:
             raise JobFailed(missing + "; nothing was published"
                             + (" and no Kafka offsets were committed" if partitions else ""))
         publish_output(run_files, replace=job.source == "files")
-    if partitions and not job.streaming:  # only now: a failed run must be re-readable
-        commit_end_offsets(job.kafka_settings(), partitions)
+        if partitions:  # only now: a failed run must be re-readable
+            commit_end_offsets(job.kafka_settings(), partitions)
     index_documents = None
     if job.sink != "parquet":  # makes the writes searchable now (a refresh) and counts them
         index = open_index(job.index_settings())
@@ -185,6 +211,16 @@ def run_job(job: JobConfig, options: PipelineOptions) -> JobSummary:
         index_documents=index_documents,
         files_cut_short=counters.get("files_cut_short", 0),
     )
+
+
+def _failed(run_files: RunFiles, publishes_itself: bool, reason: str) -> JobFailed:
+    """The error for a run that did not end DONE, after removing what it staged. A pipeline
+    that publishes itself owns its staging: what failed may be only the launcher's wait for
+    a job that runs on, so its staging is left (the next successful run removes it)."""
+    if publishes_itself:
+        return JobFailed(reason, published=None)
+    discard_staging(run_files)
+    return JobFailed(reason)
 
 
 def unaccounted_records(counters: dict[str, int]) -> str | None:

@@ -14,6 +14,12 @@ A batch run's published output is ``part-*`` files, ``_dead_letter/part-*`` file
 
 Steps 1-4 are a few renames at the very end; a run killed or failed before them leaves the
 earlier output exactly as it was.
+
+Publishing is idempotent, because in ``publish: pipeline`` mode it is a pipeline step
+(``PublishOutput``) that the runner may retry after any of those steps: step 2 spares the
+files this run's manifest names (part names are unique per run), step 3 takes a file already
+moved (staged copy gone, published copy present) as done, and once ``_SUCCESS`` names this
+run only step 5 is left to finish.
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ import json
 import logging
 import time
 import uuid
+from typing import Any, Callable
+
+import apache_beam as beam
 
 from inference_enrich.transforms.bundle_files import STAGING_PREFIX, RunFiles, read_manifest
 from inference_enrich.transforms.dead_letters import DEAD_LETTER_DIR
@@ -39,12 +48,18 @@ def new_run_id() -> str:
 def publish_output(run_files: RunFiles, replace: bool) -> int:
     """Publish the files the run committed (see module docstring); returns how many."""
     fs, output, _ = run_files.paths()
+    published = _success_marker(fs, output)
+    if published.get("run_id") == run_files.run_id:  # a repeated call that got past step 4
+        _remove_staging(fs, output)
+        return published["files"]
     names = read_manifest(run_files)
     if fs.exists(f"{output}/{SUCCESS}"):
         fs.rm(f"{output}/{SUCCESS}")
     if replace:
-        for path in _published_parts(fs, output):
-            fs.rm(path)
+        ours = set(names)  # already moved here by an earlier attempt at this call
+        for name in _published_parts(fs, output):
+            if name not in ours:
+                fs.rm(f"{output}/{name}")
     for name in names:
         run_files.publish_file(name)
     with fs.open(f"{output}/{SUCCESS}", "wt", encoding="utf-8") as stream:
@@ -78,12 +93,45 @@ def finish_streaming(run_files: RunFiles) -> None:
         fs.rm(staging, recursive=True)
 
 
+class PublishOutput(beam.DoFn):
+    """Publishes the run's output inside the pipeline, once ``CommitManifest`` has written
+    the manifest (its single output), then runs ``after_publish`` (committing the Kafka end
+    offsets): for launchers that do not wait for the job, such as a Dataflow Flex Template's.
+    A retried attempt finishes what an earlier one began (``publish_output`` is idempotent)."""
+
+    def __init__(self, run_files: RunFiles, replace: bool,
+                 after_publish: Callable[[], None] | None = None) -> None:
+        self._run_files = run_files
+        self._replace = replace
+        self._after_publish = after_publish
+
+    def process(self, _manifest: Any) -> None:
+        count = publish_output(self._run_files, self._replace)
+        LOG.info("published %d file(s) of run %s", count, self._run_files.run_id)
+        if self._after_publish is not None:
+            self._after_publish()
+
+
+def _success_marker(fs, output: str) -> dict:
+    """What ``_SUCCESS`` says (run id, file count), or {} when there is none to read."""
+    try:
+        with fs.open(f"{output}/{SUCCESS}", "rt", encoding="utf-8") as stream:
+            marker = json.load(stream)
+    except (FileNotFoundError, ValueError):  # none, or not ours (an older or torn write)
+        return {}
+    return marker if isinstance(marker, dict) else {}
+
+
 def _published_parts(fs, output: str) -> list[str]:
+    """The part files and dead letters in ``output``, as names relative to it."""
     parts = []
-    for directory in (output, f"{output}/{DEAD_LETTER_DIR}"):
+    for subdir in ("", f"{DEAD_LETTER_DIR}/"):
+        directory = f"{output}/{subdir}".rstrip("/")
         if fs.isdir(directory):
-            parts.extend(path for path in fs.ls(directory, detail=False)
-                         if path.rstrip("/").rsplit("/", 1)[-1].startswith(PART_PREFIX))
+            for path in fs.ls(directory, detail=False):
+                name = path.rstrip("/").rsplit("/", 1)[-1]
+                if name.startswith(PART_PREFIX):
+                    parts.append(f"{subdir}{name}")
     return parts
 
 

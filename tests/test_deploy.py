@@ -55,6 +55,20 @@ def test_kafka_source_translates_for_dataflow(sink, streaming, kafka_bootstrap):
     assert translated.splittable_dofns >= 1  # the per-partition Kafka reader
 
 
+def test_publishing_in_the_pipeline_translates_for_dataflow(kafka_bootstrap):
+    """The Flex Template's batch jobs publish (and commit Kafka offsets) as their last step."""
+    from test_kafka import new_topic
+
+    jobs = {"files": JobConfig(output="gs://demo-bucket/out"),
+            "kafka": JobConfig(source="kafka", kafka_bootstrap=kafka_bootstrap,
+                               kafka_topic=[new_topic(kafka_bootstrap)], output="gs://demo-bucket/out")}
+    for source, job in jobs.items():
+        launcher = translate_job(job, PipelineOptions(DATAFLOW))
+        pipeline = translate_job(job.model_copy(update={"publish": "pipeline"}), PipelineOptions(DATAFLOW))
+        assert pipeline.job_type == "JOB_TYPE_BATCH", source
+        assert pipeline.transforms > launcher.transforms, source  # the PublishOutput step
+
+
 def test_custom_worker_container_is_what_dataflow_would_run():
     image = "europe-docker.example/acme/inference-enrich:0.1.0"
     translated = translate_job(JobConfig(output="gs://b/out"),
@@ -165,6 +179,8 @@ def test_flex_template_parameters_are_enrich_run_flags():
             assert set(match.group(1).split("|")) <= set(choices[parameter["name"]]), parameter["name"]
     args, _ = parser.parse_known_args(flex_main.run_arguments(["--streaming=false"]))
     assert not getattr(args, "streaming", False)
+    assert args.publish == "pipeline"  # the launcher stops once the job is submitted
+    assert "publish" not in {p["name"] for p in parameters}
 
 
 def test_flex_template_takes_no_secret_values():

@@ -63,11 +63,15 @@ class RunFiles:
         return fs, output, f"{output}/{STAGING_PREFIX}{self.run_id}"
 
     def publish_file(self, name: str) -> None:
-        """Move the staged file ``name`` (relative) to the same name in the output."""
+        """Move the staged file ``name`` (relative) to the same name in the output. A file
+        already moved (staged copy gone, published one present) is done: a retried publish
+        step repeats the moves its failed attempt made."""
         fs, output, staging = self.paths()
-        target = f"{output}/{name}"
+        staged, target = f"{staging}/{name}", f"{output}/{name}"
+        if not fs.exists(staged) and fs.exists(target):
+            return
         fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
-        fs.mv(f"{staging}/{name}", target)
+        fs.mv(staged, target)
 
 
 class BundleFileWriter(beam.DoFn):
@@ -142,11 +146,12 @@ class _WriteManifest(beam.DoFn):
     def __init__(self, run_files: RunFiles) -> None:
         self._run_files = run_files
 
-    def process(self, names: list[str]) -> None:
+    def process(self, names: list[str]) -> Iterator[list[str]]:
         fs, _, staging = self._run_files.paths()
         fs.makedirs(staging, exist_ok=True)
         with fs.open(f"{staging}/{MANIFEST}", "wt", encoding="utf-8") as stream:
             json.dump({"run_id": self._run_files.run_id, "files": sorted(names)}, stream)
+        yield sorted(names)
 
 
 class CommitManifest(beam.PTransform):
@@ -154,7 +159,8 @@ class CommitManifest(beam.PTransform):
 
     ``ToList`` is a global combine: it emits once, after every upstream bundle has
     committed, and an empty list when nothing was written, so a successful run always
-    leaves a manifest. Rewriting it on a retry writes the same content.
+    leaves a manifest. Rewriting it on a retry writes the same content. Its output is the
+    manifest's names, once, for a step that publishes them in the pipeline.
     """
 
     def __init__(self, run_files: RunFiles) -> None:

@@ -3,6 +3,10 @@
 
 Flex Templates pass every parameter with a value, so the one switch, ``streaming``, arrives
 as ``--streaming=true|false``; it is turned back into the bare flag here.
+
+The launcher stops once the job is submitted, so nothing may be left for ``enrich run`` to
+do after the job: ``--publish=pipeline`` makes a batch job publish its output (and commit
+its Kafka end offsets) as its own last step. It is not a template parameter.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ def run_arguments(argv: list[str]) -> list[str]:
                 arguments.append("--streaming")
             continue
         arguments.append(arg)
-    return ["run", *arguments]
+    return ["run", *arguments, "--publish=pipeline"]
 
 
 if __name__ == "__main__":
