@@ -22,6 +22,7 @@ from pydantic.fields import FieldInfo
 from inference_enrich import __version__
 from inference_enrich.inference import InferenceEnrichError, load_endpoints, perform_inference
 from inference_enrich.inference.results import TASK_TYPES
+from inference_enrich.inference.secrets import masked
 from inference_enrich.indexes.settings import INDEX_SINKS, SINK_ALIASES
 from inference_enrich.pipelines.config import (
     SECTIONS,
@@ -266,7 +267,7 @@ def _search(args: argparse.Namespace) -> int:
 
 def _endpoints(args: argparse.Namespace) -> int:
     registry = load_endpoints(args.endpoints)
-    rows = [{"inference_id": e.inference_id, **e.to_body()} for e in registry]
+    rows = [{"inference_id": e.inference_id, **masked("endpoint", e.to_body())} for e in registry]
     if args.json:
         print(json.dumps({"endpoints": rows}, indent=2))
         return 0

@@ -21,6 +21,7 @@ import yaml
 
 from inference_enrich.inference import Endpoint, EndpointConfigError, load_endpoints
 from inference_enrich.inference.endpoints import parse_endpoints
+from inference_enrich.inference.secrets import reveal
 from inference_enrich.server.errors import (
     ApiError,
     bad_request,
@@ -217,7 +218,9 @@ def _holds_no_endpoints(path: Path) -> bool:
 
 def write_endpoints(path: Path, endpoints: Mapping[str, Endpoint]) -> None:
     """Write ``endpoints`` to ``path`` in the endpoints-file format, atomically."""
-    document = {"endpoints": {key: _stored_entry(endpoint) for key, endpoint in endpoints.items()}}
+    # The file holds credentials given in endpoint bodies, as the config file it replaces did
+    # (mkstemp creates it readable by its owner only).
+    document = {"endpoints": {key: reveal(_stored_entry(endpoint)) for key, endpoint in endpoints.items()}}
     text = ("# Inference endpoints written by `enrich serve` (PUT/DELETE _inference); the format\n"
             "# of configs/endpoints.yaml, usable with `enrich run --endpoints FILE`.\n"
             + yaml.safe_dump(document, sort_keys=False))
