@@ -113,17 +113,15 @@ class RemoteClient:
                         retry_connection_errors: bool = True) -> HttpAnswer:
         """POST ``body`` as JSON; retried as the module docstring says.
 
-        ``retry_connection_errors=False`` (the start-up probe): a refused connection or an
-        unknown host fails at once, as a wrong URL should."""
+        ``retry_connection_errors=False`` (the start-up probe): a connection refused or an
+        unknown host fails at once, as a wrong URL should (timeouts are still retried)."""
         settings = self.settings
         retry = 0
         while True:
             answer, failure = await self._attempt(url, body, headers, stats)
             if answer is not None and not is_retryable(answer.status):
                 return answer
-            if failure is not None and not retry_connection_errors and isinstance(
-                    failure, aiohttp.ClientConnectionError) and not isinstance(
-                    failure, aiohttp.ServerDisconnectedError):
+            if not retry_connection_errors and isinstance(failure, aiohttp.ClientConnectorError):
                 raise RemoteServiceError(f"{self.name}: cannot connect: {failure}")
             problem = f"HTTP {answer.status}" if answer is not None else f"{type(failure).__name__}: {failure}"
             if retry >= settings.max_retries:
