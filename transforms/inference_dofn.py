@@ -107,7 +107,7 @@ class InferenceDoFn(BufferingDoFn):
         self._num_threads = num_threads
         self._progress_interval_s = progress_interval_s
         self._shared_runtime = shared.Shared()
-        self._runtime: ModelRuntime | None = None
+        self._runtime: ModelRuntime | RemoteRuntime | None = None
         self._documents = Metrics.counter(METRICS_NAMESPACE, "records_enriched")
         self._failed = Metrics.counter(METRICS_NAMESPACE, "inference_errors")
         self._tokens = Metrics.counter(METRICS_NAMESPACE, "tokens")

@@ -170,8 +170,8 @@ def _parsed(text: str) -> Any:
 
 
 def error_message(body: Any) -> str:
-    """The server's own words: Elasticsearch's ``error.reason`` (its root cause's, when more
-    precise), OpenAI's ``error.message``, else the body itself (shortened)."""
+    """The server's own words: Elasticsearch's ``error.reason``, OpenAI's ``error.message``,
+    else the body itself (shortened)."""
     if isinstance(body, Mapping):
         error = body.get("error")
         if isinstance(error, Mapping):
