@@ -10,7 +10,10 @@ deterministically, before forwarding everything else unchanged:
   ``/v1``), naming the word, as a server that refuses one input refuses the whole request;
 * ``overload_marker``: a request whose input contains this word is always answered 503
   (a remote that never recovers);
-* ``delay_s``: added latency before each request is forwarded (the benchmark's remote).
+* ``delay_s``: added latency before each request is forwarded (the benchmark's remote);
+* ``cache``: answer a request whose body was answered before with that answer, after
+  ``delay_s``, without asking the server (the benchmark's remote, so that what it measures
+  is the client against a latency, not the server's model time).
 
 It records every request's arrival time (``arrivals``, monotonic seconds), so tests count
 requests a minute where the remote would.
@@ -41,13 +44,14 @@ def refusal(path: str, reason: str) -> dict:
 class RemoteFaultProxy:
     def __init__(self, upstream: str, *, throttle: Collection[int] = (), unavailable: Collection[int] = (),
                  marker: str | None = None, overload_marker: str | None = None,
-                 delay_s: float = 0.0) -> None:
+                 delay_s: float = 0.0, cache: bool = False) -> None:
         self.upstream = upstream.rstrip("/")
         self.throttle = set(throttle)
         self.unavailable = set(unavailable)
         self.marker = marker
         self.overload_marker = overload_marker
         self.delay_s = delay_s
+        self.cache: dict[bytes, tuple[int, bytes]] | None = {} if cache else None
         self.arrivals: list[float] = []
         self.statuses: list[int] = []
         self.inputs: list[list[str]] = []  # each request's texts, in arrival order
@@ -84,7 +88,9 @@ class RemoteFaultProxy:
         self._loop.run_until_complete(site.start())
         port = site._server.sockets[0].getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
-        self._session = aiohttp.ClientSession(loop=self._loop)
+        # A fresh connection per request: a kept-alive one the server closed meanwhile would
+        # fail the forward ("Can not write request body"), a fault nobody asked for.
+        self._session = self._loop.run_until_complete(_fresh_connection_session())
         self._started.set()
         self._loop.run_forever()
         self._loop.run_until_complete(self._session.close())
@@ -103,17 +109,27 @@ class RemoteFaultProxy:
             return self._answer(400, refusal(request.path, f"input contains the refused word [{self.marker}]"))
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
+        if self.cache is not None and body in self.cache:
+            status, payload = self.cache[body]
+            self.statuses.append(status)
+            return web.Response(status=status, body=payload, content_type="application/json")
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
         async with self._session.request(request.method, self.upstream + request.path_qs,
                                          data=body or None, headers=headers) as answer:
             payload = await answer.read()
             self.statuses.append(answer.status)
+            if self.cache is not None and answer.status == 200:
+                self.cache[body] = (answer.status, payload)
             return web.Response(status=answer.status, body=payload,
                                 headers={"Content-Type": answer.headers.get("Content-Type", "application/json")})
 
     def _answer(self, status: int, body: dict, headers: dict | None = None) -> web.Response:
         self.statuses.append(status)
         return web.json_response(body, status=status, headers=headers)
+
+
+async def _fresh_connection_session() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
 
 
 def _texts(body: bytes) -> list[str]:
