@@ -153,7 +153,9 @@ class RemoteClient:
             started = time.perf_counter()
             try:
                 async with self._session.post(url, data=json.dumps(body), headers=dict(headers)) as response:
-                    text = await response.text()
+                    # JSON is UTF-8; response.text() would guess the charset of every body
+                    # without one (charset detection: ~100 ms of CPU per answer here).
+                    text = (await response.read()).decode("utf-8", "replace")
                     answer = HttpAnswer(response.status, response.headers, _parsed(text))
             except (aiohttp.ClientError, asyncio.TimeoutError) as error:
                 return None, error
