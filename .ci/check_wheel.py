@@ -19,6 +19,7 @@ REQUIRED = (
     "inference_enrich/transforms/beam_yaml.py",
     "inference_enrich/inference/endpoints.py",
     "inference_enrich/inference/chunking/chunkers.py",
+    "inference_enrich/inference/remote/runtime.py",
     "inference_enrich/indexes/cluster.py",
     "inference_enrich/server/app.py",
     "inference_enrich/configs/endpoints.yaml",

@@ -1,4 +1,5 @@
-"""Endpoints and local model runtimes, free of Beam so they also serve a notebook or a REST app.
+"""Endpoints, local model runtimes and remote services, free of Beam so they also serve a
+notebook or a REST app.
 
     registry = load_endpoints()                      # configs/endpoints.yaml
     endpoint = registry.get("my-elser-model", "sparse_embedding")
@@ -11,6 +12,8 @@ from inference_enrich.inference.errors import (
     IncompatibleTaskTypeError,
     InferenceEnrichError,
     ModelLoadError,
+    RemoteInputError,
+    RemoteServiceError,
     TextInferenceError,
     UnknownEndpointError,
 )
@@ -32,6 +35,8 @@ __all__ = [
     "IncompatibleTaskTypeError",
     "InferenceEnrichError",
     "ModelLoadError",
+    "RemoteInputError",
+    "RemoteServiceError",
     "TextInferenceError",
     "UnknownEndpointError",
     "SPARSE_EMBEDDING",

@@ -11,6 +11,7 @@ from inference_enrich.inference.chunked import infer_chunked_texts
 from inference_enrich.inference.dense import DenseEncoder
 from inference_enrich.inference.endpoints import Endpoint, load_endpoints
 from inference_enrich.inference.models import resolve_model_path
+from inference_enrich.inference.remote.runtime import RemoteRuntime, is_remote
 from inference_enrich.inference.results import (
     SPARSE_EMBEDDING,
     TEXT_EMBEDDING,
@@ -32,10 +33,16 @@ def resolve_endpoint(endpoint: str | Endpoint, endpoints_file: str | Path | None
     return load_endpoints(endpoints_file).get(endpoint)
 
 
-def load_runtime(endpoint: Endpoint) -> ModelRuntime:
+def load_runtime(endpoint: Endpoint) -> ModelRuntime | RemoteRuntime:
     """Load the model behind ``endpoint`` (the expensive step: do it once per process).
 
-    The runtime is safe to share between threads (see ``SharedRuntime``)."""
+    For a remote service, the client to it instead, checked with one request so a wrong URL
+    or key fails here, at start-up (``RemoteServiceError``). Either runtime is safe to share
+    between threads (see ``SharedRuntime``)."""
+    if is_remote(endpoint):
+        runtime = RemoteRuntime(endpoint)
+        runtime.probe()
+        return runtime
     settings = endpoint.service_settings
     options = {"quantization": settings["quantization"]} if "quantization" in settings else {}
     runtime = RUNTIMES[endpoint.task_type](
@@ -73,9 +80,11 @@ def infer_endpoint_texts(
 
 def embedding_dimensions(endpoint: Endpoint) -> int | None:
     """Dense vector size of a text_embedding endpoint (from the model config, without
-    loading weights); None for sparse endpoints."""
+    loading weights; a remote service is asked with one request); None for sparse endpoints."""
     if endpoint.task_type != TEXT_EMBEDDING:
         return None
+    if is_remote(endpoint):
+        return endpoint.service_settings.get("dimensions") or len(RemoteRuntime(endpoint).probe().embedding)
     from transformers import AutoConfig
 
     return int(AutoConfig.from_pretrained(resolve_model_path(endpoint.model_id)).hidden_size)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 from inference_enrich.inference.errors import TextInferenceError
+from inference_enrich.inference.remote.runtime import RemoteRuntime
 from inference_enrich.inference.results import InferenceResult
 from inference_enrich.inference.runtime import ModelRuntime, TokenizedText
 
@@ -111,21 +112,26 @@ def _embed_one(runtime: ModelRuntime, item: TokenizedText) -> InferenceResult | 
 
 
 def infer_texts(
-    runtime: ModelRuntime,
+    runtime: ModelRuntime | RemoteRuntime,
     texts: Sequence[str],
     max_batch_tokens: int = 8192,
     max_batch_size: int = 64,
 ) -> list[InferenceResult]:
-    """Tokenise, batch by length and embed ``texts``; results in input order.
+    """Tokenise, batch by length and embed ``texts`` (a remote runtime: send them); results
+    in input order.
 
     Raises ``TextInferenceError`` naming the first text that failed (all others are still
     computed first, so the error is the same whatever the batching).
     """
-    tokenized = tokenize_each(runtime, texts)
-    results: list[InferenceResult | Exception] = list(tokenized)
-    for batch in embed_batches(runtime, tokenized, max_batch_tokens, max_batch_size):
-        for position, result in zip(batch.positions, batch.results, strict=True):
-            results[position] = result
+    results: list[InferenceResult | Exception]
+    if isinstance(runtime, RemoteRuntime):
+        results = list(runtime.infer(texts).results)
+    else:
+        tokenized = tokenize_each(runtime, texts)
+        results = list(tokenized)
+        for batch in embed_batches(runtime, tokenized, max_batch_tokens, max_batch_size):
+            for position, result in zip(batch.positions, batch.results, strict=True):
+                results[position] = result
     for position, result in enumerate(results):
         if isinstance(result, Exception):
             raise TextInferenceError(position, len(texts), result) from result

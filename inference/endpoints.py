@@ -21,6 +21,8 @@ back in the same shape.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -44,7 +46,16 @@ from inference_enrich.inference.errors import (
     UnknownEndpointError,
 )
 from inference_enrich.inference.models import BUILT_IN_MODELS, is_known_model_id
+from inference_enrich.inference.remote.settings import (
+    ELASTICSEARCH_REMOTE,
+    OPENAI,
+    ElasticsearchRemoteServiceSettings,
+    NoTaskSettings,
+    OpenAIServiceSettings,
+    OpenAITaskSettings,
+)
 from inference_enrich.inference.results import SPARSE_EMBEDDING, TASK_TYPES, TEXT_EMBEDDING
+from inference_enrich.inference.secrets import reveal
 from inference_enrich.inference.validation import InvalidSetting, setting_problems, yaml_problem
 
 
@@ -105,15 +116,22 @@ TASK_SETTINGS: dict[str, type[Settings]] = {
 
 @dataclass(frozen=True)
 class Service:
-    """A service an endpoint can name: the model of its ``service_settings``, its task types."""
+    """A service an endpoint can name: the model of its ``service_settings``, its task types
+    and, when the service has its own, the model of its ``task_settings`` (else the task
+    type's, ``TASK_SETTINGS``)."""
 
-    settings: type[Settings]
+    settings: type[BaseModel]
     task_types: tuple[str, ...]
+    task_settings: type[BaseModel] | None = None
 
 
-SERVICES: dict[str, Service] = {"transformers": Service(TransformersServiceSettings, TASK_TYPES)}
-"""service name -> Service. Remote services (``openai``, ``elasticsearch``) join this table
-with their own settings model (url, an api_key held as ``SecretStr``, rate_limit, ...)."""
+SERVICES: dict[str, Service] = {
+    "transformers": Service(TransformersServiceSettings, TASK_TYPES),
+    OPENAI: Service(OpenAIServiceSettings, (TEXT_EMBEDDING,), OpenAITaskSettings),
+    ELASTICSEARCH_REMOTE: Service(ElasticsearchRemoteServiceSettings, TASK_TYPES, NoTaskSettings),
+}
+"""service name -> Service. The remote ones are declared in ``inference/remote/settings.py``
+(credentials held as ``SecretStr``)."""
 
 
 class EndpointBody(Settings):
@@ -146,7 +164,16 @@ class Endpoint:
 
     @property
     def model_id(self) -> str:
-        return self.service_settings["model_id"]
+        """The model behind the endpoint, as shown in logs and summaries (for a remote
+        Elasticsearch endpoint: the cluster's inference id)."""
+        settings = self.service_settings
+        return settings["model_id"] if "model_id" in settings else settings["inference_id"]
+
+    def fingerprint(self) -> str:
+        """A digest of everything the endpoint says, secrets included: equal for equal
+        endpoints, different when only a key differs, and safe to show or use as a key."""
+        body = json.dumps([self.inference_id, reveal(self.to_body())], sort_keys=True, default=str)
+        return hashlib.sha256(body.encode()).hexdigest()
 
     def require_task_type(self, task_type: str) -> None:
         """Raise as Elasticsearch does when asked for a task type this endpoint does not do."""
@@ -185,8 +212,8 @@ class Endpoint:
             raise fail("task_type", f"service '{parsed.service}' cannot do '{task_type}'")
         service_settings = _validate(service.settings, parsed.service_settings, "service_settings",
                                      fail, task_type)
-        task_settings = _validate(TASK_SETTINGS[task_type], parsed.task_settings or {}, "task_settings",
-                                  fail, task_type)
+        task_settings = _validate(service.task_settings or TASK_SETTINGS[task_type],
+                                  parsed.task_settings or {}, "task_settings", fail, task_type)
         try:
             chunking_settings = parse_chunking_settings(parsed.chunking_settings)
         except EndpointConfigError as error:  # Elasticsearch's message, whole
@@ -213,7 +240,7 @@ class Endpoint:
 
 
 def _validate(
-    model: type[Settings],
+    model: type[BaseModel],
     data: Mapping[str, Any],
     section: str,
     fail: Callable[[str, str], EndpointConfigError],

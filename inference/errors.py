@@ -36,3 +36,13 @@ class TextInferenceError(InferenceEnrichError):
         super().__init__(f"text {position} of {count}: {type(cause).__name__}: {cause}")
         self.position = position
         self.cause = cause
+
+
+class RemoteServiceError(InferenceEnrichError):
+    """A remote inference service cannot be used: wrong URL or credentials, or it kept
+    failing (429, 5xx, timeouts) past the retries. Fails the job: no document is to blame."""
+
+
+class RemoteInputError(InferenceEnrichError):
+    """A remote inference service refused one text (a 4xx naming the input); the message is
+    the service's. Dead-letters that document only."""

@@ -24,6 +24,7 @@ from inference_enrich.inference import InferenceEnrichError, load_endpoints, per
 from inference_enrich.inference.results import TASK_TYPES
 from inference_enrich.indexes import Hit
 from inference_enrich.indexes.base import IndexUnreachable
+from inference_enrich.inference.secrets import masked
 from inference_enrich.indexes.settings import INDEX_SINKS, SINK_ALIASES
 from inference_enrich.pipelines.config import (
     SECTIONS,
@@ -294,7 +295,7 @@ def _hit_json(hit: Hit, text_field: str) -> dict:
 
 def _endpoints(args: argparse.Namespace) -> int:
     registry = load_endpoints(args.endpoints)
-    rows = [{"inference_id": e.inference_id, **e.to_body()} for e in registry]
+    rows = [{"inference_id": e.inference_id, **masked("endpoint", e.to_body())} for e in registry]
     if args.json:
         print(json.dumps({"endpoints": rows}, indent=2))
         return 0

@@ -22,6 +22,7 @@ from apache_beam.runners.runner import PipelineState
 from inference_enrich.indexes import IndexSpec, open_index
 from inference_enrich.inference import Endpoint, load_endpoints
 from inference_enrich.inference.api import embedding_dimensions
+from inference_enrich.inference.remote.runtime import RemoteRuntime, is_remote
 from inference_enrich.pipelines.config import JobConfig
 from inference_enrich.pipelines.publish import (
     PublishOutput,
@@ -149,6 +150,8 @@ def run_job(job: JobConfig, options: PipelineOptions) -> JobSummary:
     accounting check still runs here, but can only report, not hold back, the output.
     """
     endpoint = resolve_endpoint(job)
+    if is_remote(endpoint):  # a wrong URL or key fails here, in one line, before any work
+        RemoteRuntime(endpoint).probe()
     if job.sink != "parquet":  # fail fast (bad URL, credentials, mapping) before any work
         spec = IndexSpec(job.text_field, job.output_field, endpoint.task_type,
                          embedding_dimensions(endpoint),

@@ -11,6 +11,7 @@ from typing import Awaitable, Callable
 from starlette.requests import Request
 
 from inference_enrich.inference import Endpoint
+from inference_enrich.inference.errors import RemoteInputError
 from inference_enrich.server.errors import ApiError
 from inference_enrich.server.metrics import ServerMetrics
 from inference_enrich.server.model_worker import BatchPolicy, ModelPool, Outcome
@@ -41,7 +42,7 @@ class ServerContext:
         self.settings = settings
         self.metrics = ServerMetrics()
         self.store = EndpointStore(settings.endpoints_path)
-        self.pool = ModelPool(settings.batch, self.metrics.observe_batch)
+        self.pool = ModelPool(settings.batch, self.metrics.observe_batch, self.metrics.observe_remote)
         self.api_keys = ApiKeyCheck(settings.api_keys)
         self._installing: list[Endpoint] = []  # endpoints between PUT and commit
 
@@ -53,6 +54,8 @@ class ServerContext:
         except asyncio.TimeoutError:  # the job is withdrawn if the model has not taken it yet
             raise ApiError(408, "status_exception",
                            f"Request timed out after [{format_time_value(timeout_s or 0)}]") from None
+        except RemoteInputError as error:  # the remote service blamed a text: the caller's to fix
+            raise ApiError(400, "status_exception", str(error)) from None
         except Exception as error:
             LOG.warning("inference on %s failed: %s", endpoint.inference_id, error)
             raise ApiError(500, "status_exception",

@@ -46,6 +46,18 @@ class ServerMetrics:
         self.batch_seconds = Histogram(
             "enrich_batch_duration_seconds", "Time of one forward pass", ["model_id"],
             buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.remote_requests = Counter(
+            "enrich_remote_requests", "Requests sent to remote inference services", ["inference_id"],
+            registry=self.registry)
+        self.remote_retries = Counter(
+            "enrich_remote_retries", "Retried requests to remote services (429, 5xx, timeouts)",
+            ["inference_id"], registry=self.registry)
+        self.remote_throttled = Counter(
+            "enrich_remote_throttled_waits", "Requests that waited for the rate limit", ["inference_id"],
+            registry=self.registry)
+        self.remote_seconds = Histogram(
+            "enrich_remote_request_duration_seconds", "Time of one request to a remote service",
+            ["inference_id"], buckets=LATENCY_BUCKETS, registry=self.registry)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()
@@ -56,6 +68,14 @@ class ServerMetrics:
         self.batch_documents.labels(model_id).observe(documents)
         self.batch_tokens.labels(model_id).observe(padded_tokens)
         self.batch_seconds.labels(model_id).observe(seconds)
+
+    def observe_remote(self, inference_id: str, stats) -> None:
+        """What one request's calls to a remote service did (a ``CallStats``)."""
+        self.remote_requests.labels(inference_id).inc(stats.requests)
+        self.remote_retries.labels(inference_id).inc(stats.retries)
+        self.remote_throttled.labels(inference_id).inc(stats.throttled_waits)
+        for latency_ms in stats.latencies_ms:
+            self.remote_seconds.labels(inference_id).observe(latency_ms / 1000)
 
     def observe_inference(self, inference_id: str, task_type: str, inputs: int, tokens: int) -> None:
         self.inputs.labels(inference_id, task_type).inc(inputs)

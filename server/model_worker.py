@@ -19,11 +19,12 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from inference_enrich.inference import Endpoint, ModelRuntime, TokenizedText, load_runtime
 from inference_enrich.inference.batching import embed_batches
 from inference_enrich.inference.memory import HeapTrimmer
+from inference_enrich.inference.remote.runtime import is_remote
 from inference_enrich.inference.results import InferenceResult
 
 LOG = logging.getLogger(__name__)
@@ -77,7 +78,11 @@ _STOP = object()
 
 def model_key(endpoint: Endpoint) -> str:
     """What identifies a loaded model: endpoints equal in this share one worker. Task
-    settings are not part of it; they are applied to each request's results."""
+    settings are not part of it; they are applied to each request's results. A remote
+    endpoint is its own (its task settings go into its requests; the remote client, and
+    so its rate limit, is still shared by endpoints with equal settings)."""
+    if is_remote(endpoint):
+        return f"remote:{endpoint.fingerprint()}"
     return json.dumps([endpoint.task_type, endpoint.service, dict(endpoint.service_settings)],
                       sort_keys=True)
 
@@ -208,22 +213,31 @@ class ModelWorker:
 
 
 class ModelPool:
-    """One ``ModelWorker`` per distinct model, shared by every endpoint that uses it.
+    """One ``ModelWorker`` per distinct model, shared by every endpoint that uses it (a
+    ``RemoteWorker`` per remote endpoint).
 
     Used from the event loop only (no locking); workers no endpoint uses any more are closed
     after answering what they hold.
     """
 
-    def __init__(self, policy: BatchPolicy, observe: BatchObserver) -> None:
+    def __init__(self, policy: BatchPolicy, observe: BatchObserver,
+                 observe_remote: Callable[[str, Any], None] = lambda inference_id, stats: None) -> None:
         self._policy = policy
         self._observe = observe
-        self._workers: dict[str, ModelWorker] = {}
+        self._observe_remote = observe_remote
+        self._workers: dict[str, Any] = {}
 
-    def worker_for(self, endpoint: Endpoint) -> ModelWorker:
+    def worker_for(self, endpoint: Endpoint):
         key = model_key(endpoint)
         worker = self._workers.get(key)
         if worker is None:
-            worker = self._workers[key] = ModelWorker(endpoint, self._policy, self._observe)
+            if is_remote(endpoint):
+                from inference_enrich.server.remote_worker import RemoteWorker
+
+                worker = RemoteWorker(endpoint, self._observe_remote)
+            else:
+                worker = ModelWorker(endpoint, self._policy, self._observe)
+            self._workers[key] = worker
         return worker
 
     def retire_unused(self, endpoints: Sequence[Endpoint]) -> None:

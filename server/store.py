@@ -20,7 +20,7 @@ from typing import Any, Mapping
 import yaml
 
 from inference_enrich.inference import Endpoint, EndpointConfigError, load_endpoints
-from inference_enrich.inference.secrets import is_secret_name
+from inference_enrich.inference.secrets import is_secret_name, reveal
 from inference_enrich.server.errors import (
     ApiError,
     bad_request,
@@ -176,8 +176,9 @@ def _holds_no_endpoints(path: Path) -> bool:
 
 def write_endpoints(path: Path, endpoints: Mapping[str, Endpoint]) -> None:
     """Write ``endpoints`` to ``path`` in the endpoints-file format, atomically."""
-    # to_body holds secrets too: this is what the file must hold (GET leaves them out)
-    document = {"endpoints": {key: endpoint.to_body() for key, endpoint in endpoints.items()}}
+    # The file holds the credentials given in endpoint bodies, as the config file it replaces
+    # did (mkstemp creates it readable by its owner only); GET leaves them out.
+    document = {"endpoints": {key: reveal(endpoint.to_body()) for key, endpoint in endpoints.items()}}
     text = ("# Inference endpoints written by `enrich serve` (PUT/DELETE _inference); the format\n"
             "# of configs/endpoints.yaml, usable with `enrich run --endpoints FILE`.\n"
             + yaml.safe_dump(document, sort_keys=False))

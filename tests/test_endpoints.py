@@ -55,7 +55,7 @@ endpoints:
         ("{model_id: splade-tiny}", "{model_id: splade-tiny, modelid: x}", "service_settings.modelid", "unknown key"),
         ("{model_id: splade-tiny}", "{model_id: splade-tiny, quantization: int4}", "service_settings.quantization", "expected 'none'"),
         ("task_type: sparse_embedding", "task_type: rerank", "task_type", "unknown task type 'rerank'"),
-        ("service: transformers", "service: openai", "service", "unknown service 'openai'"),
+        ("service: transformers", "service: cohere", "service", "unknown service 'cohere'"),
         ("    service: transformers\n", "", "service", "required"),
     ],
 )

@@ -158,7 +158,7 @@ ERRORS = [
     ("PUT", "/_inference/sparse_embedding/bad-one", {"service": "transformers", "service_settings": {}}, {}, 400,
      "validation_exception", "request body: endpoint 'bad-one': service_settings.model_id: required"),
     ("PUT", "/_inference/sparse_embedding/bad-one", {"service": "openai", "service_settings": {"model_id": "x"}}, {}, 400,
-     "validation_exception", "service: unknown service 'openai'"),
+     "validation_exception", "task_type: service 'openai' cannot do 'sparse_embedding'"),
     ("PUT", "/_inference/sparse_embedding/bad-one", {"service": "transformers", "service_settings": {"model_id": "splade-tiny"},
      "task_settings": {"top_k": 0}}, {}, 400, "validation_exception", "task_settings.top_k: expected a positive integer"),
     ("PUT", "/_inference/sparse_embedding/bad-one", {"service": "transformers", "service_settings": {"model_id": "splade-tiny"},

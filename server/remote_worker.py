@@ -1,0 +1,84 @@
+"""``RemoteWorker``: what ``ModelPool`` holds for an endpoint whose model runs elsewhere.
+
+It has a ``ModelWorker``'s interface (``submit``, ``load``, ``close``), so routes do not care
+where the model runs, but no thread or batching of its own: each request's texts go to the
+remote service through the process's ``RemoteClient`` (its rate limit, requests in flight and
+retries are shared by every request, see ``inference/remote/http.py``). ``load`` sends the
+probe, so ``PUT`` of an endpoint with a wrong URL or key is refused at once.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from typing import Callable, Sequence
+
+from inference_enrich.inference import Endpoint
+from inference_enrich.inference.remote.http import CallStats
+from inference_enrich.inference.remote.runtime import RemoteOutcome, RemoteRuntime
+from inference_enrich.server.model_worker import Outcome
+
+RemoteObserver = Callable[[str, CallStats], None]
+"""Called after each request's remote calls with (inference id, what they did)."""
+
+
+class RemoteWorker:
+    def __init__(self, endpoint: Endpoint, observe: RemoteObserver) -> None:
+        self._endpoint = endpoint
+        self._observe = observe
+        self._runtime: RemoteRuntime | None = None
+
+    @property
+    def model_id(self) -> str:
+        return self._endpoint.model_id
+
+    @property
+    def loaded(self) -> bool:
+        return self._runtime is not None
+
+    def submit(self, texts: Sequence[str]) -> Future:
+        """A future of the ``Outcome`` (tokens: 0, the service does not say), or of the
+        first failure: a text the service refused fails its request, as a local model's does."""
+        answer: Future = Future()
+        try:
+            remote = self._runtime_now().submit(texts)
+        except Exception as error:  # e.g. a credential's environment variable is unset
+            answer.set_exception(error)
+            return answer
+
+        def done(finished: Future) -> None:
+            if not answer.set_running_or_notify_cancel():
+                return  # the caller gave up
+            try:
+                outcome: RemoteOutcome = finished.result()
+            except Exception as error:
+                answer.set_exception(error)
+                return
+            self._observe(self._endpoint.inference_id, outcome.stats)
+            failed = next((r for r in outcome.results if isinstance(r, Exception)), None)
+            if failed is not None:
+                answer.set_exception(failed)
+            else:
+                answer.set_result(Outcome(list(outcome.results), 0))
+
+        remote.add_done_callback(done)
+        return answer
+
+    def load(self) -> Future:
+        """A future that is done when the service answered the probe (or failed to)."""
+        try:
+            return self._runtime_now().submit_probe()
+        except Exception as error:
+            failed: Future = Future()
+            failed.set_exception(error)
+            return failed
+
+    def close(self) -> None:
+        """Nothing to stop: the client is the process's and serves other endpoints too."""
+
+    def join(self, timeout: float | None = None) -> None:
+        pass
+
+    def _runtime_now(self) -> RemoteRuntime:
+        if self._runtime is None:
+            self._runtime = RemoteRuntime(self._endpoint)
+        return self._runtime
