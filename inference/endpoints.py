@@ -123,12 +123,13 @@ class Service:
     settings: type[BaseModel]
     task_types: tuple[str, ...]
     task_settings: type[BaseModel] | None = None
+    chunks: bool = True  # chunking_settings apply: chunks are cut and batched by a local tokenizer
 
 
 SERVICES: dict[str, Service] = {
     "transformers": Service(TransformersServiceSettings, TASK_TYPES),
-    OPENAI: Service(OpenAIServiceSettings, (TEXT_EMBEDDING,), OpenAITaskSettings),
-    ELASTICSEARCH_REMOTE: Service(ElasticsearchRemoteServiceSettings, TASK_TYPES, NoTaskSettings),
+    OPENAI: Service(OpenAIServiceSettings, (TEXT_EMBEDDING,), OpenAITaskSettings, chunks=False),
+    ELASTICSEARCH_REMOTE: Service(ElasticsearchRemoteServiceSettings, TASK_TYPES, NoTaskSettings, chunks=False),
 }
 """service name -> Service. The remote ones are declared in ``inference/remote/settings.py``
 (credentials held as ``SecretStr``)."""
@@ -218,6 +219,9 @@ class Endpoint:
             chunking_settings = parse_chunking_settings(parsed.chunking_settings)
         except EndpointConfigError as error:  # Elasticsearch's message, whole
             raise fail("chunking_settings", str(error)) from None
+        if chunking_settings is not None and not service.chunks:
+            raise fail("chunking_settings", f"not supported by service '{parsed.service}' (texts are "
+                       "sent whole; chunk them before the job, or use a local model)")
         return cls(inference_id, task_type, parsed.service,
                    service_settings.model_dump(exclude_unset=True),
                    task_settings.model_dump(exclude_unset=True),

@@ -283,3 +283,18 @@ def test_settings_are_checked_at_load(tmp_path, settings, problem):
                                              ("soon", None), (None, None)])
 def test_retry_after(value, seconds):
     assert retry_after_s({} if value is None else {"Retry-After": value}) == seconds
+
+
+@pytest.mark.parametrize("service, settings", [
+    ("openai", {"model_id": "m", "api_key": "k"}),
+    ("elasticsearch_remote", {"url": "http://127.0.0.1:1", "inference_id": "x"}),
+])
+def test_chunking_settings_on_a_remote_service_are_refused_at_load(tmp_path, service, settings):
+    """Chunks are cut and batched around a local model's tokenizer; a remote endpoint with
+    chunking_settings would be sent whole yet written as chunks, so it is refused up front."""
+    path = tmp_path / "endpoints.yaml"
+    path.write_text(yaml.safe_dump({"endpoints": {"e": {
+        "task_type": "text_embedding", "service": service, "service_settings": settings,
+        "chunking_settings": {"strategy": "sentence", "max_chunk_size": 100, "sentence_overlap": 0}}}}))
+    with pytest.raises(EndpointConfigError, match=f"endpoint 'e': chunking_settings: .*service '{service}'"):
+        load_endpoints(path)
