@@ -159,3 +159,39 @@ pipeline:
     (letter,) = [json.loads(line) for line in letters_file.read_text().splitlines()]
     assert (letter["stage"], letter["error"]) == ("validate", "text field 'body' is empty")
     assert json.loads(letter["record"]) == {"doc": "d3", "body": ""}
+
+
+def test_the_yaml_writers_take_a_chunking_endpoints_output(tmp_path):
+    """The YAML Parquet writer is set up from the endpoint, chunking included: a chunking
+    endpoint's records land as chunk lists (before, they reached the writer as one embedding
+    and failed)."""
+    import apache_beam as beam
+    import yaml
+
+    from inference_enrich.transforms import beam_yaml
+
+    endpoints = tmp_path / "endpoints.yaml"
+    endpoints.write_text(yaml.safe_dump({"endpoints": {"chunked": {
+        "task_type": "sparse_embedding", "service": "transformers",
+        "service_settings": {"model_id": "splade-tiny"},
+        "chunking_settings": {"strategy": "word", "max_chunk_size": 10, "overlap": 2}}}}))
+    text = " ".join(f"word{i}" for i in range(35))
+    output = tmp_path / "out"
+    with beam.Pipeline(runner="FnApiRunner") as pipeline:
+        enriched = (pipeline | beam.Create([{"id": "long", "text": text}])
+                    | beam_yaml.Enrich("chunked", str(endpoints)))["enriched"]
+        _ = enriched | beam_yaml.WriteEnrichedParquet(str(output), "chunked", str(endpoints))
+    (row,) = read_output(str(output)).values()
+    spans = [(chunk["start_offset"], chunk["end_offset"]) for chunk in row["embedding"]]
+    assert len(spans) == 5 and spans[0][0] == 0 and spans[-1][1] == len(text)
+
+
+def test_a_writer_set_up_for_the_wrong_shape_fails_loudly():
+    from inference_enrich.inference.results import result_from_embedding
+
+    chunks = [{"start_offset": 0, "end_offset": 4, "embedding": {"word": 1.0}}]
+    with pytest.raises(TypeError, match="got a list of chunks"):
+        result_from_embedding("sparse_embedding", chunks, False)
+    with pytest.raises(TypeError, match="holds a list of chunks, got dict"):
+        result_from_embedding("sparse_embedding", {"word": 1.0}, False, chunked=True)
+    assert result_from_embedding("sparse_embedding", chunks, False, chunked=True).chunks[0].end_offset == 4

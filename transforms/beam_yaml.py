@@ -203,8 +203,10 @@ class WriteEnrichedParquet(beam.PTransform):
     def __init__(self, path: str, inference_id: str, endpoints_file: Optional[str] = None,
                  text_field: str = "text", output_field: str = "embedding") -> None:
         super().__init__()
-        task_type = _endpoint(inference_id, endpoints_file).task_type
-        self._write = write_parquet.WriteEnrichedParquet(path, text_field, output_field, task_type)
+        endpoint = _endpoint(inference_id, endpoints_file)
+        self._write = write_parquet.WriteEnrichedParquet(
+            path, text_field, output_field, endpoint.task_type,
+            chunked=endpoint.chunking_settings is not None)
 
     def expand(self, enriched):
         return {"files": enriched | "Write" >> self._write}
@@ -247,7 +249,8 @@ class WriteToSearchIndex(beam.PTransform):
         settings = IndexSettings(kind=sink, url=url, index=index, path=path, username=username,
                                  ca_certs=ca_certs, verify_certs=verify_certs,
                                  api_key_file=api_key_file, password_file=password_file)
-        spec = IndexSpec(text_field, output_field, endpoint.task_type, embedding_dimensions(endpoint))
+        spec = IndexSpec(text_field, output_field, endpoint.task_type, embedding_dimensions(endpoint),
+                         chunked=endpoint.chunking_settings is not None)
         self._write = write_index.WriteToSearchIndex(settings, spec)
 
     def expand(self, enriched):
