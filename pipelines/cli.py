@@ -207,7 +207,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _endpoints(args)
     except JobFailed as error:
         outcome = {False: "its output was not published",
-                   True: "the pipeline had published its output",
                    None: "the pipeline publishes its output itself (OUTPUT/_SUCCESS names the "
                          "last run that did)"}[error.published]
         print(f"enrich: error: the run failed, {outcome}: {error}", file=sys.stderr)

@@ -97,7 +97,9 @@ class PublishOutput(beam.DoFn):
     """Publishes the run's output inside the pipeline, once ``CommitManifest`` has written
     the manifest (its single output), then runs ``after_publish`` (committing the Kafka end
     offsets): for launchers that do not wait for the job, such as a Dataflow Flex Template's.
-    A retried attempt finishes what an earlier one began (``publish_output`` is idempotent)."""
+    A retried attempt finishes what an earlier one began (``publish_output`` is idempotent).
+    It refuses to publish unless the records that reached the writers (output and dead
+    letters) number exactly the records read: the in-pipeline form of ``run_job``'s check."""
 
     def __init__(self, run_files: RunFiles, replace: bool,
                  after_publish: Callable[[], None] | None = None) -> None:
@@ -105,7 +107,10 @@ class PublishOutput(beam.DoFn):
         self._replace = replace
         self._after_publish = after_publish
 
-    def process(self, _manifest: Any) -> None:
+    def process(self, _manifest: Any, records_read: int, records_landed: int) -> None:
+        if records_landed != records_read:
+            raise RuntimeError(f"{records_read:,} records were read but {records_landed:,} reached "
+                               "the output or the dead letters: nothing was published")
         count = publish_output(self._run_files, self._replace)
         LOG.info("published %d file(s) of run %s", count, self._run_files.run_id)
         if self._after_publish is not None:

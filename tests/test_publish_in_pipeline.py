@@ -139,3 +139,28 @@ def test_a_bounded_kafka_pipeline_commits_its_end_offsets_after_publishing(kafka
     assert set(read_output(job.output)) == valid_keys(0, 300)
     assert len(read_dead_letters(job.output)) == 300 - len(valid_keys(0, 300))
     assert (tmp_path / "out" / SUCCESS).exists()
+
+
+def test_a_pipeline_that_lost_a_record_publishes_nothing(tmp_path, monkeypatch):
+    # Injected fault: no real stage of ours drops a record (that is what the check guards
+    # against), so the inference step is made to swallow its first output.
+    from inference_enrich.transforms.inference_dofn import InferenceDoFn
+
+    flush = InferenceDoFn.flush
+
+    def flush_dropping_the_first(self, entries):
+        outputs = flush(self, entries)
+        next(outputs, None)
+        yield from outputs
+
+    output = tmp_path / "out"
+    job = JobConfig(input=[str(corpus(tmp_path / "a.jsonl", ["a1", "a2"]))], output=str(output),
+                    publish="pipeline")
+    run_pipeline(job)
+    earlier = listing(output)
+    monkeypatch.setattr(InferenceDoFn, "flush", flush_dropping_the_first)
+    job = job.model_copy(update={"input": [str(corpus(tmp_path / "b.jsonl", ["b1", "b2", "b3"]))]})
+    with pytest.raises(Exception, match="4 records were read but 3 reached the output or the dead letters"):
+        run_pipeline(job)
+    assert set(read_output(str(output))) == {"a1", "a2"}
+    assert [name for name in listing(output) if not name.startswith(STAGING_PREFIX)] == earlier
