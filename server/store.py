@@ -20,7 +20,7 @@ from typing import Any, Mapping
 import yaml
 
 from inference_enrich.inference import Endpoint, EndpointConfigError, load_endpoints
-from inference_enrich.inference.secrets import is_secret_name, reveal
+from inference_enrich.inference.secrets import is_secret_name, masked, reveal
 from inference_enrich.server.errors import (
     ApiError,
     bad_request,
@@ -68,8 +68,8 @@ def endpoint_from_body(inference_id: str, body: Any, task_type: str | None) -> E
 def endpoint_to_body(endpoint: Endpoint) -> dict[str, Any]:
     """One element of ``GET _inference``'s ``endpoints``, secrets left out."""
     body = endpoint.to_body()
-    body["service_settings"] = {key: value for key, value in body["service_settings"].items()
-                                if not is_secret_name(key)}
+    body["service_settings"] = masked("service_settings", {  # URLs lose their passwords too
+        key: value for key, value in body["service_settings"].items() if not is_secret_name(key)})
     return {"inference_id": endpoint.inference_id, **body}
 
 

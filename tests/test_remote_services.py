@@ -298,3 +298,27 @@ def test_chunking_settings_on_a_remote_service_are_refused_at_load(tmp_path, ser
         "chunking_settings": {"strategy": "sentence", "max_chunk_size": 100, "sentence_overlap": 0}}}}))
     with pytest.raises(EndpointConfigError, match=f"endpoint 'e': chunking_settings: .*service '{service}'"):
         load_endpoints(path)
+
+
+def test_an_openai_answer_with_wrong_indices_is_refused_not_misassigned():
+    from inference_enrich.inference.errors import RemoteServiceError
+    from inference_enrich.inference.remote.openai import OpenAIEmbeddings
+    from inference_enrich.inference.remote.settings import OpenAIServiceSettings
+
+    client = OpenAIEmbeddings(OpenAIServiceSettings(model_id="m", api_key="k"), {})
+    answer = {"data": [{"index": 1, "embedding": [0.5]}, {"index": 0, "embedding": [0.25]}]}
+    assert [result.embedding for result in client.parse(answer, 2)] == [[0.25], [0.5]]
+    duplicated = {"data": [{"index": 0, "embedding": [0.5]}, {"index": 0, "embedding": [0.25]}]}
+    with pytest.raises(RemoteServiceError, match=r"indices are not 0..1: \[0, 0\]"):
+        client.parse(duplicated, 2)
+
+
+def test_get_shows_no_password_held_in_a_remote_url():
+    from inference_enrich.inference import Endpoint
+    from inference_enrich.server.store import endpoint_to_body
+
+    endpoint = Endpoint.from_body("remote", {
+        "task_type": "sparse_embedding", "service": "elasticsearch_remote",
+        "service_settings": {"url": "https://elastic:hunter2@127.0.0.1:9200", "inference_id": "elser"}})
+    shown = json.dumps(endpoint_to_body(endpoint))
+    assert "hunter2" not in shown and "127.0.0.1:9200" in shown

@@ -75,6 +75,10 @@ def is_retryable(status: int) -> bool:
     return status in (408, 429) or status >= 500
 
 
+MAX_RETRY_AFTER_S = 300.0
+"""The longest ``Retry-After`` obeyed: a server asking for hours would stall a worker."""
+
+
 def retry_after_s(headers: Mapping[str, str]) -> float | None:
     """``Retry-After`` in seconds (a number or an HTTP date), None when absent or unreadable."""
     value = headers.get("Retry-After")
@@ -129,7 +133,7 @@ class RemoteClient:
                     f"{self.name}: gave up after {retry + 1} attempts, the last one: {problem}"
                     + (f": {error_message(answer.body)}" if answer is not None else ""))
             asked = retry_after_s(answer.headers) if answer is not None else None
-            wait = asked if asked is not None else settings.backoff(retry)
+            wait = min(asked, MAX_RETRY_AFTER_S) if asked is not None else settings.backoff(retry)
             stats.retries += 1
             retry += 1
             await asyncio.sleep(wait)

@@ -44,6 +44,9 @@ class OpenAIEmbeddings:
                                      f"{len(data) if isinstance(data, list) else type(body).__name__}")
         try:
             ordered = sorted(data, key=lambda item: item["index"])
+            if [item["index"] for item in ordered] != list(range(count)):  # else texts get others' vectors
+                raise RemoteServiceError(f"{self.name}: the answer's indices are not 0..{count - 1}: "
+                                         f"{[item['index'] for item in ordered][:10]}")
             return [TextEmbedding([float(value) for value in item["embedding"]], False) for item in ordered]
         except (KeyError, TypeError, ValueError) as error:
             raise RemoteServiceError(f"{self.name}: unreadable embedding in the answer: {error!r}") from None
