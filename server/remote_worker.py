@@ -9,6 +9,7 @@ probe, so ``PUT`` of an endpoint with a wrong URL or key is refused at once.
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import Future
 from typing import Callable, Sequence
 
@@ -16,6 +17,8 @@ from inference_enrich.inference import Endpoint
 from inference_enrich.inference.remote.http import CallStats
 from inference_enrich.inference.remote.runtime import RemoteOutcome, RemoteRuntime
 from inference_enrich.server.model_worker import Outcome
+
+LOG = logging.getLogger(__name__)
 
 RemoteObserver = Callable[[str, CallStats], None]
 """Called after each request's remote calls with (inference id, what they did)."""
@@ -53,7 +56,10 @@ class RemoteWorker:
             except Exception as error:
                 answer.set_exception(error)
                 return
-            self._observe(self._endpoint.inference_id, outcome.stats)
+            try:  # metrics must never leave a caller waiting for its answer
+                self._observe(self._endpoint.inference_id, outcome.stats)
+            except Exception:
+                LOG.exception("recording the metrics of %s failed", self._endpoint.inference_id)
             failed = next((r for r in outcome.results if isinstance(r, Exception)), None)
             if failed is not None:
                 answer.set_exception(failed)
