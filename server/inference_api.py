@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from inference_enrich.inference import Endpoint
+from inference_enrich.inference.remote.runtime import is_remote
 from inference_enrich.inference.results import SPARSE_EMBEDDING, TEXT_EMBEDDING, InferenceResult, prune
 from inference_enrich.server.context import ServerContext
 from inference_enrich.server.errors import endpoint_exists, validation_failed
@@ -83,6 +84,9 @@ async def perform_inference(request: Request) -> Response:
     endpoint = context.store.get(inference_id, task_type)
     if input_type is not None and endpoint.task_type != TEXT_EMBEDDING:
         raise validation_failed(f"Field [input_type] cannot be specified for task type [{endpoint.task_type}]")
+    if task_settings and is_remote(endpoint):  # they would have to reach the remote's requests
+        raise validation_failed(f"[task_settings] cannot be overridden per request for the remote "
+                                f"service [{endpoint.service}]; update the endpoint instead")
     effective = endpoint if task_settings is None else with_task_settings(endpoint, task_settings)
     outcome = await context.infer(endpoint, texts, timeout)
     return json_response(request, inference_response(effective, outcome.results))

@@ -234,6 +234,10 @@ def test_enrich_serve_relays_a_remote_endpoint_and_never_shows_its_key(remote, p
         assert answer.status == 200
         for item, local in zip(answer.body["text_embedding"], infer_texts(dense_runtime, CORPUS[:3]), strict=True):
             assert item["embedding"] == pytest.approx(local.embedding, abs=TOLERANCE)
+        override = http("POST", f"{remote.url}/_inference/text_embedding/relay",
+                        {"input": CORPUS[:1], "task_settings": {"user": "someone"}}, auth)
+        assert override.status == 400  # not accepted and silently dropped
+        assert "cannot be overridden per request for the remote service [openai]" in override.body["error"]["reason"]
         refused = http("POST", f"{remote.url}/_inference/text_embedding/relay", {"input": [f"a {MARKER}"]}, auth)
         assert refused.status == 400 and f"refused word [{MARKER}]" in refused.body["error"]["reason"]
         wrong = dict(body, service_settings={**body["service_settings"], "api_key": "wrong-key-0000"})
