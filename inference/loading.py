@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from transformers import AutoTokenizer
@@ -9,19 +10,27 @@ from transformers.utils import logging as hf_logging
 
 from inference_enrich.inference.errors import ModelLoadError
 
+_LOADING = threading.Lock()
+"""One model load at a time per process. ``from_pretrained`` swaps process-wide hooks while
+it builds a model (``PreTrainedModel.tie_weights`` and torch's init functions become no-ops
+and are put back afterwards); two loads in parallel threads interleave those swaps and can
+leave a model with its tied vocabulary head uninitialised. `enrich serve --preload` loads
+each model in its own thread, and so can a Beam worker running two endpoints."""
+
 
 def load_pretrained(model_class, model_path: str):
     """(tokenizer, model in eval mode) from ``model_path``.
 
     Local directories load with ``local_files_only`` so a missing file is an immediate,
     clear error instead of a network attempt; the per-weight progress bar is silenced
-    because it is noise in pipeline logs.
+    because it is noise in pipeline logs. Loads are serialised by ``_LOADING``.
     """
     hf_logging.disable_progress_bar()
     local = Path(model_path).is_dir()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=local)
-        model = model_class.from_pretrained(model_path, local_files_only=local)
+        with _LOADING:
+            tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=local)
+            model = model_class.from_pretrained(model_path, local_files_only=local)
     except (OSError, ValueError) as error:
         raise ModelLoadError(f"cannot load model from '{model_path}': {error}") from error
     return tokenizer, model.eval()

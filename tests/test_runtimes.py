@@ -123,3 +123,30 @@ def test_int8_fast_mode_stays_close_to_exact(endpoints, sparse_runtime):
         overlaps.append(len(top(exact) & top(approx)) / 10)
         assert approx.is_truncated == exact.is_truncated
     assert sum(overlaps) / len(overlaps) >= 0.9
+
+
+def test_models_loaded_concurrently_compute_what_they_compute_alone(endpoints, textbook_sparse):
+    # transformers' from_pretrained swaps process-wide hooks while it loads (it replaces
+    # PreTrainedModel.tie_weights and torch's init functions with no-ops and puts them back
+    # after). Two loads at once in one process (`enrich serve --preload` loads every model
+    # in its own thread) could leave SPLADE's vocabulary head untied: uninitialised memory,
+    # ~28,000 garbage weights per document. Every round loads both models at the same moment.
+    import threading
+
+    from inference_enrich.inference import load_runtime
+
+    for _ in range(4):
+        start = threading.Barrier(2)
+        runtimes: dict[str, object] = {}
+
+        def load(inference_id: str) -> None:
+            start.wait()
+            runtimes[inference_id] = load_runtime(endpoints.get(inference_id))
+
+        threads = [threading.Thread(target=load, args=(i,)) for i in ("my-elser-model", "my-minilm")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        (result,) = infer_texts(runtimes["my-elser-model"], [SEED_TEXT])
+        assert_sparse_close(result.embedding, textbook_sparse(SEED_TEXT), 1e-4)

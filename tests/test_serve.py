@@ -37,9 +37,11 @@ CORPUS = [json.loads(line)["text"] for line in
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
+    # --preload loads every packaged model at start, each in its own worker thread at the
+    # same moment: the seed test's equality with the library also guards those loads.
     work = tmp_path_factory.mktemp("serve")
     with enrich_server(work, "--max-body-bytes", str(MAX_BODY), "--max-inputs", str(MAX_INPUTS),
-                       "--no-access-log") as running:
+                       "--no-access-log", "--preload") as running:
         yield running
 
 
