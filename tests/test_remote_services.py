@@ -19,7 +19,13 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from inference_enrich import Enrich
 from inference_enrich.inference import infer_texts, load_endpoints
 from inference_enrich.inference.errors import EndpointConfigError
-from inference_enrich.inference.remote.http import retry_after_s
+from inference_enrich.inference.remote.http import (
+    MAX_RETRY_AFTER_S,
+    ClientSettings,
+    HttpAnswer,
+    retry_after_s,
+    retry_wait_s,
+)
 from inference_enrich.inference.remote.runtime import RemoteRuntime
 from inference_enrich.pipelines.cli import main
 from inference_enrich.pipelines.config import JobConfig
@@ -287,6 +293,20 @@ def test_settings_are_checked_at_load(tmp_path, settings, problem):
                                              ("soon", None), (None, None)])
 def test_retry_after(value, seconds):
     assert retry_after_s({} if value is None else {"Retry-After": value}) == seconds
+
+
+def test_retry_waits_what_the_server_asks_up_to_the_cap_and_backs_off_otherwise():
+    settings = ClientSettings(requests_per_minute=60, max_concurrent_requests=1, timeout_s=5,
+                              max_retries=3, initial_backoff_s=0.5, max_backoff_s=4.0)
+    throttled = HttpAnswer(429, {"Retry-After": "7"}, {})
+    assert retry_wait_s(throttled, 0, settings) == 7.0
+    # A server asking for a day would stall the worker: it gets the cap.
+    assert retry_wait_s(HttpAnswer(429, {"Retry-After": "86400"}, {}), 0, settings) == MAX_RETRY_AFTER_S
+    # No Retry-After (or no answer at all: a timeout): jittered exponential backoff, capped.
+    for retry, cap in [(0, 0.5), (1, 1.0), (2, 2.0), (5, 4.0)]:
+        waits = [retry_wait_s(None, retry, settings) for _ in range(200)]
+        assert all(0 <= wait <= cap for wait in waits) and max(waits) > cap / 2
+        assert all(0 <= retry_wait_s(HttpAnswer(503, {}, {}), retry, settings) <= cap for _ in range(20))
 
 
 @pytest.mark.parametrize("service, settings", [

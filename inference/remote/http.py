@@ -94,6 +94,13 @@ def retry_after_s(headers: Mapping[str, str]) -> float | None:
         return None
 
 
+def retry_wait_s(answer: "HttpAnswer | None", retry: int, settings: ClientSettings) -> float:
+    """How long to wait before retry number ``retry + 1``: the server's ``Retry-After`` when
+    it gave one (at most ``MAX_RETRY_AFTER_S``), our backoff with jitter otherwise."""
+    asked = retry_after_s(answer.headers) if answer is not None else None
+    return min(asked, MAX_RETRY_AFTER_S) if asked is not None else settings.backoff(retry)
+
+
 class RemoteClient:
     """One remote service's event loop, session, concurrency bound and rate limiter."""
 
@@ -132,8 +139,7 @@ class RemoteClient:
                 raise RemoteServiceError(
                     f"{self.name}: gave up after {retry + 1} attempts, the last one: {problem}"
                     + (f": {error_message(answer.body)}" if answer is not None else ""))
-            asked = retry_after_s(answer.headers) if answer is not None else None
-            wait = min(asked, MAX_RETRY_AFTER_S) if asked is not None else settings.backoff(retry)
+            wait = retry_wait_s(answer, retry, settings)
             stats.retries += 1
             retry += 1
             await asyncio.sleep(wait)
