@@ -33,4 +33,19 @@ def load_pretrained(model_class, model_path: str):
             model = model_class.from_pretrained(model_path, local_files_only=local)
     except (OSError, ValueError) as error:
         raise ModelLoadError(f"cannot load model from '{model_path}': {error}") from error
+    check_tied_head(model, model_path)
     return tokenizer, model.eval()
+
+
+def check_tied_head(model, model_path: str) -> None:
+    """Refuse a model whose config ties its output head to its input embeddings but whose
+    head came out untied: its weights are uninitialised memory. ``_LOADING`` prevents that
+    among our own loads; another library's ``from_pretrained`` running in the same process
+    (a user's step in the same Beam worker) can still cause it, and garbage embeddings must
+    fail loudly, not be written."""
+    head, inputs = model.get_output_embeddings(), model.get_input_embeddings()
+    if getattr(model.config, "tie_word_embeddings", False) and head is not None and inputs is not None \
+            and head.weight.data_ptr() != inputs.weight.data_ptr():
+        raise ModelLoadError(
+            f"model from '{model_path}' loaded with its output head not tied to its input "
+            "embeddings (another model was being loaded in this process at the same time?)")

@@ -126,11 +126,9 @@ def test_int8_fast_mode_stays_close_to_exact(endpoints, sparse_runtime):
 
 
 def test_models_loaded_concurrently_compute_what_they_compute_alone(endpoints, textbook_sparse):
-    # transformers' from_pretrained swaps process-wide hooks while it loads (it replaces
-    # PreTrainedModel.tie_weights and torch's init functions with no-ops and puts them back
-    # after). Two loads at once in one process (`enrich serve --preload` loads every model
-    # in its own thread) could leave SPLADE's vocabulary head untied: uninitialised memory,
-    # ~28,000 garbage weights per document. Every round loads both models at the same moment.
+    # The race _LOADING in inference/loading.py prevents; timing-dependent by nature: on the
+    # old code this failed in 1 of 1 runs (SPLADE's head untied). Every round loads both
+    # models at the same moment.
     import threading
 
     from inference_enrich.inference import load_runtime
@@ -150,3 +148,17 @@ def test_models_loaded_concurrently_compute_what_they_compute_alone(endpoints, t
             thread.join()
         (result,) = infer_texts(runtimes["my-elser-model"], [SEED_TEXT])
         assert_sparse_close(result.embedding, textbook_sparse(SEED_TEXT), 1e-4)
+
+
+def test_a_model_loaded_with_its_head_untied_is_refused(endpoints):
+    # The damage a foreign concurrent from_pretrained can do, caused for real: transformers'
+    # own no_tie_weights() is what another thread's load has active while it runs.
+    from transformers.initialization import no_tie_weights
+
+    from inference_enrich.inference import load_runtime
+    from inference_enrich.inference.errors import ModelLoadError
+
+    with no_tie_weights():
+        with pytest.raises(ModelLoadError, match="output head not tied"):
+            load_runtime(endpoints.get("my-elser-model"))
+        load_runtime(endpoints.get("my-minilm"))  # no head to tie: unaffected

@@ -38,7 +38,8 @@ CORPUS = [json.loads(line)["text"] for line in
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     # --preload loads every packaged model at start, each in its own worker thread at the
-    # same moment: the seed test's equality with the library also guards those loads.
+    # same moment (see _LOADING in inference/loading.py): the equality-with-the-library
+    # tests below also guard those loads.
     work = tmp_path_factory.mktemp("serve")
     with enrich_server(work, "--max-body-bytes", str(MAX_BODY), "--max-inputs", str(MAX_INPUTS),
                        "--no-access-log", "--preload") as running:
@@ -88,6 +89,16 @@ def test_seed_example_answers_as_elasticsearch_and_equals_the_library(es, sparse
     assert weights == sorted(weights, reverse=True) and min(weights) > 0
     (library,) = infer_texts(sparse_runtime, [SEED_TEXT])
     assert max_sparse_difference(entry["embedding"], library.embedding) <= TOLERANCE
+
+
+def test_every_preloaded_sparse_model_equals_the_library(es, endpoints):
+    # The module's server preloads all three packaged models at once (see _LOADING in
+    # inference/loading.py); the int8 one has its own worker and must be right too.
+    from inference_enrich.inference import load_runtime
+
+    answer = es.inference.sparse_embedding(inference_id="my-elser-model-int8", input=SEED_TEXT)
+    (library,) = infer_texts(load_runtime(endpoints.get("my-elser-model-int8")), [SEED_TEXT])
+    assert max_sparse_difference(answer.body["sparse_embedding"][0]["embedding"], library.embedding) <= TOLERANCE
 
 
 def test_inference_without_task_type_keeps_input_order(es, dense_runtime):
