@@ -2,12 +2,16 @@
 
 Each distinct model (task type, service and service settings) has one ``ModelWorker``: a
 thread that owns the loaded runtime, so torch never runs concurrently on one model and the
-event loop never waits for it. Requests are queued as jobs; the thread takes the first, then
-keeps taking jobs until the token budget or batch size is full or ``max_wait_s`` has passed
-(a short, bounded wait that lets a wave of concurrent requests meet in one batch), cuts the
-collected texts into length-sorted batches with the pipeline's ``embed_batches`` and answers
-each job with exactly its own results as soon as its last text is done. A job whose caller
-gave up (timed out) before it was taken is skipped.
+event loop never waits for it. Requests are queued as jobs; the thread moves their texts
+into a pool, oldest first (when idle, it first waits up to ``max_wait_s`` so that a wave
+of concurrent requests meets there), and runs one forward pass at a time (``next_batch``):
+the pool's *oldest* text together with the texts nearest it in length among those that
+arrived at most ``reorder_window_s`` after it. Like lengths keep padding low; anchoring
+every pass on the oldest text, and letting only near-contemporaries ride along, bounds how
+long any text is overtaken by shorter newcomers (the tail latency). Requests that arrive
+meanwhile join the pool between passes. Each job is answered with exactly its own results
+as soon as its last text is done. A job whose caller gave up (timed out) before it was
+taken is skipped.
 """
 
 from __future__ import annotations
@@ -37,19 +41,31 @@ BatchObserver = Callable[[str, int, int, float], None]
 class BatchPolicy:
     """How requests are gathered into forward passes.
 
-    The token budget is a quarter of the batch pipeline's: a server is judged by latency
-    under many clients, and passes of 2048 padded tokens answer the first callers sooner
-    and, measured (bench/bench_serve.py, 32 clients, MiniLM), serve ~30% more requests/s
-    than passes of 8192 on this CPU.
+    Measured with bench/bench_serve.py and the runs behind bench/RESULTS.md (32 clients,
+    MiniLM and SPLADE-tiny, this 2-core CPU): passes of 1024 padded tokens, an eighth of the
+    batch pipeline's, serve more requests/s than passes of 2048 or 8192 (less padding per
+    pass, first answers sooner). A reorder window of 250 ms gave both more requests/s and a
+    lower p99 latency than 500 ms: a wider window sorts more by length but lets more
+    newcomers overtake, which is what the tail is made of. The pool holds ``pool_batches``
+    passes' worth of texts: enough choice, and choosing stays cheap; requests beyond it
+    wait in the queue, in order.
     """
 
-    max_batch_tokens: int = 2048
+    max_batch_tokens: int = 1024
     max_batch_size: int = 64
     max_wait_s: float = 0.005
+    reorder_window_s: float = 0.25
+    pool_batches: int = 4
 
     def __post_init__(self) -> None:
-        if self.max_batch_tokens < 1 or self.max_batch_size < 1 or self.max_wait_s < 0:
-            raise ValueError("batch limits must be positive and the wait >= 0")
+        if min(self.max_batch_tokens, self.max_batch_size, self.pool_batches) < 1:
+            raise ValueError("batch limits must be positive")
+        if self.max_wait_s < 0 or self.reorder_window_s < 0:
+            raise ValueError("the batch wait and the reorder window must be >= 0")
+
+    @property
+    def pool_texts(self) -> int:
+        return self.max_batch_size * self.pool_batches
 
 
 @dataclass(frozen=True)
@@ -63,14 +79,51 @@ class Outcome:
 class _Job:
     """One request's texts (None: only load the model) and where its answer goes."""
 
-    __slots__ = ("texts", "future", "tokenized", "results", "remaining")
+    __slots__ = ("texts", "arrived", "future", "tokenized", "results", "remaining")
 
     def __init__(self, texts: list[str] | None) -> None:
         self.texts = texts
+        self.arrived = time.monotonic()
         self.future: Future = Future()
         self.tokenized: list[TokenizedText] = []
         self.results: list[InferenceResult | None] = []
         self.remaining = 0
+
+
+@dataclass(frozen=True)
+class _Text:
+    """One pending text: input ``index`` of ``job``."""
+
+    job: _Job
+    index: int
+
+    @property
+    def tokenized(self) -> TokenizedText:
+        return self.job.tokenized[self.index]
+
+
+def next_batch(pending: list[_Text], policy: BatchPolicy) -> list[_Text]:
+    """Take the next forward pass's texts out of ``pending`` (oldest first): the oldest
+    text, then, nearest in length first, the texts that arrived within
+    ``policy.reorder_window_s`` of it, as many as fit the pass's padded-token budget and
+    batch size."""
+    oldest = pending[0]
+    horizon = oldest.job.arrived + policy.reorder_window_s
+    anchor = len(oldest.tokenized.ids)
+    nearest_first = sorted((position for position in range(1, len(pending))
+                            if pending[position].job.arrived <= horizon),
+                           key=lambda position: abs(len(pending[position].tokenized.ids) - anchor))
+    chosen, longest = {0}, anchor
+    for position in nearest_first:
+        if len(chosen) >= policy.max_batch_size:
+            break
+        length = len(pending[position].tokenized.ids)
+        if (len(chosen) + 1) * max(longest, length) <= policy.max_batch_tokens:
+            chosen.add(position)
+            longest = max(longest, length)
+    taken = [text for position, text in enumerate(pending) if position in chosen]
+    pending[:] = [text for position, text in enumerate(pending) if position not in chosen]
+    return taken
 
 
 _STOP = object()
@@ -130,33 +183,40 @@ class ModelWorker:
         self._thread.join(timeout)
 
     def _run(self) -> None:
+        pending: list[_Text] = []
         stopping = False
-        while not stopping:
-            jobs, stopping = self._collect(self._queue.get())
-            if jobs:
-                self._answer(jobs)
+        while pending or not stopping:
+            stopping = stopping or self._take_queued(pending)
+            pending[:] = [text for text in pending if not text.job.future.done()]
+            if pending:
+                self._answer(next_batch(pending, self._policy))
 
-    def _collect(self, first: object) -> tuple[list[_Job], bool]:
-        """The first job plus whatever arrives within the wait, up to one batch's worth."""
-        jobs: list[_Job] = []
-        count = longest = 0
-        deadline = time.monotonic() + self._policy.max_wait_s
-        item = first
+    def _take_queued(self, pending: list[_Text]) -> bool:
+        """Move queued jobs' texts into ``pending`` (oldest first) until the queue is empty
+        or the pool is full; True once the stop signal is taken. When nothing is pending it
+        blocks for the first job, then waits up to ``max_wait_s`` for more to join it."""
+        if pending:
+            deadline = 0.0
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return False
+        else:
+            item = self._queue.get()
+            deadline = time.monotonic() + self._policy.max_wait_s
         while True:
             if item is _STOP:
-                return jobs, True
+                return True
             job: _Job = item  # type: ignore[assignment]
             if job.future.set_running_or_notify_cancel() and self._prepare(job):
-                jobs.append(job)
-                count += len(job.tokenized)
-                longest = max([longest, *(len(t.ids) for t in job.tokenized)])
-            if count >= self._policy.max_batch_size or count * longest >= self._policy.max_batch_tokens:
-                return jobs, False
+                pending.extend(_Text(job, index) for index in range(len(job.tokenized)))
+            if len(pending) >= self._policy.pool_texts:
+                return False
             remaining = deadline - time.monotonic()
             try:
                 item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
             except queue.Empty:
-                return jobs, False
+                return False
 
     def _prepare(self, job: _Job) -> bool:
         """Load the model if needed and tokenise the job; False when the job is already answered."""
@@ -177,21 +237,20 @@ class ModelWorker:
         job.remaining = len(job.tokenized)
         return True
 
-    def _answer(self, jobs: list[_Job]) -> None:
-        """Embed every job's texts together; a text the model fails on fails its own request
-        only (``embed_batches`` retries a failed pass one text at a time), and anything
-        unexpected fails the open requests instead of killing this thread."""
+    def _answer(self, texts: list[_Text]) -> None:
+        """Embed ``texts`` (one pass); a text the model fails on fails its own request only
+        (``embed_batches`` retries a failed pass one text at a time), and anything
+        unexpected fails these texts' requests instead of killing this thread."""
         try:
-            self._embed_jobs(jobs)
+            self._embed(texts)
         except Exception as error:
-            LOG.exception("answering %d requests failed", len(jobs))
-            for job in jobs:
-                if not job.future.done():
-                    job.future.set_exception(error)
+            LOG.exception("answering %d texts failed", len(texts))
+            for text in texts:
+                if not text.job.future.done():
+                    text.job.future.set_exception(error)
 
-    def _embed_jobs(self, jobs: list[_Job]) -> None:
-        owners = [(job, index) for job in jobs for index in range(len(job.tokenized))]
-        tokenized = [job.tokenized[index] for job, index in owners]
+    def _embed(self, texts: list[_Text]) -> None:
+        tokenized = [text.tokenized for text in texts]
         for batch in embed_batches(self._runtime, tokenized, self._policy.max_batch_tokens,
                                    self._policy.max_batch_size):
             if batch.latency_s is not None:
@@ -199,7 +258,7 @@ class ModelWorker:
                 self._observe(self.model_id, len(batch.positions), len(batch.positions) * longest,
                               batch.latency_s)
             for position, result in zip(batch.positions, batch.results, strict=True):
-                job, index = owners[position]
+                job, index = texts[position].job, texts[position].index
                 if job.future.done():  # failed by an earlier text of the same request
                     continue
                 if isinstance(result, Exception):
@@ -209,7 +268,7 @@ class ModelWorker:
                 job.remaining -= 1
                 if job.remaining == 0:
                     job.future.set_result(Outcome(job.results, sum(len(t.ids) for t in job.tokenized)))
-            self._heap.after_batch()
+        self._heap.after_batch()
 
 
 class ModelPool:
