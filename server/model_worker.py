@@ -9,13 +9,15 @@ the pool's *oldest* text together with the texts nearest it in length among thos
 arrived at most ``reorder_window_s`` after it. Like lengths keep padding low; anchoring
 every pass on the oldest text, and letting only near-contemporaries ride along, bounds how
 long any text is overtaken by shorter newcomers (the tail latency). Requests that arrive
-meanwhile join the pool between passes. Each job is answered with exactly its own results
-as soon as its last text is done. A job whose caller gave up (timed out) before it was
-taken is skipped.
+meanwhile join the pool between passes; beyond the pool's size they wait in the queue, in
+order. Each job is answered with exactly its own results as soon as its last text is done.
+A job whose caller gave up (timed out) before any of its texts went into a pass is never
+computed: it stays cancellable in the pool until then.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import queue
@@ -47,15 +49,15 @@ class BatchPolicy:
     pass, first answers sooner). A reorder window of 250 ms gave both more requests/s and a
     lower p99 latency than 500 ms: a wider window sorts more by length but lets more
     newcomers overtake, which is what the tail is made of. The pool holds ``pool_batches``
-    passes' worth of texts: enough choice, and choosing stays cheap; requests beyond it
-    wait in the queue, in order.
+    passes' worth of texts and tokens: enough choice (32 waiting requests fit), and choosing
+    stays cheap; requests beyond it wait in the queue, in order.
     """
 
     max_batch_tokens: int = 1024
     max_batch_size: int = 64
     max_wait_s: float = 0.005
     reorder_window_s: float = 0.25
-    pool_batches: int = 4
+    pool_batches: int = 8
 
     def __post_init__(self) -> None:
         if min(self.max_batch_tokens, self.max_batch_size, self.pool_batches) < 1:
@@ -63,9 +65,8 @@ class BatchPolicy:
         if self.max_wait_s < 0 or self.reorder_window_s < 0:
             raise ValueError("the batch wait and the reorder window must be >= 0")
 
-    @property
-    def pool_texts(self) -> int:
-        return self.max_batch_size * self.pool_batches
+    def pool_is_full(self, texts: int, tokens: int) -> bool:
+        return texts >= self.max_batch_size * self.pool_batches or tokens >= self.max_batch_tokens * self.pool_batches
 
 
 @dataclass(frozen=True)
@@ -110,13 +111,14 @@ def next_batch(pending: list[_Text], policy: BatchPolicy) -> list[_Text]:
     oldest = pending[0]
     horizon = oldest.job.arrived + policy.reorder_window_s
     anchor = len(oldest.tokenized.ids)
-    nearest_first = sorted((position for position in range(1, len(pending))
-                            if pending[position].job.arrived <= horizon),
+    within_window = itertools.takewhile(lambda position: pending[position].job.arrived <= horizon,
+                                        range(1, len(pending)))  # pending is in arrival order
+    nearest_first = sorted(within_window,
                            key=lambda position: abs(len(pending[position].tokenized.ids) - anchor))
     chosen, longest = {0}, anchor
     for position in nearest_first:
-        if len(chosen) >= policy.max_batch_size:
-            break
+        if len(chosen) >= policy.max_batch_size or (len(chosen) + 1) * longest > policy.max_batch_tokens:
+            break  # full: no text, however short, fits any more
         length = len(pending[position].tokenized.ids)
         if (len(chosen) + 1) * max(longest, length) <= policy.max_batch_tokens:
             chosen.add(position)
@@ -124,6 +126,21 @@ def next_batch(pending: list[_Text], policy: BatchPolicy) -> list[_Text]:
     taken = [text for position, text in enumerate(pending) if position in chosen]
     pending[:] = [text for position, text in enumerate(pending) if position not in chosen]
     return taken
+
+
+def _start(job: _Job) -> bool:
+    """Mark ``job`` as being computed (from then on its caller cannot withdraw it); False
+    when the caller withdrew it first."""
+    return job.future.running() or job.future.set_running_or_notify_cancel()
+
+
+def _settle(job: _Job, result: object = None, error: Exception | None = None) -> None:
+    """Answer a job no pass has taken yet (unless its caller withdrew it meanwhile)."""
+    if job.future.set_running_or_notify_cancel():
+        if error is None:
+            job.future.set_result(result)
+        else:
+            job.future.set_exception(error)
 
 
 _STOP = object()
@@ -164,7 +181,7 @@ class ModelWorker:
 
     def submit(self, texts: Sequence[str]) -> Future:
         """Queue ``texts``; the future gets an ``Outcome`` (or the model's exception). Cancel
-        it to withdraw the request if it has not been taken yet."""
+        it to withdraw the request while none of its texts has gone into a pass."""
         job = _Job(list(texts))
         self._queue.put(job)
         return job.future
@@ -187,15 +204,20 @@ class ModelWorker:
         stopping = False
         while pending or not stopping:
             stopping = stopping or self._take_queued(pending)
-            pending[:] = [text for text in pending if not text.job.future.done()]
+            pending[:] = [text for text in pending if not text.job.future.done()]  # failed, withdrawn
             if pending:
-                self._answer(next_batch(pending, self._policy))
+                texts = [text for text in next_batch(pending, self._policy) if _start(text.job)]
+                if texts:
+                    self._answer(texts)
 
     def _take_queued(self, pending: list[_Text]) -> bool:
         """Move queued jobs' texts into ``pending`` (oldest first) until the queue is empty
         or the pool is full; True once the stop signal is taken. When nothing is pending it
         blocks for the first job, then waits up to ``max_wait_s`` for more to join it."""
+        tokens = sum(len(text.tokenized.ids) for text in pending)
         if pending:
+            if self._policy.pool_is_full(len(pending), tokens):
+                return False
             deadline = 0.0
             try:
                 item = self._queue.get_nowait()
@@ -207,10 +229,10 @@ class ModelWorker:
         while True:
             if item is _STOP:
                 return True
-            job: _Job = item  # type: ignore[assignment]
-            if job.future.set_running_or_notify_cancel() and self._prepare(job):
-                pending.extend(_Text(job, index) for index in range(len(job.tokenized)))
-            if len(pending) >= self._policy.pool_texts:
+            admitted = self._admit(item)  # type: ignore[arg-type]
+            pending.extend(admitted)
+            tokens += sum(len(text.tokenized.ids) for text in admitted)
+            if self._policy.pool_is_full(len(pending), tokens):
                 return False
             remaining = deadline - time.monotonic()
             try:
@@ -218,8 +240,12 @@ class ModelWorker:
             except queue.Empty:
                 return False
 
-    def _prepare(self, job: _Job) -> bool:
-        """Load the model if needed and tokenise the job; False when the job is already answered."""
+    def _admit(self, job: _Job) -> list[_Text]:
+        """The job's texts, tokenised (the model is loaded first if need be); none when the
+        job was withdrawn or is answered here already (a load request, a failure, no texts).
+        The job itself stays pending, so still cancellable, until a pass takes it."""
+        if job.future.cancelled():
+            return []
         try:
             if self._runtime is None:
                 started = time.perf_counter()
@@ -227,15 +253,18 @@ class ModelWorker:
                 LOG.info("loaded %s (%s) in %.1f s", self.model_id, self._endpoint.task_type,
                          time.perf_counter() - started)
             if job.texts is None:
-                job.future.set_result(None)
-                return False
+                _settle(job, None)
+                return []
+            if not job.texts:
+                _settle(job, Outcome([], 0))
+                return []
             job.tokenized = self._runtime.tokenize(job.texts)
         except Exception as error:  # a model that cannot load fails this request, not the server
-            job.future.set_exception(error)
-            return False
+            _settle(job, error=error)
+            return []
         job.results = [None] * len(job.tokenized)
         job.remaining = len(job.tokenized)
-        return True
+        return [_Text(job, index) for index in range(len(job.tokenized))]
 
     def _answer(self, texts: list[_Text]) -> None:
         """Embed ``texts`` (one pass); a text the model fails on fails its own request only
@@ -251,6 +280,8 @@ class ModelWorker:
 
     def _embed(self, texts: list[_Text]) -> None:
         tokenized = [text.tokenized for text in texts]
+        # next_batch chose texts that fit one pass by the same budget and size, so this
+        # plans exactly one pass; embed_batches adds its one-text-at-a-time fallback.
         for batch in embed_batches(self._runtime, tokenized, self._policy.max_batch_tokens,
                                    self._policy.max_batch_size):
             if batch.latency_s is not None:

@@ -112,6 +112,15 @@ def test_run_help_lists_every_option():
         assert option in done.stdout, option
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--reorder-window-ms", "-1"], "the batch wait and the reorder window must be >= 0"),
+    (["--max-batch-tokens", "0"], "batch limits must be positive"),
+])
+def test_serve_refuses_bad_batching_flags_before_listening(flags, message):
+    done = enrich("serve", "--port", str(free_port()), *flags)
+    assert done.returncode == 2 and f"enrich: error: {message}" in done.stderr, done.stderr
+
+
 @pytest.mark.parametrize("sink", ["elasticsearch", "opensearch"])
 @pytest.mark.parametrize("command", ["run", "search"])
 def test_unreachable_index_is_one_error_line_and_exit_status_1(tmp_path, sink, command):

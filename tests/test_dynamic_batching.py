@@ -9,6 +9,8 @@ passes must pad little and whose answers must equal the model's one text at a ti
 from __future__ import annotations
 
 import random
+import threading
+import time
 
 from inference_enrich.inference import TokenizedText
 from inference_enrich.server import model_worker
@@ -88,6 +90,27 @@ def test_every_text_is_taken_exactly_once():
     assert sorted(map(id, taken)) == sorted(map(id, originals))
 
 
+def run_worker(endpoint, policy: BatchPolicy, requests: list[list[str]], while_loading=None):
+    """Queue ``requests`` behind the model's loading (so they meet in the pool, as they would
+    behind a busy pass), then wait for every answer. Returns (futures, passes): each pass as
+    (documents, padded tokens)."""
+    passes: list[tuple[int, int]] = []
+    worker = ModelWorker(endpoint, policy, lambda model_id, documents, padded, seconds: passes.append((documents, padded)))
+    try:
+        loaded = worker.load()
+        futures = [worker.submit(texts) for texts in requests]
+        loaded.result(timeout=120)
+        if while_loading is not None:
+            while_loading(futures, passes)
+        for future in futures:
+            if not future.cancelled():
+                future.exception(timeout=120)
+    finally:
+        worker.close()
+        worker.join(30)
+    return futures, passes
+
+
 def test_queued_requests_are_pooled_so_passes_pad_little_and_answers_stay_exact(endpoints, dense_runtime):
     """48 single-text requests of 3 to ~200 tokens queue while the model loads (as they
     would behind a busy pass): the worker must pool them and pass texts of like length
@@ -95,17 +118,10 @@ def test_queued_requests_are_pooled_so_passes_pad_little_and_answers_stay_exact(
     tokens (measured on the old worker)."""
     rng = random.Random(11)
     texts = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 180))) for _ in range(48)]
-    passes: list[tuple[int, int]] = []
-    worker = ModelWorker(endpoints.get("my-minilm"), BatchPolicy(max_batch_tokens=1024),
-                         lambda model_id, documents, padded, seconds: passes.append((documents, padded)))
-    try:
-        loaded = worker.load()
-        futures = [worker.submit([text]) for text in texts]
-        loaded.result(timeout=120)
-        outcomes = [future.result(timeout=120) for future in futures]
-    finally:
-        worker.close()
-        worker.join(30)
+    futures, passes = run_worker(endpoints.get("my-minilm"), BatchPolicy(max_batch_tokens=1024),
+                                 [[text] for text in texts] + [[]])
+    outcomes = [future.result() for future in futures[:-1]]
+    assert futures[-1].result() == model_worker.Outcome([], 0)  # no texts: answered, not left hanging
 
     real_tokens = sum(outcome.tokens for outcome in outcomes)
     padded_tokens = sum(padded for _, padded in passes)
@@ -115,3 +131,43 @@ def test_queued_requests_are_pooled_so_passes_pad_little_and_answers_stay_exact(
     for outcome, expected in zip(outcomes, alone, strict=True):
         (result,) = outcome.results
         assert max(abs(a - b) for a, b in zip(result.embedding, expected, strict=True)) < 1e-5
+
+
+def test_a_request_withdrawn_while_pooled_is_never_computed(endpoints):
+    """A caller that times out cancels its future; while none of its texts has gone into a
+    pass, the work is dropped (the old worker marked every pooled job running, so a
+    timed-out request was computed all the same)."""
+    first_pass_done = threading.Event()
+
+    def withdraw_after_the_first_pass(futures, passes):
+        deadline = time.monotonic() + 120
+        while not passes and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert futures[-1].cancel(), "the last request was already being computed"
+        first_pass_done.set()
+
+    requests = [[f"request {i}: " + "the harbour lantern " * 20] for i in range(6)] + [["withdrawn text"]]
+    # A window of 0: each pass holds one request's texts, in arrival order, so the last
+    # request is still pooled while the first passes run.
+    futures, passes = run_worker(endpoints.get("my-minilm"), BatchPolicy(reorder_window_s=0.0), requests,
+                                 withdraw_after_the_first_pass)
+    assert first_pass_done.is_set()
+    assert futures[-1].cancelled()
+    assert all(len(future.result().results) == 1 for future in futures[:-1])
+    assert sum(documents for documents, _ in passes) == 6
+
+
+def test_requests_beyond_the_pool_wait_in_the_queue(endpoints):
+    """The pool holds pool_batches x max_batch_size texts; a request with more texts still
+    goes in whole, and nothing else joins until the pool is below its size again. Here
+    the pool (2 texts) holds only the first request (4 texts): its passes are (152, 222)
+    and (32, 42) tokens, and the second request (37 tokens) gets the third. Had it joined
+    early it would have shared the 32-token text's pass: (32, 37), then (42)."""
+    first = ["the " * 150, "the " * 30, "the " * 220, "the " * 40]
+    second = ["the " * 35]
+    policy = BatchPolicy(max_batch_tokens=4096, max_batch_size=2, reorder_window_s=10.0, pool_batches=1)
+
+    futures, passes = run_worker(endpoints.get("my-minilm"), policy, [first, second])
+
+    assert [future.result().tokens for future in futures] == [152 + 32 + 222 + 42, 37]
+    assert passes == [(2, 2 * 222), (2, 2 * 42), (1, 37)]
