@@ -75,8 +75,8 @@ def add_serve_command(commands: argparse._SubParsersAction) -> None:
                        default=250.0, metavar="MS",
                        help="how much later than the oldest waiting text another may arrive and still "
                        "share its forward pass: wider sorts more by length (more requests/s), narrower "
-                       "keeps closer to arrival order (lower tail latency); 0: each pass holds one "
-                       "request's texts (default: 250)")
+                       "keeps closer to arrival order (lower tail latency); 0: no two requests share a "
+                       "pass (default: 250)")
     serve.add_argument("--max-batch-tokens", "--max_batch_tokens", dest="max_batch_tokens", type=int,
                        default=1024, metavar="N", help="padded tokens per forward pass (default: 1024)")
     serve.add_argument("--max-batch-size", "--max_batch_size", dest="max_batch_size", type=int,

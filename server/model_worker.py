@@ -130,8 +130,15 @@ def next_batch(pending: list[_Text], policy: BatchPolicy) -> list[_Text]:
 
 def _start(job: _Job) -> bool:
     """Mark ``job`` as being computed (from then on its caller cannot withdraw it); False
-    when the caller withdrew it first."""
-    return job.future.running() or job.future.set_running_or_notify_cancel()
+    when the caller withdrew it first. Safe to ask again for the same job: a withdrawn
+    future must not see ``set_running_or_notify_cancel`` twice (the second call raises).
+    Withdrawn jobs are dropped without being "notified": nothing here waits on them with
+    ``concurrent.futures.wait``, and the callbacks ``asyncio.wrap_future`` uses have run."""
+    if job.future.running():
+        return True
+    if job.future.cancelled():
+        return False
+    return job.future.set_running_or_notify_cancel()
 
 
 def _settle(job: _Job, result: object = None, error: Exception | None = None) -> None:

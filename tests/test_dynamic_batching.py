@@ -8,9 +8,10 @@ passes must pad little and whose answers must equal the model's one text at a ti
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
-import time
+from concurrent.futures import CancelledError
 
 from inference_enrich.inference import TokenizedText
 from inference_enrich.server import model_worker
@@ -90,20 +91,29 @@ def test_every_text_is_taken_exactly_once():
     assert sorted(map(id, taken)) == sorted(map(id, originals))
 
 
-def run_worker(endpoint, policy: BatchPolicy, requests: list[list[str]], while_loading=None):
+def run_worker(endpoint, policy: BatchPolicy, requests: list[list[str]], after_pass=None):
     """Queue ``requests`` behind the model's loading (so they meet in the pool, as they would
-    behind a busy pass), then wait for every answer. Returns (futures, passes): each pass as
-    (documents, padded tokens)."""
+    behind a busy pass), then wait for every answer. ``after_pass(futures, passes)`` runs
+    on the worker's thread after each pass, before its answers are given. Returns (futures,
+    passes): each pass as (documents, padded tokens)."""
     passes: list[tuple[int, int]] = []
-    worker = ModelWorker(endpoint, policy, lambda model_id, documents, padded, seconds: passes.append((documents, padded)))
+    futures: list = []
+    submitted = threading.Event()
+
+    def observe(model_id, documents, padded, seconds):
+        passes.append((documents, padded))
+        if after_pass is not None:
+            submitted.wait(120)
+            after_pass(futures, passes)
+
+    worker = ModelWorker(endpoint, policy, observe)
     try:
         loaded = worker.load()
-        futures = [worker.submit(texts) for texts in requests]
+        futures.extend(worker.submit(texts) for texts in requests)
+        submitted.set()
         loaded.result(timeout=120)
-        if while_loading is not None:
-            while_loading(futures, passes)
         for future in futures:
-            if not future.cancelled():
+            with contextlib.suppress(CancelledError):  # withdrawn, before or while waiting
                 future.exception(timeout=120)
     finally:
         worker.close()
@@ -137,24 +147,52 @@ def test_a_request_withdrawn_while_pooled_is_never_computed(endpoints):
     """A caller that times out cancels its future; while none of its texts has gone into a
     pass, the work is dropped (the old worker marked every pooled job running, so a
     timed-out request was computed all the same)."""
-    first_pass_done = threading.Event()
+    withdrawn: list[bool] = []
 
-    def withdraw_after_the_first_pass(futures, passes):
-        deadline = time.monotonic() + 120
-        while not passes and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert futures[-1].cancel(), "the last request was already being computed"
-        first_pass_done.set()
+    def withdraw_the_last_request_once(futures, passes):
+        if not withdrawn:
+            withdrawn.append(futures[-1].cancel())
 
     requests = [[f"request {i}: " + "the harbour lantern " * 20] for i in range(6)] + [["withdrawn text"]]
-    # A window of 0: each pass holds one request's texts, in arrival order, so the last
-    # request is still pooled while the first passes run.
+    # A window of 0: no two requests share a pass, and passes go in arrival order, so the
+    # last request is still pooled when the first pass ends.
     futures, passes = run_worker(endpoints.get("my-minilm"), BatchPolicy(reorder_window_s=0.0), requests,
-                                 withdraw_after_the_first_pass)
-    assert first_pass_done.is_set()
+                                 withdraw_the_last_request_once)
+    assert withdrawn == [True], "the last request was already being computed"
     assert futures[-1].cancelled()
     assert all(len(future.result().results) == 1 for future in futures[:-1])
     assert sum(documents for documents, _ in passes) == 6
+
+
+def test_a_request_withdrawn_as_its_pass_is_chosen_does_not_stop_the_worker(endpoints, monkeypatch):
+    """A caller can cancel between the worker's choice of a pass and the start of its
+    computation. A two-text request cancelled right there once killed the worker thread
+    (its second text asked the cancelled future to start a second time), after which the
+    model answered nothing. The moment is too narrow to hit from outside, so the test
+    cancels from inside ``next_batch``: a wrapper around the real one (the only stand-in
+    here; the model, the worker and the futures are real)."""
+    choose = model_worker.next_batch
+    cancelled: list[bool] = []
+
+    def choose_then_cancel_the_first_request(pending, policy):
+        batch = choose(pending, policy)
+        if not cancelled:
+            cancelled.append(batch[0].job.future.cancel())
+        return batch
+
+    monkeypatch.setattr(model_worker, "next_batch", choose_then_cancel_the_first_request)
+    futures, passes = run_worker(endpoints.get("my-minilm"), BatchPolicy(reorder_window_s=0.0),
+                                 [["first of two", "second of two"], ["answered all the same"]])
+    assert cancelled == [True] and futures[0].cancelled()
+    assert len(futures[1].result(timeout=0).results) == 1
+    assert passes == [(1, futures[1].result().tokens)]
+
+
+def test_the_pool_is_full_at_its_size_in_texts_or_in_tokens():
+    policy = BatchPolicy(max_batch_tokens=100, max_batch_size=4, pool_batches=2)
+    assert not policy.pool_is_full(texts=7, tokens=199)
+    assert policy.pool_is_full(texts=8, tokens=0)
+    assert policy.pool_is_full(texts=1, tokens=200)
 
 
 def test_requests_beyond_the_pool_wait_in_the_queue(endpoints):
