@@ -150,6 +150,12 @@ def _settle(job: _Job, result: object = None, error: Exception | None = None) ->
             job.future.set_exception(error)
 
 
+def _fail(job: _Job, error: Exception) -> None:
+    """Fail ``job`` with ``error`` unless it is answered or withdrawn already."""
+    if not job.future.done() and _start(job):
+        job.future.set_exception(error)
+
+
 _STOP = object()
 
 
@@ -211,11 +217,21 @@ class ModelWorker:
         stopping = False
         while pending or not stopping:
             stopping = stopping or self._take_queued(pending)
-            pending[:] = [text for text in pending if not text.job.future.done()]  # failed, withdrawn
-            if pending:
-                texts = [text for text in next_batch(pending, self._policy) if _start(text.job)]
-                if texts:
-                    self._answer(texts)
+            try:
+                self._pass_once(pending)
+            except Exception as error:  # a bug here must not leave the model answering nothing
+                LOG.exception("choosing a pass over %d pooled texts failed", len(pending))
+                for text in pending:
+                    _fail(text.job, error)
+                pending.clear()
+
+    def _pass_once(self, pending: list[_Text]) -> None:
+        """Run the next forward pass over the pool, if anything in it is still wanted."""
+        pending[:] = [text for text in pending if not text.job.future.done()]  # failed, withdrawn
+        if pending:
+            texts = [text for text in next_batch(pending, self._policy) if _start(text.job)]
+            if texts:
+                self._answer(texts)
 
     def _take_queued(self, pending: list[_Text]) -> bool:
         """Move queued jobs' texts into ``pending`` (oldest first) until the queue is empty
@@ -282,8 +298,7 @@ class ModelWorker:
         except Exception as error:
             LOG.exception("answering %d texts failed", len(texts))
             for text in texts:
-                if not text.job.future.done():
-                    text.job.future.set_exception(error)
+                _fail(text.job, error)
 
     def _embed(self, texts: list[_Text]) -> None:
         tokenized = [text.tokenized for text in texts]

@@ -188,6 +188,35 @@ def test_a_request_withdrawn_as_its_pass_is_chosen_does_not_stop_the_worker(endp
     assert passes == [(1, futures[1].result().tokens)]
 
 
+def test_an_unexpected_error_choosing_a_pass_fails_the_pooled_requests_and_the_worker_goes_on(
+        endpoints, monkeypatch):
+    """Choosing a pass is pure code, so only a bug could make it raise; if one does, the
+    requests in the pool get the error and the model keeps answering (the worker thread
+    used to die, and every later request to the model timed out). The bug is injected by
+    a wrapper around the real ``next_batch``: a fault the real code cannot be made to have."""
+    choose = model_worker.next_batch
+    injected: list[bool] = []
+
+    def fail_the_first_choice(pending, policy):
+        if not injected:
+            injected.append(True)
+            raise RuntimeError("injected: a bug in choosing a pass")
+        return choose(pending, policy)
+
+    monkeypatch.setattr(model_worker, "next_batch", fail_the_first_choice)
+    worker = ModelWorker(endpoints.get("my-minilm"), BatchPolicy(), lambda *observed: None)
+    try:
+        loaded = worker.load()
+        pooled = worker.submit(["first of two", "second of two"])
+        loaded.result(timeout=120)
+        assert "injected" in str(pooled.exception(timeout=120))
+        later = worker.submit(["asked after the failure"])
+        assert len(later.result(timeout=120).results) == 1
+    finally:
+        worker.close()
+        worker.join(30)
+
+
 def test_the_pool_is_full_at_its_size_in_texts_or_in_tokens():
     policy = BatchPolicy(max_batch_tokens=100, max_batch_size=4, pool_batches=2)
     assert not policy.pool_is_full(texts=7, tokens=199)
