@@ -70,13 +70,13 @@ def add_serve_command(commands: argparse._SubParsersAction) -> None:
                        help="on SIGTERM, how long requests in flight may take to finish (default: 60)")
     serve.add_argument("--batch-wait-ms", "--batch_wait_ms", dest="batch_wait_ms", type=float,
                        default=5.0, metavar="MS",
-                       help="how long a model waits for more requests to batch together (default: 5)")
+                       help="how long an idle model waits for more requests to join the first (default: 5)")
     serve.add_argument("--reorder-window-ms", "--reorder_window_ms", dest="reorder_window_ms", type=float,
                        default=250.0, metavar="MS",
                        help="how much later than the oldest waiting text another may arrive and still "
-                       "share its forward pass: wider sorts more by length (more requests/s), narrower "
-                       "keeps closer to arrival order (lower tail latency); 0: no two requests share a "
-                       "pass (default: 250)")
+                       "share its forward pass; a wider window sorts more by length but lets more "
+                       "newcomers overtake older texts, which lengthens the tail latency; 0: no two "
+                       "requests share a pass (default: 250)")
     serve.add_argument("--max-batch-tokens", "--max_batch_tokens", dest="max_batch_tokens", type=int,
                        default=1024, metavar="N", help="padded tokens per forward pass (default: 1024)")
     serve.add_argument("--max-batch-size", "--max_batch_size", dest="max_batch_size", type=int,

@@ -43,14 +43,14 @@ BatchObserver = Callable[[str, int, int, float], None]
 class BatchPolicy:
     """How requests are gathered into forward passes.
 
-    Measured with bench/bench_serve.py and the runs behind bench/RESULTS.md (32 clients,
-    MiniLM and SPLADE-tiny, this 2-core CPU): passes of 1024 padded tokens, an eighth of the
-    batch pipeline's, serve more requests/s than passes of 2048 or 8192 (less padding per
-    pass, first answers sooner). A reorder window of 250 ms gave both more requests/s and a
-    lower p99 latency than 500 ms: a wider window sorts more by length but lets more
-    newcomers overtake, which is what the tail is made of. The pool holds ``pool_batches``
-    passes' worth of texts and tokens: enough choice (32 waiting requests fit), and choosing
-    stays cheap; requests beyond it wait in the queue, in order.
+    Measured (bench/RESULTS.md, "Pooling by length": 32 clients, MiniLM and SPLADE-tiny,
+    this 2-core CPU): with pooling, passes of 1024 padded tokens served more requests/s
+    than 2048 (and 2048 had beaten 8192 before pooling); 768 was within the noise of 1024.
+    A reorder window of 250 ms gave both more requests/s and a lower p99 than 500 ms: a
+    wider window sorts more by length but lets more newcomers overtake, which is what the
+    tail is made of. The pool holds ``pool_batches`` passes' worth of texts and tokens:
+    enough choice (32 waiting requests fit), and choosing stays cheap; requests beyond it
+    wait in the queue, in order.
     """
 
     max_batch_tokens: int = 1024
@@ -216,11 +216,11 @@ class ModelWorker:
         pending: list[_Text] = []
         stopping = False
         while pending or not stopping:
-            stopping = stopping or self._take_queued(pending)
             try:
+                stopping = stopping or self._take_queued(pending)
                 self._pass_once(pending)
             except Exception as error:  # a bug here must not leave the model answering nothing
-                LOG.exception("choosing a pass over %d pooled texts failed", len(pending))
+                LOG.exception("pooling or choosing a pass over %d texts failed", len(pending))
                 for text in pending:
                     _fail(text.job, error)
                 pending.clear()

@@ -124,8 +124,8 @@ def run_worker(endpoint, policy: BatchPolicy, requests: list[list[str]], after_p
 def test_queued_requests_are_pooled_so_passes_pad_little_and_answers_stay_exact(endpoints, dense_runtime):
     """48 single-text requests of 3 to ~200 tokens queue while the model loads (as they
     would behind a busy pass): the worker must pool them and pass texts of like length
-    together. Taking them in arrival order, one pass's worth at a time, padded 1.4x the real
-    tokens (measured on the old worker)."""
+    together. Taking them in arrival order, one pass's worth at a time, padded 1.40x the
+    real tokens in this test (measured on the old worker)."""
     rng = random.Random(11)
     texts = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 180))) for _ in range(48)]
     futures, passes = run_worker(endpoints.get("my-minilm"), BatchPolicy(max_batch_tokens=1024),
@@ -136,6 +136,7 @@ def test_queued_requests_are_pooled_so_passes_pad_little_and_answers_stay_exact(
     real_tokens = sum(outcome.tokens for outcome in outcomes)
     padded_tokens = sum(padded for _, padded in passes)
     assert sum(documents for documents, _ in passes) == len(texts)
+    assert len(passes) <= len(texts) // 4  # texts share passes (one text per pass pads nothing)
     assert padded_tokens <= 1.25 * real_tokens, (padded_tokens, real_tokens, passes)
     alone = [dense_runtime.embed(dense_runtime.tokenize([text]))[0].embedding for text in texts]
     for outcome, expected in zip(outcomes, alone, strict=True):
@@ -215,6 +216,16 @@ def test_an_unexpected_error_choosing_a_pass_fails_the_pooled_requests_and_the_w
     finally:
         worker.close()
         worker.join(30)
+
+
+def test_a_request_the_tokenizer_refuses_fails_alone(endpoints):
+    """A lone UTF-16 surrogate (valid JSON: "\\ud800") makes the tokenizer raise: that request
+    gets the error, the requests pooled with it are answered."""
+    futures, passes = run_worker(endpoints.get("my-minilm"), BatchPolicy(),
+                                 [["before"], ["bad \ud800 text"], ["after"]])
+    assert futures[1].exception() is not None
+    assert [len(futures[i].result().results) for i in (0, 2)] == [1, 1]
+    assert sum(documents for documents, _ in passes) == 2
 
 
 def test_the_pool_is_full_at_its_size_in_texts_or_in_tokens():
