@@ -14,6 +14,7 @@ INFERENCE_FIELDS = ("input", "input_type", "task_settings")
 INPUT_TYPES = ("classification", "clustering", "ingest", "search")
 TIME_UNITS = {"nanos": 1e-9, "micros": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _TIME_VALUE = re.compile(r"^(\d+(?:\.\d+)?)(nanos|micros|ms|s|m|h|d)$")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 async def read_json_object(request: Request) -> dict[str, Any]:
@@ -42,7 +43,19 @@ def input_texts(body: dict[str, Any], request_name: str) -> list[str]:
             f"[{request_name}] failed to parse field [input]: expected a string or an array of strings")
     if not texts:
         raise validation_failed("Field [input] cannot be an empty array")
+    for index, text in enumerate(texts):
+        _check_unicode(text, index)
     return texts
+
+
+def _check_unicode(text: str, index: int) -> None:
+    """JSON's ``\\ud800`` escapes decode to lone surrogates, which are not text: no tokenizer
+    takes them (it fails with a type error), so say which input and where, as a 400."""
+    surrogate = _LONE_SURROGATE.search(text)
+    if surrogate is not None:
+        raise validation_failed(
+            f"Field [input] entry [{index}] is not valid Unicode: a lone surrogate "
+            f"[\\u{ord(surrogate.group()):04x}] at position [{surrogate.start()}]")
 
 
 def check_input_count(texts: list[str], max_inputs: int) -> None:

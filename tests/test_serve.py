@@ -156,6 +156,8 @@ ERRORS = [
     ("POST", INFER, {"input": None}, {}, 400, "action_request_validation_exception", "Field [input] cannot be null"),
     ("POST", INFER, {"input": []}, {}, 400, "action_request_validation_exception", "Field [input] cannot be an empty array"),
     ("POST", INFER, {"input": [1, 2]}, {}, 400, "x_content_parse_exception", "failed to parse field [input]"),
+    ("POST", INFER, {"input": ["fine", "bad \ud800 text"]}, {}, 400, "action_request_validation_exception",
+     "Field [input] entry [1] is not valid Unicode: a lone surrogate [\\ud800] at position [4]"),
     ("POST", INFER, {"input": {"text": "x"}}, {}, 400, "x_content_parse_exception", "failed to parse field [input]"),
     ("POST", INFER, {"input": "x", "colour": "red"}, {}, 400, "x_content_parse_exception", "unknown field [colour]"),
     ("POST", INFER, {"input": ["x"] * (MAX_INPUTS + 1)}, {}, 400, "action_request_validation_exception", f"at most {MAX_INPUTS} per request"),
@@ -205,6 +207,13 @@ def test_every_error_in_elasticsearch_envelope(server, method, path, body, heade
     assert answer.body["status"] == status
     assert error["type"] == error_type and error["root_cause"] == [{"type": error_type, "reason": error["reason"]}]
     assert reason in error["reason"]
+
+
+def test_a_lone_surrogate_is_refused_on_the_openai_route_too(server):
+    """The openai client cannot even encode one; a raw request can (JSON's \\udfff escape)."""
+    answer = http("POST", server.url + "/v1/embeddings", {"model": "my-minilm", "input": "bad \udfff text"})
+    assert answer.status == 400, answer.body
+    assert "entry [0] is not valid Unicode: a lone surrogate [\\udfff] at position [4]" in answer.body["error"]["message"]
 
 
 def test_malformed_json_is_a_parse_error(server):
