@@ -23,13 +23,14 @@ def load_pretrained(model_class, model_path: str):
 
     Local directories load with ``local_files_only`` so a missing file is an immediate,
     clear error instead of a network attempt; the per-weight progress bar is silenced
-    because it is noise in pipeline logs. Loads are serialised by ``_LOADING``.
+    because it is noise in pipeline logs. Model loads (not tokenizer loads, which patch
+    nothing) are serialised by ``_LOADING``.
     """
     hf_logging.disable_progress_bar()
     local = Path(model_path).is_dir()
     try:
+        tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=local)  # no global hooks
         with _LOADING:
-            tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=local)
             model = model_class.from_pretrained(model_path, local_files_only=local)
     except (OSError, ValueError) as error:
         raise ModelLoadError(f"cannot load model from '{model_path}': {error}") from error
