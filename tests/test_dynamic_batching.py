@@ -249,3 +249,31 @@ def test_requests_beyond_the_pool_wait_in_the_queue(endpoints):
 
     assert [future.result().tokens for future in futures] == [152 + 32 + 222 + 42, 37]
     assert passes == [(2, 2 * 222), (2, 2 * 42), (1, 37)]
+
+
+def test_closing_answers_every_request_already_pooled_or_queued(endpoints):
+    """SIGTERM closes the workers after the last requests came in: everything queued before
+    the stop signal, pooled or not, is answered before the thread ends."""
+    worker = ModelWorker(endpoints.get("my-minilm"), BatchPolicy(reorder_window_s=0.0), lambda *observed: None)
+    loaded = worker.load()
+    futures = [worker.submit([f"request {i} " * (i + 1)]) for i in range(5)]
+    worker.close()  # queued behind the requests, while the model still loads
+    loaded.result(timeout=120)
+    worker.join(120)
+    assert [len(future.result(timeout=0).results) for future in futures] == [1] * 5
+
+
+def test_a_request_withdrawn_while_queued_is_skipped(endpoints):
+    passes: list[tuple[int, int]] = []
+    worker = ModelWorker(endpoints.get("my-minilm"), BatchPolicy(),
+                         lambda model_id, documents, padded, seconds: passes.append((documents, padded)))
+    try:
+        loaded = worker.load()
+        withdrawn, kept = worker.submit(["withdrawn"]), worker.submit(["kept"])
+        assert withdrawn.cancel()  # still queued: the model takes a while to load
+        loaded.result(timeout=120)
+        assert len(kept.result(timeout=120).results) == 1
+    finally:
+        worker.close()
+        worker.join(30)
+    assert passes == [(1, kept.result().tokens)]
