@@ -44,6 +44,7 @@ from inference_enrich.indexes.base import (
 )
 from inference_enrich.indexes.settings import DEFAULT_URLS, IndexSettings
 from inference_enrich.inference.results import SPARSE_EMBEDDING
+from inference_enrich.inference.secrets import reveal
 
 RETRY_ON_STATUS = (429, 500, 502, 503, 504)
 RETRY_ITEM_STATUS = (429, 502, 503, 504)
@@ -83,7 +84,20 @@ class ClusterIndex:
         self._client = self.connect(settings, self._url)
 
     # -- subclass hooks ------------------------------------------------------------------
-    def connect(self, settings: IndexSettings, url: str):
+    def new_client(self, url: str, **options: Any) -> Any:
+        """The engine's client for ``url`` with ``options`` in its own spelling."""
+        raise NotImplementedError
+
+    def timeout_option(self, seconds: float) -> dict:
+        raise NotImplementedError
+
+    def api_key_option(self, api_key: str) -> dict:
+        raise NotImplementedError
+
+    def basic_auth_option(self, username: str, password: str) -> dict:
+        raise NotImplementedError
+
+    def tls_options(self, settings: IndexSettings) -> dict:
         raise NotImplementedError
 
     def streaming_bulk(self, actions: Iterable[dict], **kwargs) -> Iterator[tuple[bool, dict]]:
@@ -97,6 +111,21 @@ class ClusterIndex:
         raise NotImplementedError
 
     # -- shared behaviour ----------------------------------------------------------------
+    def connect(self, settings: IndexSettings, url: str) -> Any:
+        """One policy for both engines (retries, timeout, credentials, TLS); the subclasses
+        only spell the options their client takes, so a setting cannot reach one engine
+        and be dropped by the other. An API key wins over a username."""
+        options: dict[str, Any] = {"retry_on_status": RETRY_ON_STATUS, "max_retries": MAX_RETRIES,
+                                   "retry_on_timeout": True, **self.timeout_option(60)}
+        api_key = reveal(settings.api_key)
+        if api_key:
+            options.update(self.api_key_option(api_key))
+        elif settings.username:
+            options.update(self.basic_auth_option(settings.username, reveal(settings.password) or ""))
+        if url.startswith("https"):
+            options.update(self.tls_options(settings))
+        return self.new_client(url, **options)
+
     @contextmanager
     def _reaching(self) -> Iterator[None]:
         """Turns the client's connection errors (after its own retries) into

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import elastic_transport
 from elasticsearch import Elasticsearch, helpers
 
-from inference_enrich.indexes.cluster import MAX_RETRIES, RETRY_ON_STATUS, ClusterIndex
+from inference_enrich.indexes.cluster import ClusterIndex
 from inference_enrich.indexes.settings import IndexSettings
-from inference_enrich.inference.secrets import reveal
 
 
 class ElasticsearchIndex(ClusterIndex):
@@ -17,22 +16,21 @@ class ElasticsearchIndex(ClusterIndex):
     engine = "Elasticsearch"
     connection_errors = (elastic_transport.ConnectionError,)  # TLS errors included
 
-    def connect(self, settings: IndexSettings, url: str) -> Elasticsearch:
-        options: dict = {
-            "retry_on_status": RETRY_ON_STATUS,
-            "max_retries": MAX_RETRIES,
-            "retry_on_timeout": True,
-            "request_timeout": 60,
-        }
-        if settings.api_key:
-            options["api_key"] = reveal(settings.api_key)
-        elif settings.username:
-            options["basic_auth"] = (settings.username, reveal(settings.password) or "")
-        if url.startswith("https"):
-            options["verify_certs"] = settings.verify_certs
-            if settings.ca_certs:
-                options["ca_certs"] = settings.ca_certs
+    def new_client(self, url: str, **options: Any) -> Elasticsearch:
         return Elasticsearch(url, **options)
+
+    def timeout_option(self, seconds: float) -> dict:
+        return {"request_timeout": seconds}
+
+    def api_key_option(self, api_key: str) -> dict:
+        return {"api_key": api_key}  # sent as ``Authorization: ApiKey <key>``
+
+    def basic_auth_option(self, username: str, password: str) -> dict:
+        return {"basic_auth": (username, password)}
+
+    def tls_options(self, settings: IndexSettings) -> dict:
+        return {"verify_certs": settings.verify_certs,
+                **({"ca_certs": settings.ca_certs} if settings.ca_certs else {})}
 
     def streaming_bulk(self, actions: Iterable[dict], **kwargs) -> Iterator[tuple[bool, dict]]:
         return helpers.streaming_bulk(self._client, actions, **kwargs)

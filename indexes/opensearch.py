@@ -3,14 +3,13 @@ query token, whose summed score is the dot product (OpenSearch has no ``sparse_v
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from opensearchpy import OpenSearch, helpers
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 
-from inference_enrich.indexes.cluster import MAX_RETRIES, RETRY_ON_STATUS, ClusterIndex
+from inference_enrich.indexes.cluster import ClusterIndex
 from inference_enrich.indexes.settings import IndexSettings
-from inference_enrich.inference.secrets import reveal
 
 
 class OpenSearchIndex(ClusterIndex):
@@ -18,20 +17,23 @@ class OpenSearchIndex(ClusterIndex):
     engine = "OpenSearch"
     connection_errors = (OpenSearchConnectionError,)  # SSLError and ConnectionTimeout included
 
-    def connect(self, settings: IndexSettings, url: str) -> OpenSearch:
-        options: dict = {
-            "retry_on_status": RETRY_ON_STATUS,
-            "max_retries": MAX_RETRIES,
-            "retry_on_timeout": True,
-            "timeout": 60,
-        }
-        if settings.username:
-            options["http_auth"] = (settings.username, reveal(settings.password) or "")
-        if url.startswith("https"):
-            options.update(use_ssl=True, verify_certs=settings.verify_certs)
-            if settings.ca_certs:
-                options["ca_certs"] = settings.ca_certs
+    def new_client(self, url: str, **options: Any) -> OpenSearch:
         return OpenSearch(hosts=[url], **options)
+
+    def timeout_option(self, seconds: float) -> dict:
+        return {"timeout": seconds}
+
+    def api_key_option(self, api_key: str) -> dict:
+        # OpenSearch's security plugin takes API keys (3.7+) as ``Authorization: ApiKey``;
+        # opensearch-py has no option for it, so it is a header.
+        return {"headers": {"Authorization": f"ApiKey {api_key}"}}
+
+    def basic_auth_option(self, username: str, password: str) -> dict:
+        return {"http_auth": (username, password)}
+
+    def tls_options(self, settings: IndexSettings) -> dict:
+        return {"use_ssl": True, "verify_certs": settings.verify_certs,
+                **({"ca_certs": settings.ca_certs} if settings.ca_certs else {})}
 
     def streaming_bulk(self, actions: Iterable[dict], **kwargs) -> Iterator[tuple[bool, dict]]:
         return helpers.streaming_bulk(self._client, actions, **kwargs)

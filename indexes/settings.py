@@ -2,8 +2,8 @@
 
 Secrets (API key, password) may come from the environment so they never sit in a config file
 or a shell history: ``ES_API_KEY``, ``ES_USERNAME``/``ES_PASSWORD`` (Elasticsearch) and
-``OPENSEARCH_USERNAME``/``OPENSEARCH_PASSWORD``; or from files (``api_key_file``,
-``password_file``: any fsspec URL), read only where the index is opened. Runners that start
+``OPENSEARCH_API_KEY``, ``OPENSEARCH_USERNAME``/``OPENSEARCH_PASSWORD`` (OpenSearch); or from
+files (``api_key_file``, ``password_file``: any fsspec URL), read only where the index is opened. Runners that start
 workers elsewhere (Dataflow) pass workers neither the launching environment nor anything but
 the job graph, so a file (``gs://...``, readable by the workers' service account) is how a
 secret reaches them without being written into the job itself. They are held as ``SecretStr`` and shown by the
@@ -57,7 +57,7 @@ class IndexSettings:
         prefix = "ES" if self.kind == "elasticsearch" else "OPENSEARCH"
         updates = {
             "api_key": self.api_key or _read_secret(self.api_key_file, "api_key_file")
-            or (os.environ.get("ES_API_KEY") if prefix == "ES" else None),
+            or os.environ.get(f"{prefix}_API_KEY"),
             "username": self.username or os.environ.get(f"{prefix}_USERNAME"),
             "password": self.password or _read_secret(self.password_file, "password_file")
             or os.environ.get(f"{prefix}_PASSWORD"),

@@ -68,6 +68,7 @@ class FaultProxy:
         self.failed: list[int] = []
         self.injected: list[tuple[str, int]] = []  # (document id, status), in order
         self.forwarded: list[str] = []
+        self.authorizations: list[str | None] = []  # each request's Authorization header
         self._lock = threading.Lock()
         proxy = self
 
@@ -77,6 +78,7 @@ class FaultProxy:
 
             def _handle(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                proxy.authorizations.append(self.headers.get("Authorization"))
                 with proxy._lock:
                     status = proxy.pending.pop(0) if proxy.path_part in self.path and proxy.pending else None
                 if status is not None:

@@ -181,6 +181,21 @@ def test_document_id_repeated_in_one_bulk_last_write_wins_both_accounted_for(kin
     assert stored == {"a": "second a", "c": "first c"}
 
 
+@pytest.mark.parametrize("kind, scheme", [("elasticsearch", "ApiKey"), ("opensearch", "ApiKey")])
+def test_api_key_reaches_the_cluster_for_both_engines(kind, scheme, request, tmp_path):
+    """``api_key`` authenticates with ``Authorization: ApiKey <key>`` on both engines
+    (OpenSearch has API keys since 3.7); OpenSearch used to drop it silently and send no
+    credentials at all. The proxy records what reaches the real server."""
+    upstream = settings_for(kind, request, tmp_path)
+    with FaultProxy(upstream.url) as proxy:
+        index = open_index(IndexSettings(kind, url=proxy.url, index=upstream.index, api_key="sekrit-key"))
+        try:
+            index.ensure_index(IndexSpec("text", "embedding"))
+        finally:
+            index.close()
+    assert proxy.authorizations and set(proxy.authorizations) == {f"{scheme} sekrit-key"}
+
+
 def test_bulk_item_429_that_never_clears_raises_instead_of_dead_lettering(elasticsearch_url):
     """A shard that stays overloaded is a transient fault: after the retries the bulk write
     raises (the runner retries the bundle) instead of dead-lettering good documents."""
