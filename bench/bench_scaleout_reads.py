@@ -34,7 +34,7 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_scaleout import _children, _worker_peaks  # noqa: E402
+from bench_scaleout import _worker_peaks  # noqa: E402
 
 WORDS = ("whale ship sea captain harpoon voyage deck mast sail storm wind wave island crew "
          "ocean compass chart anchor rope tide harbour lantern night morning island").split()
