@@ -135,3 +135,22 @@ def test_the_failure_message_is_the_workers_error_in_one_line():
         "http://h/docs.jsonl past byte 5 [while running 'Read']\n\n")
     assert failure_reason(wrapped) == (
         "TransientReadError: cannot read http://h/docs.jsonl past byte 5 [while running 'Read']")
+
+
+def test_a_connection_cut_inside_a_byte_range_resumes_in_that_range(tmp_path, small_http_blocks):
+    # Ranges of 3 blocks: every range but the first seeks first; cuts hit ranges mid-way.
+    import apache_beam as beam
+
+    from inference_enrich.transforms.documents import DEAD_LETTER_TAG
+    from inference_enrich.transforms.read_files import ReadDocuments
+
+    data = write_corpus(tmp_path / "docs.jsonl")
+    ids = tmp_path / "ids"
+    with CuttingHttpServer(tmp_path, cuts=3, cut_from=BLOCK) as server:
+        with beam.Pipeline(argv=["--runner=FnApiRunner"]) as pipeline:
+            read = pipeline | ReadDocuments([f"{server.url}/docs.jsonl"], retry=FAST_RETRY, split_bytes=3 * BLOCK)
+            _ = read.documents | beam.Map(lambda doc: doc.id) | beam.io.WriteToText(str(ids / "part"))
+            _ = read[DEAD_LETTER_TAG] | beam.Map(lambda letter: pytest.fail(f"dead letter: {letter}"))
+    assert len(server.cut_at) == 3 and len(data) > 2 * 3 * BLOCK  # three ranges, two of them seek
+    got = [line for part in ids.glob("part*") for line in part.read_text().splitlines()]
+    assert sorted(got) == sorted(f"doc-{i}" for i in range(RECORDS))

@@ -47,6 +47,7 @@ DEAD_LETTER_ROW = RowTypeConstraint.from_fields([
     ("error", str),
     ("source", Optional[str]),
     ("line", Optional[int]),
+    ("offset", Optional[int]),
     ("record", Optional[str]),  # the parsed record as JSON; None when only the raw text is known
     ("raw", Optional[str]),
 ])
@@ -65,6 +66,7 @@ def dead_letter_row(letter: Mapping[str, Any]) -> beam.Row:
         error=letter["error"],
         source=letter.get("source"),
         line=letter.get("line"),
+        offset=letter.get("offset"),
         record=None if record is None else json.dumps(record, ensure_ascii=False, default=str),
         raw=letter.get("raw"),
     )
@@ -76,7 +78,7 @@ def dead_letter_dict(letter: Any) -> dict[str, Any]:
         return dict(letter)
     fields = letter._asdict()
     restored: dict[str, Any] = {"stage": fields["stage"], "error": fields["error"]}
-    for name in ("source", "line"):
+    for name in ("source", "line", "offset"):
         if fields.get(name) is not None:
             restored[name] = fields[name]
     if fields.get("record") is not None:

@@ -10,11 +10,14 @@ fix and replay the input::
     {"stage": "parse" | "validate" | "inference" | ...,
      "error": "why it failed",
      "source": "file URL or kafka://topic/partition",
-     "line": 17,                       # 1-based line (text formats) or row (Parquet)
+     "line": 17,                       # 1-based line (text formats) or row (Parquet), if known
+     "offset": 1048576,                # byte offset of the line (split JSONL/text reads only)
      "record": {...} | "raw": "..."}   # the parsed record, else the raw text
 
-(``source`` and ``line`` are absent for records that come from a user's own pipeline
-through ``Enrich``.) An enriched record, what ``Enrich`` emits and the writers also take, is
+A line-based file read in byte ranges (``line_ranges``) gives every record its ``offset``
+and, only in the range that starts the file, its ``line``: counting lines before a range's
+start would mean reading the file up to it. (``source``, ``line`` and ``offset`` are absent
+for records that come from a user's own pipeline through ``Enrich``.) An enriched record, what ``Enrich`` emits and the writers also take, is
 the input record plus the output field, ``is_truncated`` and ``id`` (``enriched_record``).
 """
 
@@ -49,6 +52,7 @@ class Document:
     record: dict[str, Any]
     source: str | None = None  # file URL, kafka://topic/partition; None: a user's pipeline
     line: int | None = None  # 1-based line (text formats) or row (Parquet) in ``source``
+    offset: int | None = None  # byte offset of the record's line in ``source`` (split reads)
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,8 @@ def stable_id(record: dict[str, Any]) -> str:
 
 
 def to_document(
-    value: Any, fields: RecordFields, source: str | None = None, line: int | None = None
+    value: Any, fields: RecordFields, source: str | None = None, line: int | None = None,
+    offset: int | None = None,
 ) -> Document:
     """Validate one parsed value; raises ``InvalidRecord`` saying what is wrong."""
     if not isinstance(value, dict):
@@ -87,7 +92,7 @@ def to_document(
         raise InvalidRecord(f"text field '{fields.text_field}' is empty")
     raw_id = value.get(fields.id_field)
     doc_id = stable_id(value) if raw_id is None or raw_id == "" else str(raw_id)
-    return Document(doc_id, text, value, source, line)
+    return Document(doc_id, text, value, source, line, offset)
 
 
 def dead_letter(
@@ -98,6 +103,7 @@ def dead_letter(
     record: Any = None,
     raw: str | None = None,
     line: int | None = None,
+    offset: int | None = None,
 ) -> dict[str, Any]:
     """Build a dead letter; ``record`` (parsed) is kept when there is one, else ``raw``.
 
@@ -113,6 +119,8 @@ def dead_letter(
         letter["source"] = source
     if line is not None:
         letter["line"] = line
+    if offset is not None:
+        letter["offset"] = offset
     if record is not None:
         letter["record"] = record
     else:
@@ -130,7 +138,8 @@ def _utf8_encodable(value: Any) -> bool:
 
 def document_dead_letter(document: Document, stage: str, error: str) -> dict[str, Any]:
     """A dead letter for a document that failed after it was parsed."""
-    return dead_letter(stage, error, document.source, record=document.record, line=document.line)
+    return dead_letter(stage, error, document.source, record=document.record, line=document.line,
+                       offset=document.offset)
 
 DEAD_LETTER_TAG = "dead_letter"
 """Tag of the dead-letter output of every DoFn that can reject an element."""

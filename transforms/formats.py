@@ -76,35 +76,41 @@ def _raw(data: bytes) -> str:
     return data.decode("utf-8", "backslashreplace").rstrip("\r\n")
 
 
+def jsonl_item(position: int, line: bytes, text_field: str) -> SourceItem:
+    """One JSON Lines line (``position``: its line number or byte offset) as an item."""
+    try:
+        decoded = line.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return SourceItem(position, error=f"not valid UTF-8: {error}", raw=_raw(line))
+    if not decoded.strip():
+        return SourceItem(position, error="blank line: expected a JSON object", raw=decoded.rstrip("\r\n"))
+    try:
+        return SourceItem(position, value=json.loads(decoded))
+    except json.JSONDecodeError as error:
+        return SourceItem(position, error=f"invalid JSON: {error}", raw=decoded.rstrip("\r\n"))
+
+
+def text_item(position: int, line: bytes, text_field: str) -> SourceItem:
+    """One plain-text line as an item: a document ``{text_field: line}``, or blank."""
+    try:
+        decoded = line.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as error:
+        return SourceItem(position, error=f"not valid UTF-8: {error}", raw=_raw(line))
+    if decoded.strip():
+        return SourceItem(position, value={text_field: decoded})
+    return SourceItem(position, blank=True)
+
+
 def read_jsonl(stream: BinaryIO, text_field: str) -> Iterator[SourceItem]:
     """One JSON value per line; blank lines and undecodable bytes are reported, not skipped."""
     for number, line in enumerate(stream, start=1):
-        try:
-            decoded = line.decode("utf-8")
-        except UnicodeDecodeError as error:
-            yield SourceItem(number, error=f"not valid UTF-8: {error}", raw=_raw(line))
-            continue
-        if not decoded.strip():
-            yield SourceItem(number, error="blank line: expected a JSON object", raw=decoded.rstrip("\r\n"))
-            continue
-        try:
-            yield SourceItem(number, value=json.loads(decoded))
-        except json.JSONDecodeError as error:
-            yield SourceItem(number, error=f"invalid JSON: {error}", raw=decoded.rstrip("\r\n"))
+        yield jsonl_item(number, line, text_field)
 
 
 def read_text(stream: BinaryIO, text_field: str) -> Iterator[SourceItem]:
     """Each non-blank line is a document ``{text_field: line}``."""
     for number, line in enumerate(stream, start=1):
-        try:
-            decoded = line.decode("utf-8").rstrip("\r\n")
-        except UnicodeDecodeError as error:
-            yield SourceItem(number, error=f"not valid UTF-8: {error}", raw=_raw(line))
-            continue
-        if decoded.strip():
-            yield SourceItem(number, value={text_field: decoded})
-        else:
-            yield SourceItem(number, blank=True)
+        yield text_item(number, line, text_field)
 
 
 def read_csv(stream: BinaryIO, text_field: str) -> Iterator[SourceItem]:
@@ -351,3 +357,9 @@ READERS: dict[str, Callable[[BinaryIO, str], Iterator[SourceItem]]] = {
     "text": read_text,
 }
 FORMATS = tuple(READERS)
+LINE_PARSERS: dict[str, Callable[[int, bytes, str], SourceItem]] = {
+    "jsonl": jsonl_item,
+    "text": text_item,
+}
+"""The formats whose records are single lines, so a byte range of an uncompressed file can be
+read on its own (see ``line_ranges``). CSV is not one: a quoted field may hold newlines."""

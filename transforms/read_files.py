@@ -1,153 +1,66 @@
 """Read documents from files: any fsspec URL or glob, five formats, compressed or not.
 
-``ReadDocuments`` splits "which files" (expanded when the pipeline is built, so a typo in a
-path fails at once) from "read a file" (a DoFn, after a Reshuffle so that files are read in
-parallel by all workers), as Beam's ``MatchFiles -> ReadMatches`` does.
-
-What goes wrong while reading a file ends in one of two places. Bad data (an unparseable
-record, undecodable bytes, corrupt compression) is a dead letter: per record, or, where the
-reader cannot go on, one ``read`` letter for the rest of the file, counted in
-``files_cut_short``. A transient I/O error (a dropped connection, a timeout, a 5xx) is retried
-where it happened (``resumable_reads``) and, if it persists, fails the bundle: the runner
-retries it or the job fails, and no record of a readable file goes missing.
+``ReadDocuments`` splits "which files" from "read a file", as Beam's ``MatchAll ->
+ReadMatches`` does. The job graph holds only the patterns: they are matched when the pipeline
+runs (``match_files``), so its size does not depend on the number of files, and a launch-time
+check that stops at the first match still makes a typo fail at once. Uncompressed JSON Lines
+and plain-text files are then cut into byte ranges that any worker can read
+(``line_ranges``); every other file is read whole by one worker. After a Reshuffle, ranges
+and whole files are read in parallel by all workers. How read errors end (dead letters,
+retries): ``file_records``.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Iterator, Sequence
 
 import apache_beam as beam
-import fsspec
-from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
-from inference_enrich.transforms.documents import (
-    DEAD_LETTER_TAG,
-    PARSE,
-    VALIDATE,
-    Document,
-    InvalidRecord,
-    RecordFields,
-    dead_letter,
-    to_document,
-)
-from inference_enrich.transforms.formats import READERS, compression_of, format_of
-from inference_enrich.transforms.resumable_reads import RetryPolicy, TransientReadError, open_resumable
+from inference_enrich.transforms.documents import DEAD_LETTER_TAG, Document, RecordFields
+from inference_enrich.transforms.file_records import METRICS_NAMESPACE, READ, RecordOutputs, read_whole_file
+from inference_enrich.transforms.formats import READERS
+from inference_enrich.transforms.line_ranges import DEFAULT_SPLIT_BYTES, ReadRanges, plan_ranges
+from inference_enrich.transforms.match_files import MatchedFile, MatchFiles, require_matches
+from inference_enrich.transforms.resumable_reads import RetryPolicy
 
-LOG = logging.getLogger(__name__)
-METRICS_NAMESPACE = "inference_enrich"
-READ = "read"
-"""Dead-letter stage of a file's unreadable remainder: one letter stands for every record
-after ``line``, and the file is counted in the ``files_cut_short`` metric."""
-
-
-def expand_inputs(patterns: Sequence[str]) -> list[str]:
-    """Every file URL matched by ``patterns`` (globs, files, or directories), sorted.
-
-    A directory stands for the files under it with a known format extension. Raises
-    ``FileNotFoundError`` naming the pattern that matched nothing.
-    """
-    urls: list[str] = []
-    for pattern in patterns:
-        fs, path = fsspec.core.url_to_fs(pattern)
-        # A name with a format extension is a file: asking an http:// URL whether it is a
-        # directory would download it to look for links.
-        if not _known_format(path) and fs.isdir(path):
-            found = [
-                p
-                for p in fs.find(path)
-                if not _hidden(p[len(path) :]) and _known_format(p)
-            ]
-        else:
-            found = [p for p in fs.glob(path) if fs.isfile(p)]
-        if not found:
-            raise FileNotFoundError(f"no input files match '{pattern}'")
-        urls.extend(fs.unstrip_protocol(p) for p in sorted(found))
-    return urls
-
-
-def _hidden(relative: str) -> bool:
-    return any(part.startswith((".", "_")) for part in relative.split("/") if part)
-
-
-def _known_format(path: str) -> bool:
-    try:
-        format_of(path)
-    except ValueError:
-        return False
-    return True
+__all__ = ["METRICS_NAMESPACE", "READ", "ReadDocuments", "ReadFileRecords"]
 
 
 class ReadFileRecords(beam.DoFn):
-    """Stream one file's records: documents on the main output, the rest as dead letters."""
+    """Stream one whole file's records: documents on the main output, the rest as dead
+    letters (the reading for runners without splittable DoFns)."""
 
     def __init__(self, file_format: str | None, fields: RecordFields, retry: RetryPolicy = RetryPolicy()) -> None:
-        if file_format is not None and file_format not in READERS:
-            raise ValueError(f"unknown format '{file_format}' (known: {', '.join(READERS)})")
         self._format = file_format
         self._fields = fields
         self._retry = retry
-        self._records = Metrics.counter(METRICS_NAMESPACE, "records_read")
-        self._parse_errors = Metrics.counter(METRICS_NAMESPACE, "parse_errors")
-        self._invalid = Metrics.counter(METRICS_NAMESPACE, "invalid_records")
-        self._blank = Metrics.counter(METRICS_NAMESPACE, "blank_lines_skipped")
-        self._files = Metrics.counter(METRICS_NAMESPACE, "files_read")
-        self._cut_short = Metrics.counter(METRICS_NAMESPACE, "files_cut_short")
 
-    def process(self, url: str) -> Iterator[Document | TaggedOutput]:
-        file_format = self._format or format_of(url)
-        compression = None if file_format == "parquet" else compression_of(url)
-        last_line = 0
-        try:
-            with open_resumable(url, compression, self._retry) as stream:
-                for item in READERS[file_format](stream, self._fields.text_field):
-                    last_line = item.line or last_line
-                    if item.blank:
-                        self._blank.inc()
-                        continue
-                    self._records.inc()
-                    if item.error is not None:
-                        self._parse_errors.inc()
-                        if item.rest_unread:
-                            LOG.warning("cannot read %s past line %s: %s", url, item.line, item.error)
-                            self._cut_short.inc()
-                        yield TaggedOutput(
-                            DEAD_LETTER_TAG,
-                            dead_letter(READ if item.rest_unread else PARSE, item.error, url,
-                                        raw=item.raw, line=item.line),
-                        )
-                        continue
-                    try:
-                        yield to_document(item.value, self._fields, url, item.line)
-                    except InvalidRecord as error:
-                        self._invalid.inc()
-                        yield TaggedOutput(
-                            DEAD_LETTER_TAG,
-                            dead_letter(VALIDATE, str(error), url, record=item.value, line=item.line),
-                        )
-        except TransientReadError as error:  # retried in place already: now the runner's turn
-            raise TransientReadError(f"{error} (records up to line {last_line} were read)") from error
-        except Exception as error:  # a corrupt file must not fail the job or vanish
-            LOG.warning("cannot read the rest of %s after line %d: %s", url, last_line, error)
-            self._records.inc()
-            self._parse_errors.inc()
-            self._cut_short.inc()
-            yield TaggedOutput(
-                DEAD_LETTER_TAG,
-                dead_letter(
-                    READ,
-                    f"cannot read the rest of the file after line {last_line}: "
-                    f"{type(error).__name__}: {error}",
-                    url,
-                    line=last_line + 1,
-                ),
-            )
-        self._files.inc()
+    def setup(self) -> None:
+        self._outputs = RecordOutputs(self._fields)
+
+    def process(self, file: MatchedFile) -> Iterator[Document | TaggedOutput]:
+        yield from read_whole_file(file.url, self._format, self._outputs, self._retry)
+
+
+NO_SPLITTABLE_DOFNS = frozenset({"DaskRunner", "BundleBasedDirectRunner"})
+"""Runners that cannot run ``ReadRanges``: Beam 2.77's DaskRunner translates no splittable
+DoFn; the BundleBasedDirectRunner checks a restriction is done before it has consumed the
+outputs of ``process`` (a generator), so a range that streams its records always fails."""
+
+
+def runs_splittable_dofns(pipeline: beam.Pipeline) -> bool:
+    """Whether the pipeline's runner can run the splittable read (see ``NO_SPLITTABLE_DOFNS``)."""
+    return type(pipeline.runner).__name__ not in NO_SPLITTABLE_DOFNS
 
 
 class ReadDocuments(beam.PTransform):
-    """Files -> ``Document`` elements (main output) and dead letters (``DEAD_LETTER_TAG``)."""
+    """Files -> ``Document`` elements (main output) and dead letters (``DEAD_LETTER_TAG``).
+
+    ``splittable_reads=False`` reads every file whole, without a splittable DoFn (for runners
+    that have none; chosen for you on ``NO_SPLITTABLE_DOFNS``); ``split_bytes`` is the size of the byte ranges a large
+    JSON Lines or text file is cut into otherwise.
+    """
 
     def __init__(
         self,
@@ -155,16 +68,39 @@ class ReadDocuments(beam.PTransform):
         file_format: str | None = None,
         fields: RecordFields = RecordFields(),
         retry: RetryPolicy = RetryPolicy(),
+        splittable_reads: bool = True,
+        split_bytes: int = DEFAULT_SPLIT_BYTES,
     ) -> None:
         super().__init__()
-        self._urls = expand_inputs(patterns)
-        self._reader = ReadFileRecords(file_format, fields, retry)
+        if file_format is not None and file_format not in READERS:
+            raise ValueError(f"unknown format '{file_format}' (known: {', '.join(READERS)})")
+        if split_bytes < 1:
+            raise ValueError(f"split_bytes must be at least 1, got {split_bytes}")
+        self._patterns = list(patterns)
+        require_matches(self._patterns)
+        self._format = file_format
+        self._fields = fields
+        self._retry = retry
+        self._splittable = splittable_reads
+        self._split_bytes = split_bytes
 
     def expand(self, pbegin):
-        return (
+        files = (
             pbegin
-            | "FileUrls" >> beam.Create(self._urls)
-            | "SpreadFiles" >> beam.Reshuffle()
-            | "ReadRecords"
-            >> beam.ParDo(self._reader).with_outputs(DEAD_LETTER_TAG, main="documents")
+            | "InputPatterns" >> beam.Create(self._patterns)
+            | "MatchFiles" >> beam.ParDo(MatchFiles())
+        )
+        if not self._splittable or not runs_splittable_dofns(pbegin.pipeline):
+            return (
+                files
+                | "SpreadFiles" >> beam.Reshuffle()
+                | "ReadRecords" >> beam.ParDo(ReadFileRecords(self._format, self._fields, self._retry))
+                .with_outputs(DEAD_LETTER_TAG, main="documents")
+            )
+        return (
+            files
+            | "PlanRanges" >> beam.FlatMap(plan_ranges, self._format, self._split_bytes)
+            | "SpreadRanges" >> beam.Reshuffle()
+            | "ReadRecords" >> beam.ParDo(ReadRanges(self._format, self._fields, self._retry))
+            .with_outputs(DEAD_LETTER_TAG, main="documents")
         )
