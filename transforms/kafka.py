@@ -51,6 +51,7 @@ from inference_enrich.transforms.documents import (
     dead_letter,
     to_document,
 )
+from inference_enrich.transforms.formats import TOO_DEEP
 from inference_enrich.transforms.read_files import METRICS_NAMESPACE
 
 LOG = logging.getLogger(__name__)
@@ -163,15 +164,22 @@ def commit_end_offsets(settings: KafkaSettings, ranges: Sequence[PartitionRange]
 
 def message_to_document(value: bytes | None, key: bytes | None, topic: str, partition: int,
                         offset: int, fields: RecordFields) -> Document | dict[str, Any]:
-    """A document, or a dead letter (a dict) naming topic, partition and offset."""
+    """A document, or a dead letter (a dict) naming topic, partition and offset.
+
+    Never raises for what a message holds: an exception here would fail the bundle, and the
+    runner would read the same message again, forever."""
     source = f"kafka://{topic}/{partition}"
     where = {"topic": topic, "partition": partition, "offset": offset}
     try:
         record = json.loads((value or b"").decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raw = (value or b"").decode("utf-8", "backslashreplace")
-        problem = "not valid UTF-8" if isinstance(error, UnicodeDecodeError) else "invalid JSON"
-        return {**dead_letter(PARSE, f"{problem}: {error}", source, raw=raw, line=offset), **where}
+        if isinstance(error, RecursionError):
+            reason = TOO_DEEP
+        else:
+            problem = "not valid UTF-8" if isinstance(error, UnicodeDecodeError) else "invalid JSON"
+            reason = f"{problem}: {error}"
+        return {**dead_letter(PARSE, reason, source, raw=raw, line=offset), **where}
     if isinstance(record, dict) and record.get(fields.id_field) in (None, "") and key:
         record = {**record, fields.id_field: key.decode("utf-8", "backslashreplace")}
     try:
@@ -226,7 +234,6 @@ class ReadKafkaPartitionFn(beam.DoFn):
     def setup(self) -> None:
         self._consumer = _consumer(self._settings)
         self._stop = _StopCondition(self._settings, self._run_id)
-        self._watermarks: dict[tuple[str, int], Timestamp] = {}
 
     def teardown(self) -> None:
         self._consumer.close()
@@ -300,9 +307,10 @@ class ReadKafkaPartitionFn(beam.DoFn):
         self._messages.inc()
         kind, millis = message.timestamp()
         timestamp = Timestamp.of(millis / 1000.0) if kind and millis >= 0 else Timestamp.now()
-        key = (part.topic, part.partition)
-        if timestamp > self._watermarks.get(key, Timestamp.of(0)):  # never move backwards
-            self._watermarks[key] = timestamp
+        # Never backwards. The guard is the estimator's own state, which the runner saves
+        # with the restriction and restores when it resumes it, on whichever DoFn instance.
+        current = watermark.current_watermark()
+        if current is None or timestamp > current:
             watermark.set_watermark(timestamp)
         element = message_to_document(message.value(), message.key(), part.topic, part.partition,
                                       message.offset(), self._fields)
