@@ -7,6 +7,7 @@ from typing import Iterable, Iterator
 
 from opensearchpy import OpenSearch, helpers
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
+from opensearchpy.exceptions import TransportError
 
 from inference_enrich.indexes.cluster import MAX_RETRIES, RETRY_ON_STATUS, ClusterIndex
 from inference_enrich.indexes.settings import IndexSettings
@@ -17,6 +18,7 @@ class OpenSearchIndex(ClusterIndex):
     sparse_field_type = "rank_features"
     engine = "OpenSearch"
     connection_errors = (OpenSearchConnectionError,)  # SSLError and ConnectionTimeout included
+    answer_errors = (TransportError,)  # any other answer the client raises for
 
     def connect(self, settings: IndexSettings, url: str) -> OpenSearch:
         options: dict = {

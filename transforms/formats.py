@@ -24,6 +24,8 @@ CSV row csv gave up on): holding all of it would defeat streaming."""
 MAX_JSON_ELEMENT_CHARS = 1 << 24
 """Read-ahead bound for one JSON array element (16 Mi characters): a larger or unterminated
 element ends the file, so a malformed one never pulls the rest of a large file into memory."""
+TOO_DEEP = "invalid JSON: nested too deep to parse"
+"""A value nested past the parser's recursion limit: that record alone is a dead letter."""
 MAX_CSV_FIELD_CHARS = 1 << 24
 """csv's bound on one field (16 Mi characters; Python's default, 131,072, is smaller than
 real documents). A field over it is absurd or malformed (an unclosed quote swallows the file):
@@ -72,13 +74,23 @@ def format_of(path: str) -> str:
     return fmt
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def without_bom(lines: Iterator[bytes]) -> Iterator[bytes]:
+    """The lines of a file with a UTF-8 byte-order mark (Excel and Notepad write one) removed
+    from the first: it marks the encoding and is no part of the first record."""
+    for number, line in enumerate(lines):
+        yield line[len(UTF8_BOM):] if number == 0 and line.startswith(UTF8_BOM) else line
+
+
 def _raw(data: bytes) -> str:
     return data.decode("utf-8", "backslashreplace").rstrip("\r\n")
 
 
 def read_jsonl(stream: BinaryIO, text_field: str) -> Iterator[SourceItem]:
     """One JSON value per line; blank lines and undecodable bytes are reported, not skipped."""
-    for number, line in enumerate(stream, start=1):
+    for number, line in enumerate(without_bom(stream), start=1):
         try:
             decoded = line.decode("utf-8")
         except UnicodeDecodeError as error:
@@ -91,11 +103,13 @@ def read_jsonl(stream: BinaryIO, text_field: str) -> Iterator[SourceItem]:
             yield SourceItem(number, value=json.loads(decoded))
         except json.JSONDecodeError as error:
             yield SourceItem(number, error=f"invalid JSON: {error}", raw=decoded.rstrip("\r\n"))
+        except RecursionError:
+            yield SourceItem(number, error=TOO_DEEP, raw=decoded.rstrip("\r\n")[:MAX_RAW_CHARS])
 
 
 def read_text(stream: BinaryIO, text_field: str) -> Iterator[SourceItem]:
     """Each non-blank line is a document ``{text_field: line}``."""
-    for number, line in enumerate(stream, start=1):
+    for number, line in enumerate(without_bom(stream), start=1):
         try:
             decoded = line.decode("utf-8").rstrip("\r\n")
         except UnicodeDecodeError as error:
@@ -114,7 +128,7 @@ def read_csv(stream: BinaryIO, text_field: str) -> Iterator[SourceItem]:
     letter: ``_CsvLines`` finds where that row really ends and reading goes on from the next.
     """
     csv.field_size_limit(MAX_CSV_FIELD_CHARS)  # process-wide; every CSV read sets the same bound
-    lines = _CsvLines(io.TextIOWrapper(stream, encoding="utf-8", errors="surrogateescape", newline=""))
+    lines = _CsvLines(io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline=""))
     reader = csv.DictReader(lines)
     try:
         reader.fieldnames  # reads the header row
@@ -228,7 +242,7 @@ def read_json(stream: BinaryIO, text_field: str) -> Iterator[SourceItem]:
     it and the rest of the array (``rest_unread``), with at most ``MAX_RAW_CHARS`` of raw text
     and never more than ``MAX_JSON_ELEMENT_CHARS`` read ahead.
     """
-    text = io.TextIOWrapper(stream, encoding="utf-8")
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig")  # -sig: a leading BOM is not data
     parser = _JsonArrayParser(text)
     try:
         yield from parser.items()
@@ -316,7 +330,7 @@ class _JsonArrayParser:
             line = self.line
             try:
                 yield SourceItem(line, value=self._decode_value())
-            except (json.JSONDecodeError, _ElementTooLarge) as error:
+            except (json.JSONDecodeError, _ElementTooLarge, RecursionError) as error:
                 yield self._cut(line, f"invalid JSON: {error}")
             return
         self._pos += 1
@@ -328,7 +342,7 @@ class _JsonArrayParser:
             line = self.line
             try:
                 value = self._decode_value()
-            except (json.JSONDecodeError, _ElementTooLarge) as error:
+            except (json.JSONDecodeError, _ElementTooLarge, RecursionError) as error:
                 yield self._cut(line, f"invalid JSON in array element {index}: {error}")
                 return
             yield SourceItem(line, value=value)

@@ -17,6 +17,7 @@ creates; the runtime is safe to share between those threads (``SharedRuntime``).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Iterator
@@ -110,7 +111,7 @@ class InferenceDoFn(BufferingDoFn):
         self._batching = batching
         self._num_threads = num_threads
         self._progress_interval_s = progress_interval_s
-        self._shared_runtime = shared.Shared()
+        self._holder: _RuntimeHolder | None = None
         self._runtime: ModelRuntime | RemoteRuntime | None = None
         self._documents = Metrics.counter(METRICS_NAMESPACE, "records_enriched")
         self._failed = Metrics.counter(METRICS_NAMESPACE, "inference_errors")
@@ -129,12 +130,13 @@ class InferenceDoFn(BufferingDoFn):
             import torch
 
             torch.set_num_threads(self._num_threads)
-        holder = self._shared_runtime.acquire(
-            lambda: _RuntimeHolder(self._endpoint), tag=self._endpoint.fingerprint()
-        )
-        self._runtime = holder.runtime
+        self._holder = shared_runtime(self._endpoint)
+        self._runtime = self._holder.runtime
         self._progress = _ProgressLog(self._progress_interval_s)
         self._heap = HeapTrimmer()  # keeps RSS flat over millions of documents
+
+    def teardown(self) -> None:
+        self._holder = self._runtime = None  # the model goes once no instance holds it
 
     def flush(self, entries: list[BufferedElement]) -> Iterator[WindowedValue | TaggedOutput]:
         if isinstance(self._runtime, RemoteRuntime):
@@ -222,6 +224,23 @@ class _RuntimeHolder:
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.runtime = load_runtime(endpoint)
+
+
+_SHARED_RUNTIMES: dict[str, shared.Shared] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_runtime(endpoint: Endpoint) -> _RuntimeHolder:
+    """This process's one runtime for ``endpoint``, loaded by the first caller.
+
+    One ``Shared`` handle per endpoint fingerprint for the whole process, not per DoFn: every
+    instance (copies of one transform, or several transforms on one endpoint) gets the same
+    model. ``Shared`` holds it weakly (and keeps only the object acquired last alive), so
+    each instance keeps the holder itself: the model lives while any instance uses it."""
+    fingerprint = endpoint.fingerprint()
+    with _SHARED_LOCK:
+        handle = _SHARED_RUNTIMES.setdefault(fingerprint, shared.Shared())
+    return handle.acquire(lambda: _RuntimeHolder(endpoint), tag=fingerprint)
 
 
 class EnrichDocuments(beam.PTransform):

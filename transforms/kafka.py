@@ -52,6 +52,7 @@ from inference_enrich.transforms.documents import (
     to_document,
 )
 from inference_enrich.transforms.formats import TOO_DEEP
+from inference_enrich.transforms.kafka_client import KafkaUnreachable, consumer as _consumer
 from inference_enrich.transforms.read_files import METRICS_NAMESPACE
 
 LOG = logging.getLogger(__name__)
@@ -116,36 +117,47 @@ class PartitionRange:
     stop: int | None
 
 
-def _consumer(settings: KafkaSettings):
-    from confluent_kafka import Consumer
-
-    return Consumer(settings.consumer_config())
-
-
 def plan_partitions(settings: KafkaSettings, timeout: float = 30.0) -> list[PartitionRange]:
-    """Every partition of the topics with the offsets this run reads (see module docstring)."""
-    from confluent_kafka import OFFSET_INVALID, TopicPartition
+    """Every partition of the topics with the offsets this run reads (see module docstring).
 
-    consumer = _consumer(settings)
+    Raises ``KafkaUnreachable``, one line naming the brokers and the client's last error,
+    when they cannot be asked."""
+    from confluent_kafka import KafkaException
+
+    errors: list[Any] = []
+    consumer = _consumer(settings, errors.append)
     try:
-        partitions = []
-        for topic in settings.topics:
-            metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
-            if metadata is None or metadata.error is not None or not metadata.partitions:
-                raise ValueError(f"Kafka topic '{topic}' not found at {settings.bootstrap}")
-            partitions += [TopicPartition(topic, p) for p in sorted(metadata.partitions)]
-        committed = consumer.committed(partitions, timeout=timeout)
-        ranges = []
-        for tp in committed:
-            low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=timeout)
-            if tp.offset != OFFSET_INVALID and tp.offset >= 0:
-                start = tp.offset
-            else:
-                start = low if settings.auto_offset_reset == "earliest" else high
-            ranges.append(PartitionRange(tp.topic, tp.partition, start, None if settings.streaming else high))
-        return ranges
+        return _plan(consumer, settings, timeout)
+    except KafkaException as error:
+        consumer.poll(0)  # delivers the client's queued errors, which say why (errors.append)
+        cause = (errors[-1] if errors else error.args[0]).str().split(": ", 1)[-1]
+        raise KafkaUnreachable(
+            f"cannot reach Kafka at {settings.bootstrap} for topic(s) {', '.join(settings.topics)}: {cause}; "
+            "check --kafka-bootstrap (and the security settings in kafka_config) and that the brokers are up"
+        ) from error
     finally:
         consumer.close()
+
+
+def _plan(consumer, settings: KafkaSettings, timeout: float) -> list[PartitionRange]:
+    from confluent_kafka import OFFSET_INVALID, TopicPartition
+
+    partitions = []
+    for topic in settings.topics:
+        metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        if metadata is None or metadata.error is not None or not metadata.partitions:
+            raise ValueError(f"Kafka topic '{topic}' not found at {settings.bootstrap}")
+        partitions += [TopicPartition(topic, p) for p in sorted(metadata.partitions)]
+    committed = consumer.committed(partitions, timeout=timeout)
+    ranges = []
+    for tp in committed:
+        low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=timeout)
+        if tp.offset != OFFSET_INVALID and tp.offset >= 0:
+            start = tp.offset
+        else:
+            start = low if settings.auto_offset_reset == "earliest" else high
+        ranges.append(PartitionRange(tp.topic, tp.partition, start, None if settings.streaming else high))
+    return ranges
 
 
 def commit_end_offsets(settings: KafkaSettings, ranges: Sequence[PartitionRange]) -> None:
