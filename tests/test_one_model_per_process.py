@@ -9,8 +9,10 @@ wrapped only to count its calls."""
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import pickle
+import uuid
 
 import pytest
 from apache_beam.utils import shared
@@ -37,8 +39,13 @@ def counted_loads(monkeypatch):
     return loads
 
 
+def fresh_endpoint():
+    """The packaged sparse endpoint under a new id: no earlier test in this process has it loaded."""
+    return dataclasses.replace(load_endpoints().get("my-elser-model"), inference_id=f"count-{uuid.uuid4().hex}")
+
+
 def test_several_inference_dofn_instances_in_one_process_load_the_model_once(counted_loads):
-    endpoint = load_endpoints().get("my-elser-model")
+    endpoint = fresh_endpoint()
     original = InferenceDoFn(endpoint)
     other_transform = InferenceDoFn(endpoint)  # a second Enrich on the same endpoint
     instances = [pickle.loads(pickle.dumps(original)) for _ in range(3)]
@@ -49,7 +56,7 @@ def test_several_inference_dofn_instances_in_one_process_load_the_model_once(cou
         instance.setup()
         kept.append(other_stage.acquire(Built))  # another stage's shared object in between
         gc.collect()
-    assert counted_loads == ["my-elser-model"]
+    assert counted_loads == [endpoint.inference_id]
     runtimes = {id(instance._runtime) for instance in instances}
     assert len(runtimes) == 1
 
@@ -57,7 +64,7 @@ def test_several_inference_dofn_instances_in_one_process_load_the_model_once(cou
 def test_the_model_is_released_when_no_instance_holds_it(counted_loads):
     """Held for as long as some instance uses it, not forever: a process that finished with
     an endpoint does not keep its model."""
-    endpoint = load_endpoints().get("my-elser-model")
+    endpoint = fresh_endpoint()
     first = InferenceDoFn(endpoint)
     first.setup()
     first.teardown()

@@ -81,7 +81,11 @@ def without_bom(lines: Iterator[bytes]) -> Iterator[bytes]:
     """The lines of a file with a UTF-8 byte-order mark (Excel and Notepad write one) removed
     from the first: it marks the encoding and is no part of the first record."""
     for number, line in enumerate(lines):
-        yield line[len(UTF8_BOM):] if number == 0 and line.startswith(UTF8_BOM) else line
+        if number == 0 and line.startswith(UTF8_BOM):
+            line = line[len(UTF8_BOM):]
+            if not line:  # the file held the mark alone: an empty file
+                return
+        yield line
 
 
 def _raw(data: bytes) -> str:
