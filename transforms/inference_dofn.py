@@ -42,6 +42,7 @@ from inference_enrich.transforms.documents import (
 )
 from inference_enrich.transforms.buffering import BufferedElement, BufferingDoFn
 from inference_enrich.transforms.read_files import METRICS_NAMESPACE
+from inference_enrich.transforms.writable import unwritable_part
 
 LOG = logging.getLogger(__name__)
 
@@ -191,7 +192,19 @@ class InferenceDoFn(BufferingDoFn):
     def _flush_remote(self, entries: list[BufferedElement]) -> Iterator[WindowedValue | TaggedOutput]:
         """A remote endpoint: the texts go out by count in concurrent requests (nothing is
         tokenised here); a text the service refuses is a dead letter, and a service that
-        keeps failing raises ``RemoteServiceError``, failing the bundle."""
+        keeps failing raises ``RemoteServiceError``, failing the bundle. A text that is not
+        valid Unicode is not sent: no local tokenizer rejects it, and a service that took it
+        would leave the writers a text they cannot encode."""
+        valid = []
+        for entry in entries:
+            problem = unwritable_part({"text": entry.element.text})
+            if problem is None:
+                valid.append(entry)
+            else:
+                yield self._emit(entry, 0, UnicodeError(problem))
+        if not valid:
+            return
+        entries = valid
         outcome = self._runtime.infer([entry.element.text for entry in entries])
         stats = outcome.stats
         self._remote_requests.inc(stats.requests)
