@@ -195,16 +195,17 @@ class InferenceDoFn(BufferingDoFn):
         keeps failing raises ``RemoteServiceError``, failing the bundle. A text that is not
         valid Unicode is not sent: no local tokenizer rejects it, and a service that took it
         would leave the writers a text they cannot encode."""
-        valid = []
+        sendable = []
         for entry in entries:
             problem = unwritable_part({"text": entry.element.text})
             if problem is None:
-                valid.append(entry)
+                sendable.append(entry)
             else:
                 yield self._emit(entry, 0, UnicodeError(problem))
-        if not valid:
-            return
-        entries = valid
+        if sendable:
+            yield from self._infer_remote(sendable)
+
+    def _infer_remote(self, entries: list[BufferedElement]) -> Iterator[WindowedValue | TaggedOutput]:
         outcome = self._runtime.infer([entry.element.text for entry in entries])
         stats = outcome.stats
         self._remote_requests.inc(stats.requests)
