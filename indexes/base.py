@@ -39,6 +39,12 @@ class IndexUnreachable(RuntimeError):
     client's retries; the message names the cluster and the cause, never a secret."""
 
 
+class IndexRefused(ValueError):
+    """The server answered, but not as the index engine does (it is something else: a wrong
+    URL or port), or refused the request outright (a missing privilege). A configuration
+    problem: the message names the cluster and what it answered, never a secret."""
+
+
 @dataclass(frozen=True)
 class IndexSpec:
     """The fields an index is created with."""

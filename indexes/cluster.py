@@ -39,6 +39,7 @@ from inference_enrich.indexes.base import (
     BestChunk,
     BulkOutcome,
     Hit,
+    IndexRefused,
     IndexSpec,
     IndexUnreachable,
 )
@@ -73,6 +74,7 @@ class ClusterIndex:
     sparse_field_type = ""
     engine = ""
     connection_errors: tuple[type[Exception], ...] = ()  # the client's "could not connect"
+    answer_errors: tuple[type[Exception], ...] = ()  # the client's "the server answered an error"
     item_retries = MAX_RETRIES
     initial_backoff = 1.0  # seconds; doubled per retry up to max_backoff
     max_backoff = 30.0
@@ -136,6 +138,25 @@ class ClusterIndex:
             raise IndexUnreachable(
                 f"cannot connect to {self._settings.describe()}: {connection_problem(error)}"
             ) from error
+        except self.answer_errors as error:
+            raise IndexRefused(f"{self._settings.describe()} {self.refusal(error)}") from error
+
+    def refusal(self, error: Exception) -> str:
+        """What the server answered, in one line: its own error when it is an
+        Elasticsearch-style error body, else that it is not the engine at all."""
+        status = getattr(getattr(error, "meta", None), "status", None) or getattr(error, "status_code", None)
+        body = getattr(error, "body", None) if hasattr(error, "meta") else getattr(error, "info", None)
+        cause = body.get("error") if isinstance(body, dict) else None
+        if isinstance(cause, dict) and cause.get("type") and self.is_engine_answer(error):
+            return (f"refused the request (HTTP {status}): {cause['type']}: "
+                    f"{' '.join(str(cause.get('reason', '')).split())[:300]}")
+        return (f"did not answer as {self.engine} does (HTTP {status}"
+                f"{', no error body' if body in (None, '', 'None') else ''}): "
+                f"is --es-url the address of an {self.engine} cluster?")
+
+    def is_engine_answer(self, error: Exception) -> bool:
+        """Whether ``error`` came from a server that passed the client's product check."""
+        return True
 
     def output_mapping(self, spec: IndexSpec) -> tuple[dict, dict]:
         """(output field mapping, index settings) for ``spec``."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Iterator
 
 import elastic_transport
-from elasticsearch import Elasticsearch, helpers
+from elasticsearch import Elasticsearch, UnsupportedProductError, helpers
 
 from inference_enrich.indexes.cluster import ClusterIndex
 from inference_enrich.indexes.settings import IndexSettings
@@ -15,6 +15,10 @@ class ElasticsearchIndex(ClusterIndex):
     sparse_field_type = "sparse_vector"
     engine = "Elasticsearch"
     connection_errors = (elastic_transport.ConnectionError,)  # TLS errors included
+    answer_errors = (elastic_transport.ApiError,)  # UnsupportedProductError included
+
+    def is_engine_answer(self, error: Exception) -> bool:
+        return not isinstance(error, UnsupportedProductError)
 
     def new_client(self, url: str, **options: Any) -> Elasticsearch:
         return Elasticsearch(url, **options)

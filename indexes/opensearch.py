@@ -7,6 +7,7 @@ from typing import Any, Iterable, Iterator
 
 from opensearchpy import OpenSearch, helpers
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
+from opensearchpy.exceptions import TransportError
 
 from inference_enrich.indexes.cluster import ClusterIndex
 from inference_enrich.indexes.settings import IndexSettings
@@ -16,6 +17,7 @@ class OpenSearchIndex(ClusterIndex):
     sparse_field_type = "rank_features"
     engine = "OpenSearch"
     connection_errors = (OpenSearchConnectionError,)  # SSLError and ConnectionTimeout included
+    answer_errors = (TransportError,)  # any other answer the client raises for
 
     def new_client(self, url: str, **options: Any) -> OpenSearch:
         return OpenSearch(hosts=[url], **options)

@@ -24,6 +24,7 @@ from inference_enrich.inference import InferenceEnrichError, load_endpoints, per
 from inference_enrich.inference.results import TASK_TYPES
 from inference_enrich.indexes import Hit
 from inference_enrich.indexes.base import IndexUnreachable
+from inference_enrich.transforms.kafka_client import LIBRDKAFKA_LOGGER, KafkaUnreachable
 from inference_enrich.inference.secrets import masked
 from inference_enrich.indexes.settings import INDEX_SINKS, SINK_ALIASES
 from inference_enrich.pipelines.config import (
@@ -211,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "last run that did)"}[error.published]
         print(f"enrich: error: the run failed, {outcome}: {error}", file=sys.stderr)
         return EXIT_RUN_FAILED
-    except IndexUnreachable as error:  # before (run) or instead of (search) any work
+    except (IndexUnreachable, KafkaUnreachable) as error:  # before (run) or instead of (search) any work
         print(f"enrich: error: {error}", file=sys.stderr)
         return EXIT_RUN_FAILED
     except (InferenceEnrichError, FileNotFoundError, ValueError) as error:
@@ -316,6 +317,8 @@ def _configure_logging(quiet: bool) -> None:
     logging.getLogger("inference_enrich").setLevel(logging.WARNING if quiet else logging.INFO)
     for name in CLIENT_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+    # librdkafka logs every failed connection attempt; the run's error says what matters.
+    logging.getLogger(LIBRDKAFKA_LOGGER).setLevel(logging.CRITICAL)
 
 
 if __name__ == "__main__":

@@ -346,3 +346,20 @@ def test_get_shows_no_password_held_in_a_remote_url():
         "service_settings": {"url": "https://elastic:hunter2@127.0.0.1:9200", "inference_id": "elser"}})
     shown = json.dumps(endpoint_to_body(endpoint))
     assert "hunter2" not in shown and "127.0.0.1:9200" in shown
+
+
+def test_a_text_that_is_not_valid_unicode_is_never_sent_to_a_remote(tmp_path, proxy, key_in_env):
+    """No local tokenizer stands in front of a remote service; one that took a lone surrogate
+    would hand the Parquet writer a text it cannot encode. It is a dead letter, not a request."""
+    proxy.reset()
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"id": "ok", "text": "Whales sing."}\n{"id": "half", "text": "broken \\ud83d emoji"}\n')
+    output = tmp_path / "out"
+    summary = run(JobConfig(input=[str(source)], output=str(output), inference_id="remote-dense",
+                            endpoints=str(endpoints_file(tmp_path / "endpoints.yaml", proxy.url))))
+    assert set(read_output(str(output))) == {"ok"}
+    (letter,) = read_dead_letters(str(output))
+    assert letter["stage"] == "inference" and letter["error"].startswith("UnicodeError: field 'text'")
+    assert json.loads(letter["raw"])["id"] == "half"
+    assert all("broken" not in text for texts in proxy.inputs for text in texts)
+    assert (summary.records_written, summary.dead_letters) == (1, 1)

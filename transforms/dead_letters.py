@@ -24,8 +24,18 @@ class JsonLinesBundleWriter(BundleFileWriter):
     counter_name = "dead_letters_written"
 
     def write(self, element: dict[str, Any]) -> None:
-        line = json.dumps(element, ensure_ascii=False, default=str) + "\n"
-        self._stream.write(line.encode("utf-8"))
+        self._stream.write(dead_letter_line(element))
+
+
+def dead_letter_line(letter: dict[str, Any]) -> bytes:
+    """One JSON line. Letters ``documents.dead_letter`` built are valid Unicode; one holding
+    a lone surrogate anyway (built by a user's own DoFn) is written with ``\\uXXXX`` escapes,
+    which ``json.loads`` restores exactly, instead of failing the bundle."""
+    line = json.dumps(letter, ensure_ascii=False, default=str) + "\n"
+    try:
+        return line.encode("utf-8")
+    except UnicodeEncodeError:
+        return (json.dumps(letter, ensure_ascii=True, default=str) + "\n").encode("ascii")
 
 
 def dead_letter_directory(output: str) -> str:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from inference_enrich.inference.results import InferenceResult, result_from_embedding
+from inference_enrich.transforms.writable import unwritable_part
 
 PARSE = "parse"
 VALIDATE = "validate"
@@ -90,6 +91,10 @@ def to_document(
         )
     if not text.strip():
         raise InvalidRecord(f"text field '{fields.text_field}' is empty")
+    # The text itself is the tokenizer's to reject (a dead letter at stage inference).
+    problem = unwritable_part(value, skip_field=fields.text_field)
+    if problem is not None:
+        raise InvalidRecord(problem)
     raw_id = value.get(fields.id_field)
     doc_id = stable_id(value) if raw_id is None or raw_id == "" else str(raw_id)
     return Document(doc_id, text, value, source, line, offset)
@@ -108,15 +113,16 @@ def dead_letter(
     """Build a dead letter; ``record`` (parsed) is kept when there is one, else ``raw``.
 
     A record holding a string that is not valid Unicode (a lone UTF-16 surrogate, which a
-    JSON ``\\ud83d`` escape decodes to) cannot travel in a dict through Beam's coders or be
-    written as UTF-8; it is kept as ``raw``, its JSON with every such character escaped,
-    which ``json.loads`` turns back into the very same record.
+    JSON ``\\ud83d`` escape decodes to) or nested too deep for the writers cannot travel in
+    a dict through Beam's coders or be written as UTF-8; it is kept as ``raw``, its JSON with
+    every such character escaped, which ``json.loads`` turns back into the very same record.
+    Such characters in the other strings are written as ``\\udXXX`` escapes.
     """
-    if record is not None and not _utf8_encodable(record):
-        record, raw = None, json.dumps(record, ensure_ascii=True, default=str)
-    letter: dict[str, Any] = {"stage": stage, "error": error}
+    if record is not None and unwritable_part(record) is not None:
+        record, raw = None, _escaped_json(record)
+    letter: dict[str, Any] = {"stage": stage, "error": _escaped(error)}
     if source is not None:
-        letter["source"] = source
+        letter["source"] = _escaped(source)
     if line is not None:
         letter["line"] = line
     if offset is not None:
@@ -124,16 +130,21 @@ def dead_letter(
     if record is not None:
         letter["record"] = record
     else:
-        letter["raw"] = raw
+        letter["raw"] = None if raw is None else _escaped(raw)
     return letter
 
 
-def _utf8_encodable(value: Any) -> bool:
+def _escaped(text: str) -> str:
+    """``text`` with every character UTF-8 cannot encode written as a backslash escape."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _escaped_json(record: Any) -> str:
+    """The record as ASCII JSON; one too deep even for that, as much of it as a message takes."""
     try:
-        json.dumps(value, ensure_ascii=False, default=str).encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+        return json.dumps(record, ensure_ascii=True, default=str)
+    except RecursionError:
+        return _escaped(repr(record)[:1 << 16])
 
 
 def document_dead_letter(document: Document, stage: str, error: str) -> dict[str, Any]:

@@ -24,6 +24,8 @@ CSV row csv gave up on): holding all of it would defeat streaming."""
 MAX_JSON_ELEMENT_CHARS = 1 << 24
 """Read-ahead bound for one JSON array element (16 Mi characters): a larger or unterminated
 element ends the file, so a malformed one never pulls the rest of a large file into memory."""
+TOO_DEEP = "invalid JSON: nested too deep to parse"
+"""A value nested past the parser's recursion limit: that record alone is a dead letter."""
 MAX_CSV_FIELD_CHARS = 1 << 24
 """csv's bound on one field (16 Mi characters; Python's default, 131,072, is smaller than
 real documents). A field over it is absurd or malformed (an unclosed quote swallows the file):
@@ -72,6 +74,20 @@ def format_of(path: str) -> str:
     return fmt
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def without_bom(lines: Iterator[bytes]) -> Iterator[bytes]:
+    """The lines of a file with a UTF-8 byte-order mark (Excel and Notepad write one) removed
+    from the first: it marks the encoding and is no part of the first record."""
+    for number, line in enumerate(lines):
+        if number == 0 and line.startswith(UTF8_BOM):
+            line = line[len(UTF8_BOM):]
+            if not line:  # the file held the mark alone: an empty file
+                return
+        yield line
+
+
 def _raw(data: bytes) -> str:
     return data.decode("utf-8", "backslashreplace").rstrip("\r\n")
 
@@ -88,6 +104,8 @@ def jsonl_item(position: int, line: bytes, text_field: str) -> SourceItem:
         return SourceItem(position, value=json.loads(decoded))
     except json.JSONDecodeError as error:
         return SourceItem(position, error=f"invalid JSON: {error}", raw=decoded.rstrip("\r\n"))
+    except RecursionError:
+        return SourceItem(position, error=TOO_DEEP, raw=decoded.rstrip("\r\n")[:MAX_RAW_CHARS])
 
 
 def text_item(position: int, line: bytes, text_field: str) -> SourceItem:
@@ -103,13 +121,13 @@ def text_item(position: int, line: bytes, text_field: str) -> SourceItem:
 
 def read_jsonl(stream: BinaryIO, text_field: str) -> Iterator[SourceItem]:
     """One JSON value per line; blank lines and undecodable bytes are reported, not skipped."""
-    for number, line in enumerate(stream, start=1):
+    for number, line in enumerate(without_bom(stream), start=1):
         yield jsonl_item(number, line, text_field)
 
 
 def read_text(stream: BinaryIO, text_field: str) -> Iterator[SourceItem]:
     """Each non-blank line is a document ``{text_field: line}``."""
-    for number, line in enumerate(stream, start=1):
+    for number, line in enumerate(without_bom(stream), start=1):
         yield text_item(number, line, text_field)
 
 
@@ -120,7 +138,7 @@ def read_csv(stream: BinaryIO, text_field: str) -> Iterator[SourceItem]:
     letter: ``_CsvLines`` finds where that row really ends and reading goes on from the next.
     """
     csv.field_size_limit(MAX_CSV_FIELD_CHARS)  # process-wide; every CSV read sets the same bound
-    lines = _CsvLines(io.TextIOWrapper(stream, encoding="utf-8", errors="surrogateescape", newline=""))
+    lines = _CsvLines(io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline=""))
     reader = csv.DictReader(lines)
     try:
         reader.fieldnames  # reads the header row
@@ -234,7 +252,7 @@ def read_json(stream: BinaryIO, text_field: str) -> Iterator[SourceItem]:
     it and the rest of the array (``rest_unread``), with at most ``MAX_RAW_CHARS`` of raw text
     and never more than ``MAX_JSON_ELEMENT_CHARS`` read ahead.
     """
-    text = io.TextIOWrapper(stream, encoding="utf-8")
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig")  # -sig: a leading BOM is not data
     parser = _JsonArrayParser(text)
     try:
         yield from parser.items()
@@ -322,7 +340,7 @@ class _JsonArrayParser:
             line = self.line
             try:
                 yield SourceItem(line, value=self._decode_value())
-            except (json.JSONDecodeError, _ElementTooLarge) as error:
+            except (json.JSONDecodeError, _ElementTooLarge, RecursionError) as error:
                 yield self._cut(line, f"invalid JSON: {error}")
             return
         self._pos += 1
@@ -334,7 +352,7 @@ class _JsonArrayParser:
             line = self.line
             try:
                 value = self._decode_value()
-            except (json.JSONDecodeError, _ElementTooLarge) as error:
+            except (json.JSONDecodeError, _ElementTooLarge, RecursionError) as error:
                 yield self._cut(line, f"invalid JSON in array element {index}: {error}")
                 return
             yield SourceItem(line, value=value)

@@ -17,6 +17,7 @@ creates; the runtime is safe to share between those threads (``SharedRuntime``).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Iterator
@@ -41,6 +42,7 @@ from inference_enrich.transforms.documents import (
 )
 from inference_enrich.transforms.buffering import BufferedElement, BufferingDoFn
 from inference_enrich.transforms.read_files import METRICS_NAMESPACE
+from inference_enrich.transforms.writable import unwritable_part
 
 LOG = logging.getLogger(__name__)
 
@@ -110,7 +112,7 @@ class InferenceDoFn(BufferingDoFn):
         self._batching = batching
         self._num_threads = num_threads
         self._progress_interval_s = progress_interval_s
-        self._shared_runtime = shared.Shared()
+        self._holder: _RuntimeHolder | None = None
         self._runtime: ModelRuntime | RemoteRuntime | None = None
         self._documents = Metrics.counter(METRICS_NAMESPACE, "records_enriched")
         self._failed = Metrics.counter(METRICS_NAMESPACE, "inference_errors")
@@ -129,12 +131,13 @@ class InferenceDoFn(BufferingDoFn):
             import torch
 
             torch.set_num_threads(self._num_threads)
-        holder = self._shared_runtime.acquire(
-            lambda: _RuntimeHolder(self._endpoint), tag=self._endpoint.fingerprint()
-        )
-        self._runtime = holder.runtime
+        self._holder = shared_runtime(self._endpoint)
+        self._runtime = self._holder.runtime
         self._progress = _ProgressLog(self._progress_interval_s)
         self._heap = HeapTrimmer()  # keeps RSS flat over millions of documents
+
+    def teardown(self) -> None:
+        self._holder = self._runtime = None  # the model goes once no instance holds it
 
     def flush(self, entries: list[BufferedElement]) -> Iterator[WindowedValue | TaggedOutput]:
         if isinstance(self._runtime, RemoteRuntime):
@@ -189,7 +192,20 @@ class InferenceDoFn(BufferingDoFn):
     def _flush_remote(self, entries: list[BufferedElement]) -> Iterator[WindowedValue | TaggedOutput]:
         """A remote endpoint: the texts go out by count in concurrent requests (nothing is
         tokenised here); a text the service refuses is a dead letter, and a service that
-        keeps failing raises ``RemoteServiceError``, failing the bundle."""
+        keeps failing raises ``RemoteServiceError``, failing the bundle. A text that is not
+        valid Unicode is not sent: no local tokenizer rejects it, and a service that took it
+        would leave the writers a text they cannot encode."""
+        sendable = []
+        for entry in entries:
+            problem = unwritable_part({"text": entry.element.text})
+            if problem is None:
+                sendable.append(entry)
+            else:
+                yield self._emit(entry, 0, UnicodeError(problem))
+        if sendable:
+            yield from self._infer_remote(sendable)
+
+    def _infer_remote(self, entries: list[BufferedElement]) -> Iterator[WindowedValue | TaggedOutput]:
         outcome = self._runtime.infer([entry.element.text for entry in entries])
         stats = outcome.stats
         self._remote_requests.inc(stats.requests)
@@ -222,6 +238,23 @@ class _RuntimeHolder:
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.runtime = load_runtime(endpoint)
+
+
+_SHARED_RUNTIMES: dict[str, shared.Shared] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_runtime(endpoint: Endpoint) -> _RuntimeHolder:
+    """This process's one runtime for ``endpoint``, loaded by the first caller.
+
+    One ``Shared`` handle per endpoint fingerprint for the whole process, not per DoFn: every
+    instance (copies of one transform, or several transforms on one endpoint) gets the same
+    model. ``Shared`` holds it weakly (and keeps only the object acquired last alive), so
+    each instance keeps the holder itself: the model lives while any instance uses it."""
+    fingerprint = endpoint.fingerprint()
+    with _SHARED_LOCK:
+        handle = _SHARED_RUNTIMES.setdefault(fingerprint, shared.Shared())
+    return handle.acquire(lambda: _RuntimeHolder(endpoint), tag=fingerprint)
 
 
 class EnrichDocuments(beam.PTransform):

@@ -51,6 +51,8 @@ from inference_enrich.transforms.documents import (
     dead_letter,
     to_document,
 )
+from inference_enrich.transforms.formats import TOO_DEEP
+from inference_enrich.transforms.kafka_client import KafkaUnreachable, consumer as _consumer
 from inference_enrich.transforms.read_files import METRICS_NAMESPACE
 
 LOG = logging.getLogger(__name__)
@@ -115,36 +117,47 @@ class PartitionRange:
     stop: int | None
 
 
-def _consumer(settings: KafkaSettings):
-    from confluent_kafka import Consumer
-
-    return Consumer(settings.consumer_config())
-
-
 def plan_partitions(settings: KafkaSettings, timeout: float = 30.0) -> list[PartitionRange]:
-    """Every partition of the topics with the offsets this run reads (see module docstring)."""
-    from confluent_kafka import OFFSET_INVALID, TopicPartition
+    """Every partition of the topics with the offsets this run reads (see module docstring).
 
-    consumer = _consumer(settings)
+    Raises ``KafkaUnreachable``, one line naming the brokers and the client's last error,
+    when they cannot be asked."""
+    from confluent_kafka import KafkaException
+
+    errors: list[Any] = []
+    consumer = _consumer(settings, errors.append)
     try:
-        partitions = []
-        for topic in settings.topics:
-            metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
-            if metadata is None or metadata.error is not None or not metadata.partitions:
-                raise ValueError(f"Kafka topic '{topic}' not found at {settings.bootstrap}")
-            partitions += [TopicPartition(topic, p) for p in sorted(metadata.partitions)]
-        committed = consumer.committed(partitions, timeout=timeout)
-        ranges = []
-        for tp in committed:
-            low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=timeout)
-            if tp.offset != OFFSET_INVALID and tp.offset >= 0:
-                start = tp.offset
-            else:
-                start = low if settings.auto_offset_reset == "earliest" else high
-            ranges.append(PartitionRange(tp.topic, tp.partition, start, None if settings.streaming else high))
-        return ranges
+        return _plan(consumer, settings, timeout)
+    except KafkaException as error:
+        consumer.poll(0)  # delivers the client's queued errors, which say why (errors.append)
+        cause = (errors[-1] if errors else error.args[0]).str().split(": ", 1)[-1]
+        raise KafkaUnreachable(
+            f"cannot reach Kafka at {settings.bootstrap} for topic(s) {', '.join(settings.topics)}: {cause}; "
+            "check --kafka-bootstrap (and the security settings in kafka_config) and that the brokers are up"
+        ) from error
     finally:
         consumer.close()
+
+
+def _plan(consumer, settings: KafkaSettings, timeout: float) -> list[PartitionRange]:
+    from confluent_kafka import OFFSET_INVALID, TopicPartition
+
+    partitions = []
+    for topic in settings.topics:
+        metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        if metadata is None or metadata.error is not None or not metadata.partitions:
+            raise ValueError(f"Kafka topic '{topic}' not found at {settings.bootstrap}")
+        partitions += [TopicPartition(topic, p) for p in sorted(metadata.partitions)]
+    committed = consumer.committed(partitions, timeout=timeout)
+    ranges = []
+    for tp in committed:
+        low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=timeout)
+        if tp.offset != OFFSET_INVALID and tp.offset >= 0:
+            start = tp.offset
+        else:
+            start = low if settings.auto_offset_reset == "earliest" else high
+        ranges.append(PartitionRange(tp.topic, tp.partition, start, None if settings.streaming else high))
+    return ranges
 
 
 def commit_end_offsets(settings: KafkaSettings, ranges: Sequence[PartitionRange]) -> None:
@@ -163,15 +176,22 @@ def commit_end_offsets(settings: KafkaSettings, ranges: Sequence[PartitionRange]
 
 def message_to_document(value: bytes | None, key: bytes | None, topic: str, partition: int,
                         offset: int, fields: RecordFields) -> Document | dict[str, Any]:
-    """A document, or a dead letter (a dict) naming topic, partition and offset."""
+    """A document, or a dead letter (a dict) naming topic, partition and offset.
+
+    Never raises for what a message holds: an exception here would fail the bundle, and the
+    runner would read the same message again, forever."""
     source = f"kafka://{topic}/{partition}"
     where = {"topic": topic, "partition": partition, "offset": offset}
     try:
         record = json.loads((value or b"").decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raw = (value or b"").decode("utf-8", "backslashreplace")
-        problem = "not valid UTF-8" if isinstance(error, UnicodeDecodeError) else "invalid JSON"
-        return {**dead_letter(PARSE, f"{problem}: {error}", source, raw=raw, line=offset), **where}
+        if isinstance(error, RecursionError):
+            reason = TOO_DEEP
+        else:
+            problem = "not valid UTF-8" if isinstance(error, UnicodeDecodeError) else "invalid JSON"
+            reason = f"{problem}: {error}"
+        return {**dead_letter(PARSE, reason, source, raw=raw, line=offset), **where}
     if isinstance(record, dict) and record.get(fields.id_field) in (None, "") and key:
         record = {**record, fields.id_field: key.decode("utf-8", "backslashreplace")}
     try:
@@ -226,7 +246,6 @@ class ReadKafkaPartitionFn(beam.DoFn):
     def setup(self) -> None:
         self._consumer = _consumer(self._settings)
         self._stop = _StopCondition(self._settings, self._run_id)
-        self._watermarks: dict[tuple[str, int], Timestamp] = {}
 
     def teardown(self) -> None:
         self._consumer.close()
@@ -300,9 +319,10 @@ class ReadKafkaPartitionFn(beam.DoFn):
         self._messages.inc()
         kind, millis = message.timestamp()
         timestamp = Timestamp.of(millis / 1000.0) if kind and millis >= 0 else Timestamp.now()
-        key = (part.topic, part.partition)
-        if timestamp > self._watermarks.get(key, Timestamp.of(0)):  # never move backwards
-            self._watermarks[key] = timestamp
+        # Never backwards. The guard is the estimator's own state, which the runner saves
+        # with the restriction and restores when it resumes it, on whichever DoFn instance.
+        current = watermark.current_watermark()
+        if current is None or timestamp > current:
             watermark.set_watermark(timestamp)
         element = message_to_document(message.value(), message.key(), part.topic, part.partition,
                                       message.offset(), self._fields)

@@ -30,7 +30,7 @@ from apache_beam.transforms.core import RestrictionProvider
 
 from inference_enrich.transforms.documents import Document, RecordFields
 from inference_enrich.transforms.file_records import RecordOutputs, read_whole_file
-from inference_enrich.transforms.formats import LINE_PARSERS, compression_of, format_of
+from inference_enrich.transforms.formats import LINE_PARSERS, UTF8_BOM, compression_of, format_of
 from inference_enrich.transforms.match_files import MatchedFile
 from inference_enrich.transforms.resumable_reads import RetryPolicy, TransientReadError, open_resumable
 
@@ -39,7 +39,6 @@ DEFAULT_SPLIT_BYTES = 16 << 20
 direct runners) balance only the planned ranges, so there should be many per worker: 16 MiB
 cuts a 200 MB file into 12 and a 50 GB one into ~3,000 (a few hundred bytes of shuffle each);
 a range's start-up (an open and a seek) is noise against reading 16 MiB."""
-UTF8_BOM = b"\xef\xbb\xbf"
 
 
 class FileRange(NamedTuple):

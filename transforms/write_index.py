@@ -27,6 +27,7 @@ from inference_enrich.transforms.documents import (
     document_dead_letter,
 )
 from inference_enrich.transforms.read_files import METRICS_NAMESPACE
+from inference_enrich.transforms.writable import UnwritableValue, index_json
 
 INDEX = "index"
 BULK_BATCH = 500
@@ -119,13 +120,21 @@ class WriteToIndexDoFn(BufferingDoFn):
         self._index.ensure_index(self._spec)
 
     def flush(self, buffered: list[BufferedElement]) -> Iterator[WindowedValue]:
-        bodies = []
-        for enriched, _, _ in buffered:
+        bodies, sendable = [], []
+        for entry in buffered:
+            enriched = entry.element
             source, renamed = index_source(enriched, self._spec)
+            try:  # one value the index cannot hold must not fail the whole bulk request
+                source = index_json(source)
+            except UnwritableValue as problem:
+                self._rejected.inc()
+                yield entry.output(document_dead_letter(enriched.document, INDEX, f"cannot index: {problem}"))
+                continue
             self._renamed.inc(renamed)
             bodies.append((enriched.document.id, source))
+            sendable.append(entry)
         outcomes = write_by_id(self._index, bodies)  # in buffer order, matched by id
-        for entry, outcome in zip(buffered, outcomes):
+        for entry, outcome in zip(sendable, outcomes):
             if outcome.error is None:
                 self._indexed.inc()
                 continue
