@@ -21,7 +21,9 @@ from typing import Iterator
 from services import free_port
 
 BIN = Path(sys.executable).parent
-QUIET_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+# The worker pool starts each SDK worker as `python -c ...`: this interpreter first on PATH.
+QUIET_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE",
+             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
 def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 120.0) -> None:

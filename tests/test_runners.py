@@ -88,3 +88,30 @@ def test_dask_on_a_two_process_cluster(reference, tmp_path):
             "--runner=inference_enrich.pipelines.dask_runner.DaskRunner",
             f"--dask_client_address={address}"])
     assert published(tmp_path / "out") == (rows, letters)
+
+
+def test_beams_own_dask_runner_is_refused_where_the_pipeline_is_built(tmp_path):
+    """It would run only the last branch, mix tagged outputs and drop finish_bundle outputs:
+    refused in one line, naming the runner that works."""
+    pipeline = beam.Pipeline(runner="apache_beam.runners.dask.dask_runner.DaskRunner")
+    records = pipeline | beam.Create([{"id": "a", "text": "whale"}])
+    with pytest.raises(ValueError, match=r"^Enrich cannot run here: Beam's DaskRunner runs only "
+                                         r".*use --runner inference_enrich.pipelines.dask_runner.DaskRunner$"):
+        _ = records | Enrich("my-elser-model")
+    with pytest.raises(ValueError, match="cannot run here: Beam's DaskRunner"):
+        _ = records | WriteDeadLetters(str(tmp_path / "out"))
+
+
+@pytest.mark.parametrize("runner", ["apache_beam.runners.dask.dask_runner.DaskRunner",
+                                    "inference_enrich.pipelines.dask_runner.DaskRunner"])
+def test_enrich_run_refuses_a_runner_without_metrics_before_any_work(runner, tmp_path, capsys):
+    from inference_enrich.pipelines.cli import main
+
+    source = corpus(tmp_path / "in.jsonl")
+    status = main(["run", "--input", str(source), "--output", str(tmp_path / "out"), f"--runner={runner}"])
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert status == 2
+    assert error == (f"enrich: error: enrich run cannot use {runner}: it reports no metrics, which "
+                     "the run's accounting check and summary need; compose the public transforms "
+                     "in a pipeline of your own instead (README, \"Runners\")")
+    assert not (tmp_path / "out").exists()

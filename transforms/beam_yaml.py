@@ -189,8 +189,8 @@ class Enrich(beam.PTransform):
 
 class WriteEnrichedParquet(beam.PTransform):
     """Writes ``Enrich``'s output as ``part-*.parquet`` files in a directory, with the job's
-    schema (README, "Outputs"); each bundle's file appears once the runner commits it.
-    Output ``files``: the names written.
+    schema (README, "Outputs"), published by the pipeline's last steps with ``_SUCCESS``
+    (on every runner), and prints one line saying so. Output ``files``: the names published.
 
     Args:
       path: the output directory (any fsspec URL).
@@ -206,7 +206,7 @@ class WriteEnrichedParquet(beam.PTransform):
         endpoint = _endpoint(inference_id, endpoints_file)
         self._write = write_parquet.WriteEnrichedParquet(
             path, text_field, output_field, endpoint.task_type,
-            chunked=endpoint.chunking_settings is not None)
+            chunked=endpoint.chunking_settings is not None, announce=True)
 
     def expand(self, enriched):
         return {"files": enriched | "Write" >> self._write}
@@ -267,7 +267,7 @@ class WriteDeadLetters(beam.PTransform):
 
     def __init__(self, path: str) -> None:
         super().__init__()
-        self._write = dead_letters.WriteDeadLetters(path)
+        self._write = dead_letters.WriteDeadLetters(path, announce=True)
 
     def expand(self, letters):
         return {"files": letters | "AsDeadLetters" >> beam.Map(dead_letter_dict) | "Write" >> self._write}

@@ -37,17 +37,19 @@ class WriteDeadLetters(beam.PTransform):
     """Dead letters (from any number of stages) -> ``_dead_letter/part-*.jsonl``; returns the
     names of the files written by committed bundles."""
 
-    def __init__(self, output: str | RunFiles) -> None:
+    def __init__(self, output: str | RunFiles, *, announce: bool = False) -> None:
         """``output``: a directory, whose ``_dead_letter/`` the pipeline publishes itself
         (``publishing``; with its own ``_SUCCESS``, so that the Parquet writer of the same
         directory and this one never publish into each other's files), or the ``RunFiles``
-        of an ``enrich run`` (published by the run with its other files)."""
+        of an ``enrich run`` (published by the run with its other files). ``announce``:
+        print a line once published (``publishing.WriteAndPublish``)."""
         super().__init__()
         self._output = output
+        self._announce = announce
 
     def expand(self, dead_letters):
         if isinstance(self._output, RunFiles):
             writer = JsonLinesBundleWriter(self._output, DEAD_LETTER_DIR)
             return dead_letters | "WriteDeadLetterFiles" >> beam.ParDo(writer)
         return dead_letters | "WriteDeadLetterFiles" >> WriteAndPublish(
-            JsonLinesBundleWriter, dead_letter_directory(self._output))
+            JsonLinesBundleWriter, dead_letter_directory(self._output), announce=self._announce)

@@ -138,15 +138,18 @@ class WriteEnrichedParquet(beam.PTransform):
     returns the names of the files written by committed bundles (see ``bundle_files``)."""
 
     def __init__(
-        self, output: str | RunFiles, text_field: str, output_field: str, task_type: str, *, chunked: bool = False
+        self, output: str | RunFiles, text_field: str, output_field: str, task_type: str, *,
+        chunked: bool = False, announce: bool = False,
     ) -> None:
         """``output``: a directory, published by the pipeline's own last steps (``publishing``;
         works on every runner), or the ``RunFiles`` of an ``enrich run`` (staged, published
         by the run). ``chunked``: the records come from an endpoint with
-        ``chunking_settings`` (one embedding per chunk)."""
+        ``chunking_settings`` (one embedding per chunk). ``announce``: print a line once the
+        directory is published (``publishing.WriteAndPublish``)."""
         super().__init__()
         self._fields = (text_field, output_field, task_type, chunked)
         self._output = output
+        self._announce = announce
 
     def _writer(self, run_files: RunFiles) -> ParquetBundleWriter:
         return ParquetBundleWriter(run_files, *self._fields)
@@ -155,4 +158,5 @@ class WriteEnrichedParquet(beam.PTransform):
         documents = enriched | "AsEnrichedDocuments" >> beam.Map(as_enriched_document, *self._fields)
         if isinstance(self._output, RunFiles):
             return documents | "WriteParquetFiles" >> beam.ParDo(self._writer(self._output))
-        return documents | "WriteParquetFiles" >> WriteAndPublish(self._writer, self._output)
+        return documents | "WriteParquetFiles" >> WriteAndPublish(self._writer, self._output,
+                                                                 announce=self._announce)
