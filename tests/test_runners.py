@@ -16,7 +16,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from inference_enrich import DEAD_LETTER_TAG, Enrich, ReadDocuments, WriteDeadLetters, WriteEnrichedParquet
 
-from pipeline_helpers import IN_PROCESS, read_dead_letters, read_output, write_lines
+from inference_enrich.pipelines.config import JobConfig
+
+from pipeline_helpers import IN_PROCESS, read_dead_letters, read_output, run, write_lines
 from runner_services import beam_worker_pool, dask_cluster
 
 IDS = ["r1", "r2", "r3", "r4", "r5"]
@@ -73,10 +75,13 @@ def test_portable_runner_against_a_separate_worker_pool(reference, tmp_path):
     worker pool the job only knows by address."""
     source, rows, letters = reference
     with beam_worker_pool(tmp_path) as port:
-        run_public_pipeline(source, tmp_path / "out", [
-            "--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=EXTERNAL",
-            f"--environment_config=127.0.0.1:{port}"])
+        argv = ["--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=EXTERNAL",
+                f"--environment_config=127.0.0.1:{port}"]
+        run_public_pipeline(source, tmp_path / "out", argv)
+        summary = run(JobConfig(input=[str(source)], output=str(tmp_path / "job")), argv)
     assert published(tmp_path / "out") == (rows, letters)
+    assert published(tmp_path / "job") == (rows, letters)  # `enrich run` on the same workers
+    assert (summary.records_read, summary.records_written, summary.dead_letters) == (7, 5, 2)
 
 
 def test_dask_on_a_two_process_cluster(reference, tmp_path):
