@@ -25,17 +25,20 @@ LOG = logging.getLogger(__name__)
 
 
 class _Publish(beam.DoFn):
-    """Publishes the manifest's files (its single input), then emits their names."""
+    """Publishes the manifest's files (its single input), then emits their names. It adds
+    them to the directory (``replace=False``), as the public writers always have: two
+    writers publish into one directory (Parquet at its top, dead letters in
+    ``_dead_letter/``), and a replacing publish of the top would remove the other's files
+    (``publish_output`` replaces dead letters too)."""
 
-    def __init__(self, run_files: RunFiles, replace: bool, announce: bool) -> None:
+    def __init__(self, run_files: RunFiles, announce: bool) -> None:
         self._run_files = run_files
-        self._replace = replace
         self._announce = announce
 
     def process(self, names: list[str]) -> Iterator[str]:
         from inference_enrich.pipelines.publish import publish_output  # see _run_files
 
-        count = publish_output(self._run_files, self._replace)
+        count = publish_output(self._run_files, replace=False)
         LOG.info("published %d file(s) in %s", count, self._run_files.output)
         if self._announce:
             print(f"published {count} file(s) in {self._run_files.output}", flush=True)
@@ -52,13 +55,12 @@ class WriteAndPublish(beam.PTransform):
     """
 
     def __init__(self, writer: Callable[[RunFiles], BundleFileWriter], output: str,
-                 replace: bool = False, announce: bool = False) -> None:
+                 announce: bool = False) -> None:
         """``announce``: print one line when published (for Beam YAML's launcher, which
         prints no summary of its own; on remote workers it goes to their logs)."""
         super().__init__()
         self._writer = writer
         self._output = output
-        self._replace = replace
         self._announce = announce
 
     def expand(self, elements):
@@ -72,7 +74,7 @@ class WriteAndPublish(beam.PTransform):
             | "WriteFiles" >> beam.ParDo(self._writer(run_files))
             | "OneWindow" >> beam.WindowInto(GlobalWindows())
             | "CommitManifest" >> CommitManifest(run_files)
-            | "Publish" >> beam.ParDo(_Publish(run_files, self._replace, self._announce))
+            | "Publish" >> beam.ParDo(_Publish(run_files, self._announce))
         )
 
 
