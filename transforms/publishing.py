@@ -39,9 +39,10 @@ class _Publish(beam.DoFn):
         from inference_enrich.pipelines.publish import publish_output  # see _run_files
 
         count = publish_output(self._run_files, replace=False)
-        LOG.info("published %d file(s) in %s", count, self._run_files.output)
         if self._announce:
             print(f"published {count} file(s) in {self._run_files.output}", flush=True)
+        else:
+            LOG.info("published %d file(s) in %s", count, self._run_files.output)
         yield from names
 
 
