@@ -70,6 +70,7 @@ def test_bundle_based_direct_runner_publishes_without_bundle_finalization(refere
     assert published(tmp_path / "out") == (rows, letters)
 
 
+@pytest.mark.slow
 def test_portable_runner_against_a_separate_worker_pool(reference, tmp_path):
     """How Flink and Spark run Python: the SDK workers are other processes, started by a
     worker pool the job only knows by address."""
@@ -84,6 +85,7 @@ def test_portable_runner_against_a_separate_worker_pool(reference, tmp_path):
     assert (summary.records_read, summary.records_written, summary.dead_letters) == (7, 5, 2)
 
 
+@pytest.mark.slow
 def test_dask_on_a_two_process_cluster(reference, tmp_path):
     """A real distributed engine from PyPI: a dask.distributed scheduler and two worker
     processes, through our fixed subclass of Beam's DaskRunner (see its module)."""
