@@ -68,6 +68,10 @@ def test_bundle_based_direct_runner_publishes_without_bundle_finalization(refere
     source, rows, letters = reference
     run_public_pipeline(source, tmp_path / "out", ["--runner=BundleBasedDirectRunner"])
     assert published(tmp_path / "out") == (rows, letters)
+    for publish in ("launcher", "pipeline"):  # `enrich run`, either way of publishing
+        job = JobConfig(input=[str(source)], output=str(tmp_path / publish), publish=publish)
+        run(job, ["--runner=BundleBasedDirectRunner"])
+        assert published(tmp_path / publish) == (rows, letters)
 
 
 @pytest.mark.slow
