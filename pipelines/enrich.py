@@ -42,6 +42,7 @@ from inference_enrich.transforms.kafka import (
     plan_partitions,
 )
 from inference_enrich.transforms.read_files import METRICS_NAMESPACE, ReadDocuments
+from inference_enrich.transforms.runner_support import NO_METRICS_RUNNERS, options_runner
 from inference_enrich.transforms.write_index import WriteToSearchIndex
 from inference_enrich.transforms.write_parquet import WriteEnrichedParquet, enriched_schema
 
@@ -158,6 +159,7 @@ def run_job(job: JobConfig, options: PipelineOptions) -> JobSummary:
     pipeline has published (and committed the Kafka offsets) itself when it is DONE; the
     accounting check still runs here, but can only report, not hold back, the output.
     """
+    refuse_runner_without_metrics(options)
     endpoint = resolve_endpoint(job)
     if is_remote(endpoint):  # a wrong URL or key fails here, in one line, before any work
         RemoteRuntime(endpoint).probe()
@@ -218,6 +220,16 @@ def run_job(job: JobConfig, options: PipelineOptions) -> JobSummary:
         index_documents=index_documents,
         files_cut_short=counters.get("files_cut_short", 0),
     )
+
+
+def refuse_runner_without_metrics(options: PipelineOptions) -> None:
+    """``enrich run`` checks and summarises a run from Beam's metrics: a runner without them
+    (the Dask runners) is refused before any work, in one line."""
+    runner = options_runner(options)
+    if runner in NO_METRICS_RUNNERS:
+        raise ValueError(f"enrich run cannot use {runner}: it reports no metrics, which the run's "
+                         "accounting check and summary need; compose the public transforms in a "
+                         "pipeline of your own instead (README, \"Runners\")")
 
 
 def _failed(run_files: RunFiles, publishes_itself: bool, reason: str) -> JobFailed:

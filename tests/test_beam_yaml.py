@@ -72,6 +72,14 @@ def test_readme_command_runs_the_example_and_writes_what_enrich_run_writes(tmp_p
     assert summary.records_written == 41
     assert_same_enrichment(str(tmp_path / "enrich-output-yaml"), job_output)
     assert read_dead_letters(str(tmp_path / "enrich-output-yaml")) == []
+    # As the README says: both directories published, no staging left, a line for each.
+    output = tmp_path / "enrich-output-yaml"
+    assert (output / "_SUCCESS").exists() and (output / "_dead_letter" / "_SUCCESS").exists()
+    assert not list(output.rglob(".staging-*"))
+    assert re.search(r"^published [1-9]\d* file\(s\) in enrich-output-yaml$", done.stdout, re.MULTILINE)
+    assert "published 0 file(s) in enrich-output-yaml/_dead_letter" in done.stdout.splitlines()
+    # Beam's launcher logs at INFO; its ~70 notes on our string type hints are dropped.
+    assert "Converting string literal type hint" not in done.stderr
 
 
 def test_dead_letters_of_the_example_equal_the_jobs(tmp_path):
@@ -195,3 +203,11 @@ def test_a_writer_set_up_for_the_wrong_shape_fails_loudly():
     with pytest.raises(TypeError, match="holds a list of chunks, got dict"):
         result_from_embedding("sparse_embedding", {"word": 1.0}, False, chunked=True)
     assert result_from_embedding("sparse_embedding", chunks, False, chunked=True).chunks[0].end_offset == 4
+
+
+def test_the_examples_output_folders_are_git_ignored():
+    """The README runs the YAML example and the Python example from the repository root:
+    what they write must not show up as changes to commit."""
+    for path in ("enrich-output-yaml/part-0.parquet", "enriched/part-0.parquet"):
+        done = subprocess.run(["git", "check-ignore", "-q", path], cwd=REPO)
+        assert done.returncode == 0, f"{path} is not git-ignored"

@@ -217,6 +217,8 @@ def test_readme_example_runs(tmp_path, monkeypatch, capsys):
     assert "'stage': 'validate', 'error': \"missing text field 'text'\"" in printed
     assert "'record': {'id': 'a3', 'body': 'a record without a text field'}" in printed
     assert "['sea', 'whale', 'fish']" in printed.splitlines()  # as the README says
+    assert (tmp_path / "enriched" / "_SUCCESS").exists()  # published by the pipeline itself
+    assert not list(tmp_path.rglob(".staging-*"))  # and its staging removed (issue #26)
     rows = read_output(str(tmp_path / "enriched"))
     assert set(rows) == {"a1", "a2"}
     assert json.loads(rows["a1"]["passthrough"]) == {"id": "a1", "lang": "en"}

@@ -50,7 +50,8 @@ class RunFiles:
     @classmethod
     def published_per_bundle(cls, output: str) -> "RunFiles":
         """Files of ``output`` published by bundle finalization, as in streaming runs: for a
-        sink used in a pipeline ``enrich run`` does not launch (no publish step after it)."""
+        public writer given unbounded input (bounded input is published by pipeline steps,
+        ``publishing.WriteAndPublish``, since not every runner finalizes bundles)."""
         return cls(output, uuid.uuid4().hex, streaming=True)
 
     @property

@@ -13,6 +13,7 @@ from typing import Any
 import apache_beam as beam
 
 from inference_enrich.transforms.bundle_files import BundleFileWriter, RunFiles
+from inference_enrich.transforms.publishing import WriteAndPublish
 
 DEAD_LETTER_DIR = "_dead_letter"
 
@@ -43,15 +44,22 @@ def dead_letter_directory(output: str) -> str:
 
 
 class WriteDeadLetters(beam.PTransform):
-    """Dead letters (from any number of stages) -> ``_dead_letter/part-*.jsonl`` staged for
-    ``run_files``' output; returns the names of the files written by committed bundles."""
+    """Dead letters (from any number of stages) -> ``_dead_letter/part-*.jsonl``; returns the
+    names of the files written by committed bundles."""
 
-    def __init__(self, output: str | RunFiles) -> None:
-        """``output``: a directory (published bundle by bundle, for any pipeline), or the
-        ``RunFiles`` of an ``enrich run`` (published once the run has succeeded)."""
+    def __init__(self, output: str | RunFiles, *, announce: bool = False) -> None:
+        """``output``: a directory, whose ``_dead_letter/`` the pipeline publishes itself
+        (``publishing``; with its own ``_SUCCESS``, so that the Parquet writer of the same
+        directory and this one never publish into each other's files), or the ``RunFiles``
+        of an ``enrich run`` (published by the run with its other files). ``announce``:
+        print a line once published (``publishing.WriteAndPublish``)."""
         super().__init__()
-        run_files = output if isinstance(output, RunFiles) else RunFiles.published_per_bundle(output)
-        self._writer = JsonLinesBundleWriter(run_files, DEAD_LETTER_DIR)
+        self._output = output
+        self._announce = announce
 
     def expand(self, dead_letters):
-        return dead_letters | "WriteDeadLetterFiles" >> beam.ParDo(self._writer)
+        if isinstance(self._output, RunFiles):
+            writer = JsonLinesBundleWriter(self._output, DEAD_LETTER_DIR)
+            return dead_letters | "WriteDeadLetterFiles" >> beam.ParDo(writer)
+        return dead_letters | "WriteDeadLetterFiles" >> WriteAndPublish(
+            JsonLinesBundleWriter, dead_letter_directory(self._output), announce=self._announce)

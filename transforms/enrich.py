@@ -34,6 +34,7 @@ from inference_enrich.transforms.documents import (
 )
 from inference_enrich.transforms.inference_dofn import BatchingConfig, EnrichDocuments
 from inference_enrich.transforms.read_files import METRICS_NAMESPACE
+from inference_enrich.transforms.runner_support import refuse_lossy_runner
 
 
 class EnrichOutputs(NamedTuple):
@@ -98,6 +99,7 @@ class Enrich(beam.PTransform):
         self._num_threads = num_threads
 
     def expand(self, records) -> EnrichOutputs:
+        refuse_lossy_runner(records.pipeline, "Enrich")
         documents = records | "Validate" >> beam.ParDo(ToDocuments(self._fields)).with_outputs(
             DEAD_LETTER_TAG, main="documents"
         )

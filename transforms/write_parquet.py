@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 from inference_enrich.inference.results import SPARSE_EMBEDDING, ChunkedEmbedding, InferenceResult
 from inference_enrich.transforms.bundle_files import BundleFileWriter, RunFiles
 from inference_enrich.transforms.documents import EnrichedDocument, as_enriched_document
+from inference_enrich.transforms.publishing import WriteAndPublish
 
 RESERVED_COLUMNS = ("id", "is_truncated", "passthrough")
 ROW_GROUP_ROWS = 4096
@@ -133,25 +134,29 @@ class ParquetBundleWriter(BundleFileWriter):
 
 
 class WriteEnrichedParquet(beam.PTransform):
-    """Enriched documents (or the enriched dicts ``Enrich`` emits) -> ``part-*.parquet`` staged
-    for ``run_files``' output; returns the names of the files written by committed bundles
-    (see ``bundle_files``)."""
+    """Enriched documents (or the enriched dicts ``Enrich`` emits) -> ``part-*.parquet``;
+    returns the names of the files written by committed bundles (see ``bundle_files``)."""
 
     def __init__(
-        self, output: str | RunFiles, text_field: str, output_field: str, task_type: str, *, chunked: bool = False
+        self, output: str | RunFiles, text_field: str, output_field: str, task_type: str, *,
+        chunked: bool = False, announce: bool = False,
     ) -> None:
-        """``output``: a directory (files are published bundle by bundle as the runner
-        commits them, so this works in any pipeline), or the ``RunFiles`` of an ``enrich run``
-        (staged, published once the run has succeeded). ``chunked``: the records come from an
-        endpoint with ``chunking_settings`` (one embedding per chunk)."""
+        """``output``: a directory, published by the pipeline's own last steps (``publishing``;
+        works on every runner), or the ``RunFiles`` of an ``enrich run`` (staged, published
+        by the run). ``chunked``: the records come from an endpoint with
+        ``chunking_settings`` (one embedding per chunk). ``announce``: print a line once the
+        directory is published (``publishing.WriteAndPublish``)."""
         super().__init__()
-        run_files = output if isinstance(output, RunFiles) else RunFiles.published_per_bundle(output)
         self._fields = (text_field, output_field, task_type, chunked)
-        self._writer = ParquetBundleWriter(run_files, text_field, output_field, task_type, chunked)
+        self._output = output
+        self._announce = announce
+
+    def _writer(self, run_files: RunFiles) -> ParquetBundleWriter:
+        return ParquetBundleWriter(run_files, *self._fields)
 
     def expand(self, enriched):
-        return (
-            enriched
-            | "AsEnrichedDocuments" >> beam.Map(as_enriched_document, *self._fields)
-            | "WriteParquetFiles" >> beam.ParDo(self._writer)
-        )
+        documents = enriched | "AsEnrichedDocuments" >> beam.Map(as_enriched_document, *self._fields)
+        if isinstance(self._output, RunFiles):
+            return documents | "WriteParquetFiles" >> beam.ParDo(self._writer(self._output))
+        return documents | "WriteParquetFiles" >> WriteAndPublish(self._writer, self._output,
+                                                                 announce=self._announce)

@@ -1,0 +1,88 @@
+"""Publish what a sink staged, as pipeline steps behind a barrier: on every runner.
+
+The public writers (``WriteEnrichedParquet(directory)``, ``WriteDeadLetters(directory)`` and
+their Beam YAML forms) stage their files (``bundle_files``) and then, in the same pipeline,
+``CommitManifest`` (a global combine: it fires once every writing bundle has committed) and
+a step that calls ``publish_output``, the one publisher ``enrich run`` uses too. No runner
+hook is involved: bundle finalization, which Flink and ``BundleBasedDirectRunner`` never
+call, is used only for unbounded input (streaming), where there is no end to wait for.
+
+The publish step may be retried: ``publish_output`` is idempotent (see its module).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, Iterator
+
+import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindows
+
+from inference_enrich.transforms.bundle_files import BundleFileWriter, CommitManifest, RunFiles
+from inference_enrich.transforms.runner_support import refuse_lossy_runner
+
+LOG = logging.getLogger(__name__)
+
+
+class _Publish(beam.DoFn):
+    """Publishes the manifest's files (its single input), then emits their names. It adds
+    them to the directory (``replace=False``), as the public writers always have: two
+    writers publish into one directory (Parquet at its top, dead letters in
+    ``_dead_letter/``), and a replacing publish of the top would remove the other's files
+    (``publish_output`` replaces dead letters too)."""
+
+    def __init__(self, run_files: RunFiles, announce: bool) -> None:
+        self._run_files = run_files
+        self._announce = announce
+
+    def process(self, names: list[str]) -> Iterator[str]:
+        from inference_enrich.pipelines.publish import publish_output  # see _run_files
+
+        count = publish_output(self._run_files, replace=False)
+        if self._announce:
+            print(f"published {count} file(s) in {self._run_files.output}", flush=True)
+        else:
+            LOG.info("published %d file(s) in %s", count, self._run_files.output)
+        yield from names
+
+
+class WriteAndPublish(beam.PTransform):
+    """Elements -> files written by ``writer(run_files)`` -> published into ``output``.
+
+    Bounded input: staged, then published by the pipeline's own last steps (``_SUCCESS``
+    written, staging removed). Unbounded input: each bundle's file is published when the
+    runner finalizes the bundle (no ``_SUCCESS``). Returns the names of the published
+    files, relative to ``output`` (bounded input only).
+    """
+
+    def __init__(self, writer: Callable[[RunFiles], BundleFileWriter], output: str,
+                 announce: bool = False) -> None:
+        """``announce``: print one line when published (for Beam YAML's launcher, which
+        prints no summary of its own; on remote workers it goes to their logs)."""
+        super().__init__()
+        self._writer = writer
+        self._output = output
+        self._announce = announce
+
+    def expand(self, elements):
+        refuse_lossy_runner(elements.pipeline, f"writing {self._output}")
+        if not elements.is_bounded:
+            return elements | "WriteFiles" >> beam.ParDo(
+                self._writer(RunFiles.published_per_bundle(self._output)))
+        run_files = _run_files(self._output)
+        return (
+            elements
+            | "WriteFiles" >> beam.ParDo(self._writer(run_files))
+            | "OneWindow" >> beam.WindowInto(GlobalWindows())
+            | "CommitManifest" >> CommitManifest(run_files)
+            | "Publish" >> beam.ParDo(_Publish(run_files, self._announce))
+        )
+
+
+def _run_files(output: str) -> RunFiles:
+    """A new run's files for ``output``. The publisher lives in ``pipelines/publish.py``
+    (``enrich run`` publishes with it too), which imports the sinks' modules: imported here,
+    not at the top, so that the sinks can import this module."""
+    from inference_enrich.pipelines.publish import new_run_id
+
+    return RunFiles(output, new_run_id())

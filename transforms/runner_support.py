@@ -1,0 +1,49 @@
+"""What the runner a pipeline runs on can do, asked where a transform is applied, so that
+a part a runner cannot run is refused at start in one line instead of giving a wrong answer.
+
+The DaskRunners are named by class path: importing them would import dask.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+BEAM_DASK = "apache_beam.runners.dask.dask_runner.DaskRunner"
+OUR_DASK = "inference_enrich.pipelines.dask_runner.DaskRunner"
+LOSSY_RUNNERS = {
+    BEAM_DASK: ("Beam's DaskRunner runs only the pipeline's last branch, sends a ParDo's tagged "
+                f"outputs to every consumer and drops finish_bundle outputs; use --runner {OUR_DASK}"),
+}
+NO_METRICS_RUNNERS = {BEAM_DASK, OUR_DASK}
+NO_SPLITTABLE_DOFN_RUNNERS = {BEAM_DASK, OUR_DASK}
+
+
+def runner_path(runner: Any) -> str:
+    """A runner (object, class or ``--runner`` value) as ``module.Class`` when it is a class
+    path or an instance, else as given (Beam's short names)."""
+    if runner is None:
+        return ""
+    if isinstance(runner, str):
+        return runner
+    cls = runner if isinstance(runner, type) else type(runner)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def options_runner(options: PipelineOptions) -> str:
+    return runner_path(options.view_as(StandardOptions).runner)
+
+
+def refuse_lossy_runner(pipeline: beam.Pipeline, what: str) -> None:
+    """Raises ValueError, in one line, when ``pipeline``'s runner would lose ``what``'s data."""
+    reason = LOSSY_RUNNERS.get(runner_path(getattr(pipeline, "runner", None)))
+    if reason:
+        raise ValueError(f"{what} cannot run here: {reason}")
+
+
+def supports_splittable_dofns(pipeline: beam.Pipeline) -> bool:
+    """False on runners that cannot run a splittable DoFn (the Dask runners): a reader then
+    reads each file whole."""
+    return runner_path(getattr(pipeline, "runner", None)) not in NO_SPLITTABLE_DOFN_RUNNERS
