@@ -23,6 +23,7 @@ from inference_enrich.transforms.formats import READERS
 from inference_enrich.transforms.line_ranges import DEFAULT_SPLIT_BYTES, ReadRanges, plan_ranges
 from inference_enrich.transforms.match_files import MatchedFile, MatchFiles, require_matches
 from inference_enrich.transforms.resumable_reads import RetryPolicy
+from inference_enrich.transforms.runner_support import supports_splittable_dofns
 
 __all__ = ["METRICS_NAMESPACE", "READ", "ReadDocuments", "ReadFileRecords"]
 
@@ -43,23 +44,13 @@ class ReadFileRecords(beam.DoFn):
         yield from read_whole_file(file.url, self._format, self._outputs, self._retry)
 
 
-NO_SPLITTABLE_DOFNS = frozenset({"DaskRunner", "BundleBasedDirectRunner"})
-"""Runners that cannot run ``ReadRanges``: Beam 2.77's DaskRunner translates no splittable
-DoFn; the BundleBasedDirectRunner checks a restriction is done before it has consumed the
-outputs of ``process`` (a generator), so a range that streams its records always fails."""
-
-
-def runs_splittable_dofns(pipeline: beam.Pipeline) -> bool:
-    """Whether the pipeline's runner can run the splittable read (see ``NO_SPLITTABLE_DOFNS``)."""
-    return type(pipeline.runner).__name__ not in NO_SPLITTABLE_DOFNS
-
-
 class ReadDocuments(beam.PTransform):
     """Files -> ``Document`` elements (main output) and dead letters (``DEAD_LETTER_TAG``).
 
     ``splittable_reads=False`` reads every file whole, without a splittable DoFn (for runners
-    that have none; chosen for you on ``NO_SPLITTABLE_DOFNS``); ``split_bytes`` is the size of the byte ranges a large
-    JSON Lines or text file is cut into otherwise.
+    that have none; chosen for you where ``runner_support`` says the runner cannot run them);
+    ``split_bytes`` is the size of the byte ranges a large JSON Lines or text file is cut
+    into otherwise.
     """
 
     def __init__(
@@ -90,7 +81,7 @@ class ReadDocuments(beam.PTransform):
             | "InputPatterns" >> beam.Create(self._patterns)
             | "MatchFiles" >> beam.ParDo(MatchFiles())
         )
-        if not self._splittable or not runs_splittable_dofns(pbegin.pipeline):
+        if not self._splittable or not supports_splittable_dofns(pbegin.pipeline):
             return (
                 files
                 | "SpreadFiles" >> beam.Reshuffle()
