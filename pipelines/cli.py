@@ -34,6 +34,7 @@ from inference_enrich.pipelines.config import (
     load_job_config,
 )
 from inference_enrich.indexes.query import search_index
+from inference_enrich.pipelines.flag_check import unknown_argument_problem
 from inference_enrich.pipelines.dry_run import format_translation, is_dry_run, translate_job
 from inference_enrich.pipelines.enrich import JobFailed, resolve_endpoint, run_job
 from inference_enrich.pipelines.summary import format_summary
@@ -195,6 +196,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, beam_args = parser.parse_known_args(argv)
     if beam_args and args.command != "run":
         parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
+    if args.command == "run":  # what is not ours must be a Beam pipeline option
+        run_parser = parser._subparsers._group_actions[0].choices["run"]
+        beam_args = ["--dry_run=True" if arg == "--dry_run" else arg for arg in beam_args]
+        problem = unknown_argument_problem(beam_args, run_parser._option_string_actions)
+        if problem:
+            run_parser.error(problem)
     try:
         if args.command == "run":
             return _run(args, beam_args)
