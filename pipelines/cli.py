@@ -58,8 +58,10 @@ See Beam's PipelineOptions for the full list.
 
 Output: OUTPUT/part-*.parquet (read with pyarrow.dataset.dataset(OUTPUT)) and
 dead letters as JSON Lines in OUTPUT/_dead_letter/, published only when the run
-succeeds (then OUTPUT/_SUCCESS); a run from files replaces the previous output.
-Exit status: 0 done; 1 the run failed and published nothing; 2 bad usage or config;
+succeeds (then OUTPUT/_SUCCESS); a run from files replaces what earlier enrich runs
+published there, one from Kafka adds to it (--mode); other files are never removed.
+Exit status: 0 done; 1 the run failed (or dead-lettered more than
+--max-dead-letter-ratio) and published nothing; 2 bad usage, config or output directory;
 3 done, but some input file could not be read past a point (see the summary)."""
 SEARCH_INDEX_SETTINGS = ("es_url", "index", "index_path", "username", "api_key_file", "password_file",
                          "ca_certs", "verify_certs")

@@ -2,24 +2,27 @@
 committers do (see ``transforms/bundle_files.py`` for how files are staged).
 
 A batch run's published output is ``part-*`` files, ``_dead_letter/part-*`` files and
-``_SUCCESS``. ``publish_output``:
+``_SUCCESS``, which lists (``published``) every file enrich has published in the directory:
+the only files a later run may remove. ``publish_output``:
 
-1. removes ``_SUCCESS``: until step 4 the directory is not a finished result;
-2. when the run replaces the output (a files source), removes the earlier run's part files
-   and dead letters (our names only; anything else in the directory is left alone);
-3. moves exactly the files the run's manifest names into place;
-4. writes ``_SUCCESS`` (a small JSON: run id, file count, time);
-5. removes staging directories: this run's, with any orphans of retried bundles, and those
-   left by killed runs (one run at a time per output directory).
+1. plans the publication once, in the run's staging directory: this run's files (its
+   manifest), the earlier enrich files to remove (those ``_SUCCESS`` lists, when the run
+   replaces the output) and the new ``published`` list (when it adds to the output, the
+   earlier files and its own);
+2. removes ``_SUCCESS``: until step 5 the directory is not a finished result;
+3. removes the earlier files the plan names (never a file enrich did not write);
+4. moves exactly the files the run's manifest names into place;
+5. writes ``_SUCCESS`` (a small JSON: run id, file count, ``published``, time);
+6. removes the run's own staging directory (never another run's: see ``output_guard``).
 
-Steps 1-4 are a few renames at the very end; a run killed or failed before them leaves the
+Steps 2-5 are a few renames at the very end; a run killed or failed before them leaves the
 earlier output exactly as it was.
 
 Publishing is idempotent, because in ``publish: pipeline`` mode it is a pipeline step
-(``PublishOutput``) that the runner may retry after any of those steps: step 2 spares the
-files this run's manifest names (part names are unique per run), step 3 takes a file already
-moved (staged copy gone, published copy present) as done, and once ``_SUCCESS`` names this
-run only step 5 is left to finish.
+(``PublishOutput``) that the runner may retry after any of those steps: a retry carries out
+the plan step 1 kept (``_SUCCESS`` may be gone by then), step 4 takes a file already moved
+(staged copy gone, published copy present) as done, and once ``_SUCCESS`` names this run
+only step 6 is left to finish.
 """
 
 from __future__ import annotations
