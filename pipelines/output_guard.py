@@ -9,9 +9,9 @@ Save modes (``--mode``, ``sink.mode``), as Spark users know them:
 - ``append``: publishing adds this run's files to them.
 
 Without a mode, a directory that is absent, empty or an enrich output (it has our
-``_SUCCESS``) is overwritten by a run from files and appended to by a run from Kafka (each
-Kafka run reads only newer messages); any other non-empty directory is refused, so that a
-wrong ``--output`` never mixes our files into someone else's.
+``_SUCCESS``, a JSON file; Spark's is empty) is overwritten by a run from files and appended
+to by a run from Kafka (each Kafka run reads only newer messages); any other non-empty
+directory is refused, so that a wrong ``--output`` never mixes our files into someone else's.
 
 One run at a time per output directory: ``OutputLock`` holds ``OUTPUT/.enrich-lock.json``
 (run id, host, pid, heartbeat) for the run. A second run is refused at start. A lock whose
@@ -34,7 +34,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from inference_enrich.inference.errors import InferenceEnrichError
 from inference_enrich.pipelines.config import JobConfig
-from inference_enrich.pipelines.publish import LOCK, SUCCESS, release_lock
+from inference_enrich.pipelines.publish import LOCK, release_lock, success_marker
 from inference_enrich.transforms.bundle_files import STAGING_PREFIX
 
 HEARTBEAT_S = 30.0
@@ -79,7 +79,7 @@ def check_save_mode(job: JobConfig) -> None:
     if job.mode == "error-if-exists":
         raise OutputRefused(f"output directory {job.output} is not empty (--mode error-if-exists); "
                             "choose another --output, or --mode overwrite or --mode append")
-    if SUCCESS not in content:
+    if "run_id" not in success_marker(fs, output):  # no _SUCCESS, or not ours (Spark's is empty)
         raise OutputRefused(
             f"output directory {job.output} is not empty and is not the output of an earlier enrich "
             "run; choose another --output, or --mode overwrite (replace earlier enrich output there) or "

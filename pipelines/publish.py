@@ -57,7 +57,7 @@ def new_run_id() -> str:
 def publish_output(run_files: RunFiles, replace: bool) -> int:
     """Publish the files the run committed (see module docstring); returns how many."""
     fs, output, staging = run_files.paths()
-    marker = _success_marker(fs, output)
+    marker = success_marker(fs, output)
     if marker.get("run_id") == run_files.run_id:  # a repeated call that got past step 5
         _remove(fs, staging)
         return marker["files"]
@@ -137,7 +137,7 @@ def finish_streaming(run_files: RunFiles) -> None:
                     "finalization)", len(left), staging)
     elif fs.exists(staging):
         fs.rm(staging, recursive=True)
-    earlier = published_files(fs, output, _success_marker(fs, output))
+    earlier = published_files(fs, output, success_marker(fs, output))
     added = [name for name in _listing(fs, output)
              if OUR_PART.match(name.rsplit("/", 1)[-1]) and name not in earlier]
     if not added and fs.exists(f"{output}/{SUCCESS}"):
@@ -207,8 +207,9 @@ def dead_letter_problem(read: int, dead: int, max_ratio: float, digest: str) -> 
             f"--max-dead-letter-ratio {max_ratio:g}" + (f"; {digest}" if digest else ""))
 
 
-def _success_marker(fs, output: str) -> dict:
-    """What ``_SUCCESS`` says (run id, file count), or {} when there is none to read."""
+def success_marker(fs, output: str) -> dict:
+    """What ``_SUCCESS`` says (run id, file count, published files), or {} when there is
+    none, or it is not ours (Spark's is empty)."""
     try:
         with fs.open(f"{output}/{SUCCESS}", "rt", encoding="utf-8") as stream:
             marker = json.load(stream)

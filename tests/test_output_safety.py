@@ -153,3 +153,16 @@ def test_two_runs_write_to_one_output_directory_at_once(tmp_path):
     assert set(read_output(str(output))) == {"c-0", "c-1"}
     assert not list(output.glob(f"{STAGING_PREFIX}*"))
     assert not [p for p in output.iterdir() if p.name.startswith(".") and p.is_file()], "lock left behind"
+
+
+def test_a_spark_output_with_its_own_success_file_is_not_taken_for_ours(tmp_path):
+    from inference_enrich.pipelines.output_guard import OutputRefused, check_save_mode
+
+    output = tmp_path / "spark"
+    output.mkdir()
+    (output / "_SUCCESS").write_bytes(b"")  # what Spark writes
+    (output / "part-00000-7c2d0e39-c000.snappy.parquet").write_bytes(b"PAR1")
+    with pytest.raises(OutputRefused, match="not the output of an earlier enrich run"):
+        check_save_mode(JobConfig(output=str(output)))
+    check_save_mode(JobConfig(output=str(output), mode="append"))
+    check_save_mode(JobConfig(output=str(tmp_path / "absent"), mode="error-if-exists"))
