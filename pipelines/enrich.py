@@ -125,17 +125,13 @@ def build_pipeline(
                             | "CountLanded" >> beam.combiners.Count.Globally())
             dead_total = all_dead | "CountDeadLetters" >> beam.combiners.Count.Globally()
             commit = partial(commit_end_offsets, job.kafka_settings(), tuple(partitions)) if partitions else None
-            describe = partial(_describe_digest, job.text_field, job.id_field)
+            describe = partial(describe_dead_letters, text_field=job.text_field, id_field=job.id_field)
             _ = manifest | "PublishOutput" >> beam.ParDo(
                 PublishOutput(run_files, replace=replaces_output(job), after_publish=commit,
                               max_dead_letter_ratio=job.max_dead_letter_ratio, describe=describe),
                 beam.pvalue.AsSingleton(read_total), beam.pvalue.AsSingleton(landed_total),
                 beam.pvalue.AsSingleton(dead_total),
                 beam.pvalue.AsSingleton(digest_keys | "GatherDigest" >> GatherDigest()))
-
-
-def _describe_digest(text_field: str, id_field: str, digest: list) -> str:
-    return describe_dead_letters(digest, text_field, id_field)
 
 
 @dataclass(frozen=True)
