@@ -23,6 +23,7 @@ failed runs) are removed then; a live run's staging never is.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import threading
@@ -37,6 +38,7 @@ from inference_enrich.pipelines.config import JobConfig
 from inference_enrich.pipelines.publish import LOCK, release_lock, success_marker
 from inference_enrich.transforms.bundle_files import STAGING_PREFIX
 
+LOG = logging.getLogger(__name__)
 HEARTBEAT_S = 30.0
 LEASE_S = 300.0
 """A lock not refreshed for this long belongs to a run that is gone."""
@@ -176,8 +178,11 @@ class OutputLock:
                 return  # released by the pipeline's publish step
             holder["heartbeat"] = time.time()
             temporary = f"{self._path}.{uuid.uuid4().hex}"
-            self._fs.pipe_file(temporary, json.dumps(holder).encode())
-            self._fs.mv(temporary, self._path)
+            try:
+                self._fs.pipe_file(temporary, json.dumps(holder).encode())
+                self._fs.mv(temporary, self._path)
+            except OSError as error:  # the next beat tries again; the lease allows for it
+                LOG.warning("could not renew the lock %s: %s", self._display, error)
 
 
 def _is_stale(holder: dict) -> bool:
