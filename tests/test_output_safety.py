@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -166,3 +167,35 @@ def test_a_spark_output_with_its_own_success_file_is_not_taken_for_ours(tmp_path
         check_save_mode(JobConfig(output=str(output)))
     check_save_mode(JobConfig(output=str(output), mode="append"))
     check_save_mode(JobConfig(output=str(tmp_path / "absent"), mode="error-if-exists"))
+
+
+def test_a_lock_is_taken_over_only_when_its_run_is_gone(tmp_path):
+    """A lock from another host is stale only once its heartbeat is older than its lease; a
+    detached run's (publish: pipeline on a remote runner) outlives its launcher's pid."""
+    from inference_enrich.pipelines.output_guard import DETACHED_LEASE_S, LEASE_S, OutputLock, OutputRefused
+    from inference_enrich.pipelines.publish import LOCK
+
+    output = tmp_path / "out"
+    output.mkdir()
+    dead_pid = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True).stdout.strip()
+
+    def held_by(run_id: str, host: str, pid: int, age_s: float, lease_s: float) -> None:
+        (output / LOCK).write_text(json.dumps({"run_id": run_id, "host": host, "pid": pid, "started": "then",
+                                               "heartbeat": time.time() - age_s, "lease_s": lease_s}))
+        (output / f"{STAGING_PREFIX}{run_id}").mkdir(exist_ok=True)
+
+    held_by("elsewhere", "another-host", 1, age_s=10, lease_s=LEASE_S)
+    with pytest.raises(OutputRefused, match="being written by another enrich run .elsewhere, host another-host"):
+        OutputLock(str(output), "mine").acquire()
+    held_by("detached", socket.gethostname(), int(dead_pid), age_s=10, lease_s=DETACHED_LEASE_S)
+    with pytest.raises(OutputRefused, match="detached"):
+        OutputLock(str(output), "mine").acquire()
+    assert (output / f"{STAGING_PREFIX}elsewhere").is_dir() and (output / f"{STAGING_PREFIX}detached").is_dir()
+
+    held_by("silent", "another-host", 1, age_s=LEASE_S + 1, lease_s=LEASE_S)
+    lock = OutputLock(str(output), "mine").acquire()
+    assert json.loads((output / LOCK).read_text())["run_id"] == "mine"
+    assert not list(output.glob(f"{STAGING_PREFIX}*")), "the staging of runs that no longer hold the lock stays"
+    lock.release()
+    assert not (output / LOCK).exists()
