@@ -130,3 +130,23 @@ def test_the_dead_letter_ceiling_holds_when_the_pipeline_publishes(tmp_path):
         run(job)
     assert ds.dataset(output).to_table().sort_by("id").equals(table)
     assert (output / SUCCESS).read_text() == success
+
+
+@pytest.mark.parametrize("batches, systemic", [
+    ([[IndexError("x")] * 4] * 3, True),                       # the broken model
+    ([[IndexError("x")] * 4] * 2, False),                      # too few batches to tell
+    ([[IndexError("x")] * 4, ["ok"], [IndexError("x")] * 4, [IndexError("x")] * 4], False),  # one worked
+    ([[IndexError("x")] * 4, [ValueError("y")] * 4, [IndexError("x")] * 4], False),  # errors differ
+    ([[IndexError("x"), "ok"]] * 5, False),                    # bad documents, not a bad model
+])
+def test_only_a_uniform_failure_from_the_start_is_systemic(batches, systemic):
+    from inference_enrich.transforms.failure_guard import SystemicFailureGuard, SystemicInferenceError
+
+    guard = SystemicFailureGuard()
+    raised = False
+    try:
+        for results in batches:
+            guard.observe(results)
+    except SystemicInferenceError as error:
+        raised = "IndexError: x" in str(error)
+    assert raised == systemic
