@@ -35,6 +35,7 @@ from inference_enrich.pipelines.config import (
     load_job_config,
 )
 from inference_enrich.indexes.query import search_index
+from inference_enrich.pipelines.flag_check import unknown_argument_problem
 from inference_enrich.pipelines.dry_run import format_translation, is_dry_run, translate_job
 from inference_enrich.pipelines.enrich import JobFailed, resolve_endpoint, run_job
 from inference_enrich.pipelines.summary import format_summary
@@ -58,8 +59,10 @@ See Beam's PipelineOptions for the full list.
 
 Output: OUTPUT/part-*.parquet (read with pyarrow.dataset.dataset(OUTPUT)) and
 dead letters as JSON Lines in OUTPUT/_dead_letter/, published only when the run
-succeeds (then OUTPUT/_SUCCESS); a run from files replaces the previous output.
-Exit status: 0 done; 1 the run failed and published nothing; 2 bad usage or config;
+succeeds (then OUTPUT/_SUCCESS); a run from files replaces what earlier enrich runs
+published there, one from Kafka adds to it (--mode); other files are never removed.
+Exit status: 0 done; 1 the run failed (or dead-lettered more than
+--max-dead-letter-ratio) and published nothing; 2 bad usage, config or output directory;
 3 done, but some input file could not be read past a point (see the summary)."""
 SEARCH_INDEX_SETTINGS = ("es_url", "index", "index_path", "username", "api_key_file", "password_file",
                          "ca_certs", "verify_certs")
@@ -196,6 +199,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, beam_args = parser.parse_known_args(argv)
     if beam_args and args.command != "run":
         parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
+    if args.command == "run":  # what is not ours must be a Beam pipeline option
+        run_parser = parser._subparsers._group_actions[0].choices["run"]
+        beam_args = ["--dry_run=True" if arg == "--dry_run" else arg for arg in beam_args]
+        problem = unknown_argument_problem(beam_args, run_parser._option_string_actions)
+        if problem:
+            run_parser.error(problem)
     try:
         if args.command == "run":
             return _run(args, beam_args)

@@ -28,6 +28,8 @@ A config file has three sections (every key optional; flags given on the command
       type: parquet                  # parquet | elasticsearch | opensearch | embedded
       output: ./enrich-output        # Parquet (and, for every sink, dead letters); fsspec URL
       publish: launcher              # who publishes a batch run: launcher | pipeline (its last step)
+      mode: overwrite                # error-if-exists | overwrite | append (default: see README)
+      max_dead_letter_ratio: 0.5     # fail the run when more than this share is dead-lettered
       url: http://127.0.0.1:9200     # elasticsearch / opensearch
       index: enriched                # elasticsearch / opensearch index name
       path: ./idx                    # the embedded index directory (type: embedded)
@@ -185,6 +187,14 @@ class JobConfig(BaseModel):
         "offsets: launcher (enrich run, after the job succeeded and every record was "
         "accounted for) or pipeline (its last step, for launchers that do not wait, such as "
         "a Dataflow Flex Template's)")
+    mode: Annotated[Literal["error-if-exists", "overwrite", "append"] | None, Setting("sink")] = Field(
+        None, description="save mode, as in Spark: error-if-exists (refuse a non-empty output), "
+        "overwrite (replace what earlier enrich runs published there) or append (add to it); "
+        "files enrich did not write are never removed (default: overwrite an earlier enrich "
+        "output from files, append from Kafka, refuse any other non-empty directory)")
+    max_dead_letter_ratio: Annotated[float, Setting("sink", metavar="R")] = Field(
+        0.5, ge=0.0, le=1.0, description="fail the run, publishing nothing, when more than this "
+        "share of the records read is dead-lettered (1 never fails)")
     es_url: Annotated[str | None, Setting("sink", key="url", metavar="URL")] = Field(
         None, min_length=1,
         description=f"Elasticsearch/OpenSearch URL (default: {DEFAULT_URLS['elasticsearch']})")

@@ -16,7 +16,7 @@ from functools import partial
 from typing import Sequence
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.runners.runner import PipelineState
 
 from inference_enrich.indexes import IndexSpec, open_index
@@ -24,14 +24,22 @@ from inference_enrich.inference import Endpoint, load_endpoints
 from inference_enrich.inference.api import embedding_dimensions
 from inference_enrich.inference.remote.runtime import RemoteRuntime, is_remote
 from inference_enrich.pipelines.config import JobConfig
+from inference_enrich.pipelines.output_guard import OutputLock, check_save_mode, lock_lease, replaces_output
 from inference_enrich.pipelines.publish import (
     PublishOutput,
+    dead_letter_problem,
     discard_staging,
     finish_streaming,
     new_run_id,
     publish_output,
 )
 from inference_enrich.transforms.bundle_files import CommitManifest, RunFiles
+from inference_enrich.transforms.dead_letter_digest import (
+    CountDigestKeys,
+    GatherDigest,
+    counts_from_counters,
+    describe_dead_letters,
+)
 from inference_enrich.transforms.dead_letters import WriteDeadLetters
 from inference_enrich.transforms.documents import DEAD_LETTER_TAG, RecordFields
 from inference_enrich.transforms.inference_dofn import BatchingConfig, EnrichDocuments
@@ -97,11 +105,9 @@ def build_pipeline(
         dead_letters.append(
             enriched.enriched | "WriteIndex" >> WriteToSearchIndex(job.index_settings(), spec)
         )
-    written.append(
-        tuple(dead_letters)
-        | "AllDeadLetters" >> beam.Flatten()
-        | "WriteDeadLetters" >> WriteDeadLetters(run_files)
-    )
+    all_dead = tuple(dead_letters) | "AllDeadLetters" >> beam.Flatten()
+    written.append(all_dead | "WriteDeadLetters" >> WriteDeadLetters(run_files))
+    digest_keys = all_dead | "DigestDeadLetters" >> beam.ParDo(CountDigestKeys())
     if not run_files.streaming:
         manifest = (
             tuple(written)
@@ -118,10 +124,15 @@ def build_pipeline(
             landed_total = ((enriched.enriched, enriched[DEAD_LETTER_TAG], read[DEAD_LETTER_TAG])
                             | "AllLanded" >> beam.Flatten()
                             | "CountLanded" >> beam.combiners.Count.Globally())
+            dead_total = all_dead | "CountDeadLetters" >> beam.combiners.Count.Globally()
             commit = partial(commit_end_offsets, job.kafka_settings(), tuple(partitions)) if partitions else None
+            describe = partial(describe_dead_letters, text_field=job.text_field, id_field=job.id_field)
             _ = manifest | "PublishOutput" >> beam.ParDo(
-                PublishOutput(run_files, replace=job.source == "files", after_publish=commit),
-                beam.pvalue.AsSingleton(read_total), beam.pvalue.AsSingleton(landed_total))
+                PublishOutput(run_files, replace=replaces_output(job), after_publish=commit,
+                              max_dead_letter_ratio=job.max_dead_letter_ratio, describe=describe),
+                beam.pvalue.AsSingleton(read_total), beam.pvalue.AsSingleton(landed_total),
+                beam.pvalue.AsSingleton(dead_total),
+                beam.pvalue.AsSingleton(digest_keys | "GatherDigest" >> GatherDigest()))
 
 
 @dataclass(frozen=True)
@@ -139,6 +150,7 @@ class JobSummary:
     tokens_renamed: int = 0
     index_documents: int | None = None  # documents the index holds after the run
     files_cut_short: int = 0  # files read only up to a point; the rest is one 'read' dead letter
+    dead_letter_digest: str = ""  # the most common reason (and, for a missing text field, a hint)
 
     @property
     def docs_per_second(self) -> float:
@@ -160,6 +172,7 @@ def run_job(job: JobConfig, options: PipelineOptions) -> JobSummary:
     accounting check still runs here, but can only report, not hold back, the output.
     """
     refuse_runner_without_metrics(options)
+    check_save_mode(job)
     endpoint = resolve_endpoint(job)
     if is_remote(endpoint):  # a wrong URL or key fails here, in one line, before any work
         RemoteRuntime(endpoint).probe()
@@ -173,6 +186,17 @@ def run_job(job: JobConfig, options: PipelineOptions) -> JobSummary:
         finally:
             index.close()
     run_files = RunFiles(job.output, new_run_id(), streaming=job.streaming)
+    runner = options.view_as(StandardOptions).runner
+    lock = OutputLock(job.output, run_files.run_id, lock_lease(job, runner)).acquire()
+    try:
+        return _run_locked(job, options, endpoint, run_files)
+    finally:
+        lock.release()
+
+
+def _run_locked(job: JobConfig, options: PipelineOptions, endpoint: Endpoint,
+                run_files: RunFiles) -> JobSummary:
+    """``run_job`` once the run holds its output's lock."""
     started = time.monotonic()
     partitions: list[PartitionRange] = []
     if job.source == "kafka" and job.kafka_reader == "python":
@@ -189,15 +213,18 @@ def run_job(job: JobConfig, options: PipelineOptions) -> JobSummary:
         raise _failed(run_files, publishes_itself, f"the pipeline ended in state {state}, not DONE"
                       + (": no Kafka offsets were committed" if partitions and not publishes_itself else ""))
     counters = _counters(result)
+    digest = describe_dead_letters(counts_from_counters(counters), job.text_field, job.id_field)
     if run_files.streaming:
         finish_streaming(run_files)
     elif not publishes_itself:  # a pipeline that publishes checked its exact counts first
-        missing = unaccounted_records(counters)
+        missing = unaccounted_records(counters) or dead_letter_problem(
+            counters.get("records_read", 0), counters.get("dead_letters_written", 0),
+            job.max_dead_letter_ratio, digest)
         if missing:
             discard_staging(run_files)
             raise JobFailed(missing + "; nothing was published"
                             + (" and no Kafka offsets were committed" if partitions else ""))
-        publish_output(run_files, replace=job.source == "files")
+        publish_output(run_files, replace=replaces_output(job))
         if partitions:  # only now: a failed run must be re-readable
             commit_end_offsets(job.kafka_settings(), partitions)
     index_documents = None
@@ -219,6 +246,7 @@ def run_job(job: JobConfig, options: PipelineOptions) -> JobSummary:
         tokens_renamed=counters.get("tokens_renamed", 0),
         index_documents=index_documents,
         files_cut_short=counters.get("files_cut_short", 0),
+        dead_letter_digest=digest,
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import fsspec
 import pyarrow.parquet as pq
 
@@ -9,6 +11,7 @@ from inference_enrich.inference import Endpoint
 from inference_enrich.inference.results import SPARSE_EMBEDDING
 from inference_enrich.pipelines.config import JobConfig
 from inference_enrich.pipelines.enrich import JobSummary
+from inference_enrich.pipelines.publish import SUCCESS
 from inference_enrich.transforms.dead_letters import dead_letter_directory
 
 TOP_TOKENS_SHOWN = 10
@@ -22,6 +25,7 @@ def format_summary(summary: JobSummary, endpoint: Endpoint, job: JobConfig) -> s
         f"  records out     {summary.records_written:>10,}",
         f"  dead-lettered   {summary.dead_letters:>10,}"
         + (f"   -> {dead_letter_directory(job.output)}/" if summary.dead_letters else ""),
+        *([f"                  {summary.dead_letter_digest}"] if summary.dead_letter_digest else []),
         f"  tokens          {summary.tokens:>10,}   ({summary.tokens_per_second:,.0f} tokens/s, "
         f"{summary.truncated:,} truncated)",
         f"  throughput      {summary.docs_per_second:>10,.1f} docs/s (whole job, start-up included)",
@@ -36,6 +40,9 @@ def format_summary(summary: JobSummary, endpoint: Endpoint, job: JobConfig) -> s
         if summary.tokens_renamed:
             lines.append(f"  renamed tokens  {summary.tokens_renamed:>10,}   ('.' -> U+2024, see README)")
         return "\n".join(lines)
+    if not summary.records_written:
+        lines.append(f"  output          no records written to {job.output}")
+        return "\n".join(lines)
     lines.append(
         f"  output          {job.output}/part-*.parquet   (pyarrow.dataset.dataset({job.output!r}))"
     )
@@ -46,8 +53,14 @@ def format_summary(summary: JobSummary, endpoint: Endpoint, job: JobConfig) -> s
 
 
 def _first_record(job: JobConfig) -> dict | None:
+    """The first record of the Parquet files enrich published (``_SUCCESS`` lists them;
+    the directory may hold other files named ``part-*``)."""
     fs, path = fsspec.core.url_to_fs(job.output)
-    parts = sorted(fs.glob(f"{path}/part-*.parquet"))
+    try:
+        published = json.loads(fs.cat_file(f"{path}/{SUCCESS}")).get("published", [])
+    except (FileNotFoundError, ValueError, AttributeError):
+        return None
+    parts = sorted(f"{path}/{name}" for name in published if name.endswith(".parquet") and "/" not in name)
     for part in parts:
         with fs.open(part, "rb") as stream:
             table = pq.ParquetFile(stream).read_row_group(0) if pq.ParquetFile(stream).num_row_groups else None

@@ -41,6 +41,7 @@ from inference_enrich.transforms.documents import (
     document_dead_letter,
 )
 from inference_enrich.transforms.buffering import BufferedElement, BufferingDoFn
+from inference_enrich.transforms.failure_guard import SystemicFailureGuard
 from inference_enrich.transforms.read_files import METRICS_NAMESPACE
 from inference_enrich.transforms.writable import unwritable_part
 
@@ -93,7 +94,8 @@ class _ProgressLog:
 class InferenceDoFn(BufferingDoFn):
     """Calls ``endpoint`` on each ``Document``; emits ``EnrichedDocument`` (main output) or a
     dead letter (``DEAD_LETTER_TAG``) for a document the tokenizer or the model fails on (or
-    a remote service refuses).
+    a remote service refuses). When every document of the first forward passes fails with one
+    error, the endpoint is broken: ``SystemicInferenceError`` fails the run (``failure_guard``).
 
     Metrics: records_enriched, inference_errors, tokens, truncated, batches (forward passes,
     or requests to a remote service), batch_latency_ms (a forward pass, or one request);
@@ -135,6 +137,7 @@ class InferenceDoFn(BufferingDoFn):
         self._runtime = self._holder.runtime
         self._progress = _ProgressLog(self._progress_interval_s)
         self._heap = HeapTrimmer()  # keeps RSS flat over millions of documents
+        self._guard = SystemicFailureGuard()  # a broken model fails the run, not every record
 
     def teardown(self) -> None:
         self._holder = self._runtime = None  # the model goes once no instance holds it
@@ -155,6 +158,7 @@ class InferenceDoFn(BufferingDoFn):
             self._runtime, tokenized, batching.max_batch_tokens, batching.max_batch_size
         ):
             self._record_batch(batch)
+            self._guard.observe(batch.results)
             lengths = [len(tokenized[position].ids) for position in batch.positions]
             self._progress.add(len(lengths), sum(lengths))
             for position, tokens, result in zip(batch.positions, lengths, batch.results, strict=True):
@@ -181,6 +185,7 @@ class InferenceDoFn(BufferingDoFn):
         ):
             if isinstance(event, EmbeddedBatch):
                 self._record_batch(event)
+                self._guard.observe(event.results)
                 continue
             if not isinstance(event.result, Exception):
                 self._chunks.inc(event.chunks)
@@ -215,6 +220,7 @@ class InferenceDoFn(BufferingDoFn):
             self._latency.update(latency_ms)
         self._batches.inc(stats.requests)
         self._progress.add(len(entries), 0)
+        self._guard.observe(outcome.results)
         for entry, result in zip(entries, outcome.results, strict=True):
             yield self._emit(entry, 0, result)
 
