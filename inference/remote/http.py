@@ -22,12 +22,13 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Coroutine, Mapping
-
-import aiohttp
+from typing import TYPE_CHECKING, Any, Coroutine, Mapping
 
 from inference_enrich.inference.errors import RemoteServiceError
 from inference_enrich.inference.remote.rate_limit import RateLimiter
+
+if TYPE_CHECKING:  # imported by the methods that talk to a service: endpoints load without it
+    import aiohttp
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,8 @@ class RemoteClient:
 
         ``retry_connection_errors=False`` (the start-up probe): a connection refused or an
         unknown host fails at once, as a wrong URL should (timeouts are still retried)."""
+        import aiohttp
+
         settings = self.settings
         retry = 0
         while True:
@@ -147,6 +150,8 @@ class RemoteClient:
     async def _attempt(self, url: str, body: Any, headers: Mapping[str, str],
                        stats: CallStats) -> tuple[HttpAnswer | None, Exception | None]:
         """One request, once a slot in flight and a start time under the rate limit are ours."""
+        import aiohttp
+
         if self._semaphore is None:  # created on the loop that uses them
             self._semaphore = asyncio.Semaphore(self.settings.max_concurrent_requests)
             self._session = aiohttp.ClientSession(
