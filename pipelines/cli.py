@@ -16,7 +16,6 @@ import textwrap
 import types
 from typing import Iterable, Literal, Sequence, Union, get_args, get_origin
 
-from apache_beam.options.pipeline_options import PipelineOptions
 from pydantic.fields import FieldInfo
 
 from inference_enrich import __version__
@@ -34,9 +33,8 @@ from inference_enrich.pipelines.config import (
     load_job_config,
 )
 from inference_enrich.indexes.query import search_index
-from inference_enrich.pipelines.dry_run import format_translation, is_dry_run, translate_job
-from inference_enrich.pipelines.enrich import JobFailed, resolve_endpoint, run_job
-from inference_enrich.pipelines.summary import format_summary
+from inference_enrich.pipelines.errors import JobFailed
+from inference_enrich.pipelines.placeholders import LOCATION_SETTINGS, check_placeholders
 from inference_enrich.server.cli import add_serve_command, run_serve
 
 DEFAULT_RUNNER = "FnApiRunner"
@@ -228,12 +226,9 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
         beam_args.append("--streaming")
     # Beam's --dry_run wants a value; `--dry_run` alone reads as the user means it.
     beam_args = ["--dry_run=True" if arg == "--dry_run" else arg for arg in beam_args]
-    options = PipelineOptions(beam_args)
-    if is_dry_run(options):
-        print(format_translation(translate_job(job, options)))
-        return 0
-    endpoint = resolve_endpoint(job)
-    if not args.quiet:
+    check_placeholders(beam_args, {name: getattr(job, name) for name in LOCATION_SETTINGS})
+    endpoint = load_endpoints(job.endpoints).get(job.inference_id)
+    if not args.quiet:  # at once: the imports below take seconds
         origin = (f"kafka {job.kafka_bootstrap} {','.join(job.kafka_topic)}" if job.source == "kafka"
                   else f"{len(job.input)} input(s)")
         print(
@@ -241,6 +236,16 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
             f"({endpoint.task_type}, {endpoint.model_id})",
             file=sys.stderr,
         )
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from inference_enrich.pipelines.dry_run import format_translation, is_dry_run, translate_job
+    from inference_enrich.pipelines.enrich import run_job
+    from inference_enrich.pipelines.summary import format_summary
+
+    options = PipelineOptions(beam_args)
+    if is_dry_run(options):
+        print(format_translation(translate_job(job, options)))
+        return 0
     summary = run_job(job, options)
     print(format_summary(summary, endpoint, job))
     return EXIT_FILES_CUT_SHORT if summary.files_cut_short else 0
