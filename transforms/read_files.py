@@ -155,9 +155,12 @@ class ReadDocuments(beam.PTransform):
         file_format: str | None = None,
         fields: RecordFields = RecordFields(),
         retry: RetryPolicy = RetryPolicy(),
+        match: bool = True,
     ) -> None:
+        """``match=False`` takes the patterns as the file list without listing any storage
+        (a dry run builds the job offline; the graph is the same)."""
         super().__init__()
-        self._urls = expand_inputs(patterns)
+        self._urls = expand_inputs(patterns) if match else list(patterns)
         self._reader = ReadFileRecords(file_format, fields, retry)
 
     def expand(self, pbegin):
