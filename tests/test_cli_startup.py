@@ -60,3 +60,17 @@ def test_run_says_what_it_is_about_to_do_before_importing_beam(tmp_path):
     imported_before = {line.split("|")[-1].strip().split(".")[0] for line in lines[:first]}
     assert not imported_before & set(HEAVY), sorted(imported_before & set(HEAVY))
     assert set(HEAVY) <= modules  # the run itself needed them
+
+
+def test_static_imports_name_what_the_lazy_exports_load():
+    """``if TYPE_CHECKING:`` in ``__init__.py`` shows static tools the same names, from the
+    same modules, that ``__getattr__`` imports at run time."""
+    import ast
+    from pathlib import Path
+
+    import inference_enrich
+
+    tree = ast.parse(Path(inference_enrich.__file__).read_text())
+    (checked,) = [node for node in tree.body if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"]
+    static = {alias.name: imported.module for imported in checked.body for alias in imported.names}
+    assert static == inference_enrich._EXPORTS
