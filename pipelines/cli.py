@@ -1,7 +1,7 @@
 """The ``enrich`` command: run the job, call an endpoint once, list endpoints.
 
     enrich run [--config FILE] [--input URL] ... [Beam pipeline options]
-    enrich infer sparse_embedding my-elser-model "The sky above the port ..."
+    enrich infer [sparse_embedding] my-elser-model "The sky above the port ..."
     enrich endpoints
     enrich serve [--host 127.0.0.1] [--port 9200] [--endpoints FILE]
 """
@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import signal
 import sys
 import textwrap
 import types
@@ -104,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="which index to search (default: embedded if --index-path is given, "
                         "else elasticsearch)")
     add_setting_flags(search, SEARCH_INDEX_SETTINGS)
-    search.add_argument("--top-k", "--top_k", dest="top_k", type=int, default=10, metavar="K")
+    search.add_argument("--top-k", "--top_k", dest="top_k", type=int, default=10, metavar="K",
+                        help="how many hits to show (default: 10)")
     search.add_argument("--inference-id", "--inference_id", dest="inference_id",
                         default="my-elser-model", metavar="ID", help="sparse endpoint (default: my-elser-model)")
     search.add_argument("--output-field", "--output_field", dest="output_field", default=None,
@@ -118,10 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     infer = commands.add_parser(
         "infer",
         help="call an endpoint once and print Elasticsearch's JSON response",
-        description="Like POST _inference/TASK_TYPE/INFERENCE_ID {\"input\": [TEXT, ...]}.",
+        description="Like POST _inference/[TASK_TYPE/]INFERENCE_ID {\"input\": [TEXT, ...]}.",
         allow_abbrev=False,
     )
-    infer.add_argument("task_type", metavar="TASK_TYPE", help=" | ".join(TASK_TYPES))
+    infer.add_argument("task_type", metavar="TASK_TYPE", nargs="?",
+                       help=f"{' | '.join(TASK_TYPES)}; optional, as in the REST route: the endpoint's "
+                       "own by default, and given, it must be the endpoint's")
     infer.add_argument("inference_id", metavar="INFERENCE_ID")
     infer.add_argument("text", metavar="TEXT", nargs="+")
     infer.add_argument("--endpoints", metavar="FILE", help="endpoints YAML")
@@ -203,6 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return run_serve(args)
         return _endpoints(args)
+    except BrokenPipeError:  # `enrich ... | head`: the reader has what it wanted
+        return _reader_went_away()
     except JobFailed as error:
         outcome = {False: "its output was not published",
                    None: "the pipeline publishes its output itself (OUTPUT/_SUCCESS names the "
@@ -257,8 +264,14 @@ def given_settings(args: argparse.Namespace, names: Iterable[str] = SETTINGS) ->
 
 
 def _infer(args: argparse.Namespace) -> int:
+    if args.task_type is not None and args.task_type not in TASK_TYPES:
+        # No task type: argparse gave the inference id to TASK_TYPE (task types are a fixed set).
+        args.task_type, args.inference_id, args.text = None, args.task_type, [args.inference_id, *args.text]
+    elif args.task_type is None and args.inference_id in TASK_TYPES:
+        raise ValueError(f"the following arguments are required after {args.inference_id}: INFERENCE_ID TEXT")
     endpoint = load_endpoints(args.endpoints).get(args.inference_id)
-    print(json.dumps(perform_inference(endpoint, args.task_type, args.text), indent=2))
+    print(json.dumps(perform_inference(endpoint, args.task_type or endpoint.task_type, args.text), indent=2))
+    sys.stdout.flush()  # a reader gone shows here (caught in main), not as a traceback at exit
     return 0
 
 
@@ -309,6 +322,15 @@ def _endpoints(args: argparse.Namespace) -> int:
         settings = ", ".join(f"{k}={v}" for k, v in {**row["service_settings"], **row["task_settings"]}.items())
         print(f"{row['inference_id']:<{width}}  {row['task_type']:<16}  {row['service']:<12}  {settings}")
     return 0
+
+
+def _reader_went_away() -> int:
+    """The reader of stdout closed it (``| head``): send the rest of the output to /dev/null,
+    so the flush at exit cannot fail again, and exit as a shell reports a command SIGPIPE ended."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + signal.SIGPIPE
 
 
 CLIENT_LOGGERS = ("elastic_transport", "opensearch")
