@@ -34,7 +34,7 @@ from inference_enrich.pipelines.config import (
     flag,
     load_job_config,
 )
-from inference_enrich.indexes.query import search_index
+from inference_enrich.indexes.query import search_index, written_text_field
 from inference_enrich.pipelines.errors import JobFailed
 from inference_enrich.pipelines.placeholders import LOCATION_SETTINGS, check_placeholders
 from inference_enrich.server.cli import add_serve_command, run_serve
@@ -112,9 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
                         default="my-elser-model", metavar="ID", help="sparse endpoint (default: my-elser-model)")
     search.add_argument("--output-field", "--output_field", dest="output_field", default=None,
                         metavar="F", help="the indexed embedding field (default: the one the "
-                        "embedded index was written with, else embedding)")
-    search.add_argument("--text-field", "--text_field", dest="text_field", default="text",
-                        metavar="F", help="the indexed text field, shown in hits (default: text)")
+                        "index was written with, else embedding)")
+    search.add_argument("--text-field", "--text_field", dest="text_field", default=None,
+                        metavar="F", help="the indexed text field, shown in hits (default: the one "
+                        "the index was written with, else text)")
     search.add_argument("--endpoints", metavar="FILE", help="endpoints YAML")
     search.add_argument("--json", action="store_true", help="print JSON")
 
@@ -282,6 +283,7 @@ def _search(args: argparse.Namespace) -> int:
     settings = load_job_config(None, {**given, "sink": kind}).index_settings()
     hits = search_index(settings, args.query, load_endpoints(args.endpoints).get(args.inference_id),
                         args.output_field, args.top_k)
+    args.text_field = args.text_field or written_text_field(settings) or "text"
     if args.json:
         print(json.dumps({"query": args.query, "index": settings.describe(),
                           "hits": [_hit_json(hit, args.text_field) for hit in hits]},
