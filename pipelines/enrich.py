@@ -131,6 +131,7 @@ class JobSummary:
     tokens_renamed: int = 0
     index_documents: int | None = None  # documents the index holds after the run
     files_cut_short: int = 0  # files read only up to a point; the rest is one 'read' dead letter
+    characters: int = 0  # of the texts a remote endpoint enriched (local endpoints count tokens)
 
     @property
     def docs_per_second(self) -> float:
@@ -210,6 +211,7 @@ def run_job(job: JobConfig, options: PipelineOptions) -> JobSummary:
         tokens_renamed=counters.get("tokens_renamed", 0),
         index_documents=index_documents,
         files_cut_short=counters.get("files_cut_short", 0),
+        characters=counters.get("characters", 0),
     )
 
 

@@ -63,6 +63,15 @@ class CallStats:
     retries: int = 0
     throttled_waits: int = 0
     latencies_ms: list[int] = field(default_factory=list)
+    reported_tokens: int | None = None  # input tokens the service says it used (None: it says not)
+
+    def add_reported_tokens(self, body: Any) -> None:
+        """Count the input tokens an answer reports (OpenAI's ``usage.prompt_tokens``;
+        Elasticsearch's inference API reports none)."""
+        usage = body.get("usage") if isinstance(body, dict) else None
+        tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+        if isinstance(tokens, int) and not isinstance(tokens, bool):
+            self.reported_tokens = (self.reported_tokens or 0) + tokens
 
 
 @dataclass(frozen=True)
