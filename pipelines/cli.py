@@ -35,6 +35,7 @@ from inference_enrich.pipelines.config import (
     load_job_config,
 )
 from inference_enrich.indexes.query import search_index, written_text_field
+from inference_enrich.pipelines.beam_noise import silence_beam_noise
 from inference_enrich.pipelines.errors import JobFailed
 from inference_enrich.pipelines.placeholders import LOCATION_SETTINGS, check_placeholders
 from inference_enrich.server.cli import add_serve_command, run_serve
@@ -345,6 +346,7 @@ def _configure_logging(quiet: bool) -> None:
     logging.getLogger("inference_enrich").setLevel(logging.WARNING if quiet else logging.INFO)
     for name in CLIENT_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+    silence_beam_noise()
 
 
 if __name__ == "__main__":
