@@ -196,6 +196,7 @@ def _flag_help(field: FieldInfo) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _flush_each_line()
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
     if beam_args and args.command != "run":
@@ -273,7 +274,6 @@ def _infer(args: argparse.Namespace) -> int:
         raise ValueError(f"the following arguments are required after {args.inference_id}: INFERENCE_ID TEXT")
     endpoint = load_endpoints(args.endpoints).get(args.inference_id)
     print(json.dumps(perform_inference(endpoint, args.task_type or endpoint.task_type, args.text), indent=2))
-    sys.stdout.flush()  # a reader gone shows here (caught in main), not as a traceback at exit
     return 0
 
 
@@ -325,6 +325,15 @@ def _endpoints(args: argparse.Namespace) -> int:
         settings = ", ".join(f"{k}={v}" for k, v in {**row["service_settings"], **row["task_settings"]}.items())
         print(f"{row['inference_id']:<{width}}  {row['task_type']:<16}  {row['service']:<12}  {settings}")
     return 0
+
+
+def _flush_each_line() -> None:
+    """Write stdout line by line even into a pipe, so a reader that went away (``| head``) is
+    noticed by the print that meets it, inside ``main``, and not by the flush at exit, which
+    could only print a traceback."""
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(line_buffering=True)
 
 
 def _reader_went_away() -> int:

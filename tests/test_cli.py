@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -112,7 +113,9 @@ def test_infer_without_task_type_uses_the_endpoints():
 def test_output_cut_short_by_its_reader_is_no_traceback(command):
     """``enrich ... | head``: the reader closes the pipe; enrich stops quietly, status 141 as
     a shell reports a command ended by SIGPIPE."""
-    process = subprocess.Popen([*ENRICH, *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    buffered = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}  # as users run it
+    process = subprocess.Popen([*ENRICH, *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=buffered)
     process.stdout.close()  # before enrich writes: its first write finds no reader
     stderr = process.stderr.read()
     assert process.wait(timeout=600) == 141, stderr
