@@ -12,7 +12,6 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
 import textwrap
 import types
@@ -44,6 +43,7 @@ DEFAULT_RUNNER = "FnApiRunner"
 EXIT_RUN_FAILED = 1  # nothing published; the previous output is untouched
 EXIT_USAGE = 2  # bad flags, config or endpoint
 EXIT_FILES_CUT_SHORT = 3  # finished, but some file could not be read past a point
+EXIT_READER_GONE = 128 + 13  # stdout's reader went away (`| head`): as a shell reports SIGPIPE
 
 BEAM_OPTIONS_HELP = f"""\
 Any other option is passed to Apache Beam as a pipeline option, for example:
@@ -338,11 +338,11 @@ def _flush_each_line() -> None:
 
 def _reader_went_away() -> int:
     """The reader of stdout closed it (``| head``): send the rest of the output to /dev/null,
-    so the flush at exit cannot fail again, and exit as a shell reports a command SIGPIPE ended."""
+    so the flush at exit cannot fail again."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
-    return 128 + signal.SIGPIPE
+    return EXIT_READER_GONE
 
 
 CLIENT_LOGGERS = ("elastic_transport", "opensearch")
