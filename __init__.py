@@ -18,9 +18,21 @@ Layers (dependencies point one way):
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:  # the real types for static tools; at run time ``__getattr__`` imports them
+    from inference_enrich.indexes import IndexSettings, IndexSpec
+    from inference_enrich.inference.endpoints import Endpoint, load_endpoints
+    from inference_enrich.transforms.dead_letters import WriteDeadLetters
+    from inference_enrich.transforms.documents import DEAD_LETTER_TAG, RecordFields
+    from inference_enrich.transforms.enrich import Enrich, EnrichOutputs
+    from inference_enrich.transforms.inference_dofn import BatchingConfig
+    from inference_enrich.transforms.model_handler import EndpointModelHandler
+    from inference_enrich.transforms.read_files import ReadDocuments
+    from inference_enrich.transforms.write_index import WriteToSearchIndex
+    from inference_enrich.transforms.write_parquet import WriteEnrichedParquet
 
 _EXPORTS = {
     # Beam transforms

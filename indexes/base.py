@@ -106,6 +106,10 @@ class SearchIndex(Protocol):
         the index cannot tell). In a chunked index a document scores its best chunk's dot
         product, comes back once, and its hit names that chunk."""
 
+    def text_field(self) -> str | None:
+        """The text field the index was written with (``enrich search`` shows it in hits);
+        None where the index cannot tell (a cluster index not created by us)."""
+
     def count(self) -> int:
         """Documents (not chunks) in the index (after making recent writes visible)."""
 

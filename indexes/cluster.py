@@ -51,6 +51,9 @@ RETRY_ON_STATUS = (429, 500, 502, 503, 504)
 RETRY_ITEM_STATUS = (429, 502, 503, 504)
 MAX_RETRIES = 5
 BULK_CHUNK = 500
+WRITTEN_WITH = "inference_enrich"
+"""Key in the index mapping's ``_meta`` under which the index records the text and output
+fields it was created with, so ``enrich search`` needs neither flag again."""
 
 
 class TransientBulkError(RuntimeError):
@@ -182,6 +185,7 @@ class ClusterIndex:
             return
         body: dict[str, Any] = {
             "mappings": {
+                "_meta": {WRITTEN_WITH: {"text_field": spec.text_field, "output_field": spec.output_field}},
                 "properties": {
                     spec.output_field: output_mapping,
                     spec.text_field: {"type": "text"},
@@ -197,11 +201,22 @@ class ClusterIndex:
             if "resource_already_exists" not in str(error):
                 raise
 
+    def _mappings(self) -> dict:
+        mapping = self._client.indices.get_mapping(index=self._name)
+        return next(iter(dict(mapping).values()))["mappings"]
+
     def _field_mapping(self, field: str) -> dict:
         """How the index maps ``field`` ({} while unmapped)."""
-        mapping = self._client.indices.get_mapping(index=self._name)
-        properties = next(iter(dict(mapping).values()))["mappings"].get("properties", {})
-        return properties.get(field, {})
+        return self._mappings().get("properties", {}).get(field, {})
+
+    def _written_with(self) -> dict:
+        """The fields the index was created with, from its mapping's ``_meta`` ({} for an
+        index created by others, or by a version that did not record them)."""
+        return self._mappings().get("_meta", {}).get(WRITTEN_WITH, {})
+
+    def text_field(self) -> str | None:
+        with self._reaching():
+            return self._written_with().get("text_field")
 
     def _check_mapping(self, field: str, expected: dict) -> None:
         """An existing index must map ``field`` as ``expected`` would (or not yet at all):
@@ -263,7 +278,8 @@ class ClusterIndex:
             yield str(result["_id"]), int(result.get("status", 500)), error
 
     def search(self, query_vector: dict[str, float], field: str | None, top_k: int) -> list[Hit]:
-        field = field or DEFAULT_OUTPUT_FIELD
+        with self._reaching():
+            field = field or self._written_with().get("output_field") or DEFAULT_OUTPUT_FIELD
         with self._reaching():
             if self._field_mapping(field).get("type") == "nested":
                 return self._search_chunks(query_vector, field, top_k)

@@ -169,6 +169,10 @@ class EmbeddedIndex:
             hits.append(Hit(str(payload.pop(DOC_ID_KEY, point.id)), float(point.score), payload))
         return hits
 
+    def text_field(self) -> str | None:
+        spec = self._known_spec()
+        return spec.text_field if spec is not None else None
+
     def count(self) -> int:
         spec = self._known_spec()
         if spec is None:

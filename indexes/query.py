@@ -25,3 +25,12 @@ def search_index(settings: IndexSettings, query: str, endpoint: Endpoint, field:
         return index.search(query_vector, field, top_k)
     finally:
         index.close()
+
+
+def written_text_field(settings: IndexSettings) -> str | None:
+    """The text field the index was written with (None where it cannot tell)."""
+    index = open_index(settings)
+    try:
+        return index.text_field()
+    finally:
+        index.close()

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
-
+import importlib
 from pathlib import Path
+from typing import Any, Sequence
 
 from inference_enrich.inference.batching import infer_texts
 from inference_enrich.inference.chunked import infer_chunked_texts
-from inference_enrich.inference.dense import DenseEncoder
 from inference_enrich.inference.endpoints import Endpoint, load_endpoints
 from inference_enrich.inference.models import resolve_model_path
 from inference_enrich.inference.remote.runtime import RemoteRuntime, is_remote
@@ -19,10 +18,10 @@ from inference_enrich.inference.results import (
     to_inference_response,
 )
 from inference_enrich.inference.runtime import ModelRuntime, SharedRuntime
-from inference_enrich.inference.sparse import SparseEncoder
 
-RUNTIMES: dict[str, type] = {SPARSE_EMBEDDING: SparseEncoder, TEXT_EMBEDDING: DenseEncoder}
-"""task type -> runtime class of the ``transformers`` service."""
+RUNTIMES: dict[str, str] = {SPARSE_EMBEDDING: "sparse.SparseEncoder", TEXT_EMBEDDING: "dense.DenseEncoder"}
+"""task type -> runtime class of the ``transformers`` service, in ``inference/``; imported
+when a model is loaded, so listing or validating endpoints never imports torch."""
 
 
 def resolve_endpoint(endpoint: str | Endpoint, endpoints_file: str | Path | None = None) -> Endpoint:
@@ -45,7 +44,9 @@ def load_runtime(endpoint: Endpoint) -> ModelRuntime | RemoteRuntime:
         return runtime
     settings = endpoint.service_settings
     options = {"quantization": settings["quantization"]} if "quantization" in settings else {}
-    runtime = RUNTIMES[endpoint.task_type](
+    module, name = RUNTIMES[endpoint.task_type].split(".")
+    runtime_class = getattr(importlib.import_module(f"inference_enrich.inference.{module}"), name)
+    runtime = runtime_class(
         resolve_model_path(endpoint.model_id),
         endpoint.model_id,
         settings.get("max_sequence_length"),

@@ -11,12 +11,13 @@ import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
-
-import torch
+from typing import TYPE_CHECKING, Protocol, Sequence
 
 from inference_enrich.inference.errors import ModelLoadError
 from inference_enrich.inference.results import InferenceResult
+
+if TYPE_CHECKING:  # torch is imported where a batch is padded, so the Beam-free API imports light
+    import torch
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,8 @@ class Truncator:
 
 def pad_batch(batch: Sequence[TokenizedText], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad a batch to its longest member: (input_ids, attention_mask), both [B, L]."""
+    import torch
+
     longest = max(len(item.ids) for item in batch)
     input_ids = torch.full((len(batch), longest), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(batch), longest), dtype=torch.long)

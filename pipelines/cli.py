@@ -1,7 +1,7 @@
 """The ``enrich`` command: run the job, call an endpoint once, list endpoints.
 
     enrich run [--config FILE] [--input URL] ... [Beam pipeline options]
-    enrich infer sparse_embedding my-elser-model "The sky above the port ..."
+    enrich infer [sparse_embedding] my-elser-model "The sky above the port ..."
     enrich endpoints
     enrich serve [--host 127.0.0.1] [--port 9200] [--endpoints FILE]
 """
@@ -11,12 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import textwrap
 import types
 from typing import Iterable, Literal, Sequence, Union, get_args, get_origin
 
-from apache_beam.options.pipeline_options import PipelineOptions
 from pydantic.fields import FieldInfo
 
 from inference_enrich import __version__
@@ -34,17 +34,17 @@ from inference_enrich.pipelines.config import (
     flag,
     load_job_config,
 )
-from inference_enrich.indexes.query import search_index
-from inference_enrich.pipelines.flag_check import unknown_argument_problem
-from inference_enrich.pipelines.dry_run import format_translation, is_dry_run, translate_job
-from inference_enrich.pipelines.enrich import JobFailed, resolve_endpoint, run_job
-from inference_enrich.pipelines.summary import format_summary
+from inference_enrich.indexes.query import search_index, written_text_field
+from inference_enrich.pipelines.beam_noise import silence_beam_noise
+from inference_enrich.pipelines.errors import JobFailed
+from inference_enrich.pipelines.placeholders import LOCATION_SETTINGS, check_placeholders
 from inference_enrich.server.cli import add_serve_command, run_serve
 
 DEFAULT_RUNNER = "FnApiRunner"
 EXIT_RUN_FAILED = 1  # nothing published; the previous output is untouched
 EXIT_USAGE = 2  # bad flags, config or endpoint
 EXIT_FILES_CUT_SHORT = 3  # finished, but some file could not be read past a point
+EXIT_READER_GONE = 128 + 13  # stdout's reader went away (`| head`): as a shell reports SIGPIPE
 
 BEAM_OPTIONS_HELP = f"""\
 Any other option is passed to Apache Beam as a pipeline option, for example:
@@ -110,24 +110,28 @@ def build_parser() -> argparse.ArgumentParser:
                         help="which index to search (default: embedded if --index-path is given, "
                         "else elasticsearch)")
     add_setting_flags(search, SEARCH_INDEX_SETTINGS)
-    search.add_argument("--top-k", "--top_k", dest="top_k", type=int, default=10, metavar="K")
+    search.add_argument("--top-k", "--top_k", dest="top_k", type=int, default=10, metavar="K",
+                        help="how many hits to show (default: 10)")
     search.add_argument("--inference-id", "--inference_id", dest="inference_id",
                         default="my-elser-model", metavar="ID", help="sparse endpoint (default: my-elser-model)")
     search.add_argument("--output-field", "--output_field", dest="output_field", default=None,
                         metavar="F", help="the indexed embedding field (default: the one the "
-                        "embedded index was written with, else embedding)")
-    search.add_argument("--text-field", "--text_field", dest="text_field", default="text",
-                        metavar="F", help="the indexed text field, shown in hits (default: text)")
+                        "index was written with, else embedding)")
+    search.add_argument("--text-field", "--text_field", dest="text_field", default=None,
+                        metavar="F", help="the indexed text field, shown in hits (default: the one "
+                        "the index was written with, else text)")
     search.add_argument("--endpoints", metavar="FILE", help="endpoints YAML")
     search.add_argument("--json", action="store_true", help="print JSON")
 
     infer = commands.add_parser(
         "infer",
         help="call an endpoint once and print Elasticsearch's JSON response",
-        description="Like POST _inference/TASK_TYPE/INFERENCE_ID {\"input\": [TEXT, ...]}.",
+        description="Like POST _inference/[TASK_TYPE/]INFERENCE_ID {\"input\": [TEXT, ...]}.",
         allow_abbrev=False,
     )
-    infer.add_argument("task_type", metavar="TASK_TYPE", help=" | ".join(TASK_TYPES))
+    infer.add_argument("task_type", metavar="TASK_TYPE", nargs="?",
+                       help=f"{' | '.join(TASK_TYPES)}; optional, as in the REST route: the endpoint's "
+                       "own by default, and given, it must be the endpoint's")
     infer.add_argument("inference_id", metavar="INFERENCE_ID")
     infer.add_argument("text", metavar="TEXT", nargs="+")
     infer.add_argument("--endpoints", metavar="FILE", help="endpoints YAML")
@@ -195,19 +199,14 @@ def _flag_help(field: FieldInfo) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _flush_each_line()
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
     if beam_args and args.command != "run":
         parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
-    if args.command == "run":  # what is not ours must be a Beam pipeline option
-        run_parser = parser._subparsers._group_actions[0].choices["run"]
-        beam_args = ["--dry_run=True" if arg == "--dry_run" else arg for arg in beam_args]
-        problem = unknown_argument_problem(beam_args, run_parser._option_string_actions)
-        if problem:
-            run_parser.error(problem)
     try:
         if args.command == "run":
-            return _run(args, beam_args)
+            return _run(args, beam_args, parser._subparsers._group_actions[0].choices["run"])
         if args.command == "infer":
             return _infer(args)
         if args.command == "search":
@@ -215,6 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return run_serve(args)
         return _endpoints(args)
+    except BrokenPipeError:  # `enrich ... | head`: the reader has what it wanted
+        return _reader_went_away()
     except JobFailed as error:
         outcome = {False: "its output was not published",
                    None: "the pipeline publishes its output itself (OUTPUT/_SUCCESS names the "
@@ -229,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
 
 
-def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
+def _run(args: argparse.Namespace, beam_args: list[str], run_parser: argparse.ArgumentParser) -> int:
     _configure_logging(quiet=args.quiet)
     job = load_job_config(args.config, given_settings(args))
     if not any(arg.split("=")[0] == "--runner" for arg in beam_args):
@@ -238,12 +239,9 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
         beam_args.append("--streaming")
     # Beam's --dry_run wants a value; `--dry_run` alone reads as the user means it.
     beam_args = ["--dry_run=True" if arg == "--dry_run" else arg for arg in beam_args]
-    options = PipelineOptions(beam_args)
-    if is_dry_run(options):
-        print(format_translation(translate_job(job, options)))
-        return 0
-    endpoint = resolve_endpoint(job)
-    if not args.quiet:
+    check_placeholders(beam_args, {name: getattr(job, name) for name in LOCATION_SETTINGS})
+    endpoint = load_endpoints(job.endpoints).get(job.inference_id)
+    if not args.quiet:  # at once: the imports below take seconds
         origin = (f"kafka {job.kafka_bootstrap} {','.join(job.kafka_topic)}" if job.source == "kafka"
                   else f"{len(job.input)} input(s)")
         print(
@@ -251,6 +249,20 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
             f"({endpoint.task_type}, {endpoint.model_id})",
             file=sys.stderr,
         )
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from inference_enrich.pipelines.dry_run import format_translation, is_dry_run, translate_job
+    from inference_enrich.pipelines.enrich import run_job
+    from inference_enrich.pipelines.flag_check import unknown_argument_problem
+    from inference_enrich.pipelines.summary import format_summary
+
+    problem = unknown_argument_problem(beam_args, run_parser._option_string_actions)
+    if problem:  # what is not ours must be a Beam pipeline option
+        run_parser.error(problem)
+    options = PipelineOptions(beam_args)
+    if is_dry_run(options):
+        print(format_translation(translate_job(job, options)))
+        return 0
     summary = run_job(job, options)
     print(format_summary(summary, endpoint, job))
     return EXIT_FILES_CUT_SHORT if summary.files_cut_short else 0
@@ -262,8 +274,13 @@ def given_settings(args: argparse.Namespace, names: Iterable[str] = SETTINGS) ->
 
 
 def _infer(args: argparse.Namespace) -> int:
+    if args.task_type is not None and args.task_type not in TASK_TYPES:
+        # No task type: argparse gave the inference id to TASK_TYPE (task types are a fixed set).
+        args.task_type, args.inference_id, args.text = None, args.task_type, [args.inference_id, *args.text]
+    elif args.task_type is None and args.inference_id in TASK_TYPES:
+        raise ValueError(f"the following arguments are required after {args.inference_id}: INFERENCE_ID TEXT")
     endpoint = load_endpoints(args.endpoints).get(args.inference_id)
-    print(json.dumps(perform_inference(endpoint, args.task_type, args.text), indent=2))
+    print(json.dumps(perform_inference(endpoint, args.task_type or endpoint.task_type, args.text), indent=2))
     return 0
 
 
@@ -274,6 +291,7 @@ def _search(args: argparse.Namespace) -> int:
     settings = load_job_config(None, {**given, "sink": kind}).index_settings()
     hits = search_index(settings, args.query, load_endpoints(args.endpoints).get(args.inference_id),
                         args.output_field, args.top_k)
+    args.text_field = args.text_field or written_text_field(settings) or "text"
     if args.json:
         print(json.dumps({"query": args.query, "index": settings.describe(),
                           "hits": [_hit_json(hit, args.text_field) for hit in hits]},
@@ -316,6 +334,24 @@ def _endpoints(args: argparse.Namespace) -> int:
     return 0
 
 
+def _flush_each_line() -> None:
+    """Write stdout line by line even into a pipe, so a reader that went away (``| head``) is
+    noticed by the print that meets it, inside ``main``, and not by the flush at exit, which
+    could only print a traceback."""
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(line_buffering=True)
+
+
+def _reader_went_away() -> int:
+    """The reader of stdout closed it (``| head``): send the rest of the output to /dev/null,
+    so the flush at exit cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_READER_GONE
+
+
 CLIENT_LOGGERS = ("elastic_transport", "opensearch")
 """The index clients log every retry as a warning with its traceback; what matters reaches the
 user anyway, as one line (an unreachable cluster) or as the run's failure."""
@@ -328,6 +364,7 @@ def _configure_logging(quiet: bool) -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
     # librdkafka logs every failed connection attempt; the run's error says what matters.
     logging.getLogger(LIBRDKAFKA_LOGGER).setLevel(logging.CRITICAL)
+    silence_beam_noise()
 
 
 if __name__ == "__main__":

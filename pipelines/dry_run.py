@@ -3,9 +3,11 @@
 Beam's ``--dry_run`` (``TestOptions``) makes ``DataflowRunner`` build the complete Dataflow job
 (the portable pipeline proto, its environments and the job request) and stop before any call
 to Google Cloud. That is an offline proof that every part of the graph (splittable DoFns,
-state, timers, ``GroupIntoBatches``) translates. A dry run has no side effects: no output is
-prepared, no index created, no offset committed; only the Kafka source still asks the broker
-for the offsets it would read, because those are part of the job it builds.
+state, timers, ``GroupIntoBatches``) translates. A dry run has no side effects and reaches no
+service: input patterns are not listed, no output is prepared, no index created, no offset
+committed, and a missing or invalid temp location is refused at once (Beam would look for a
+default bucket online); only the Kafka source still asks the broker for the offsets it would
+read, because those are part of the job it builds.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions, TestOptions
+from apache_beam.options.pipeline_options_validator import PipelineOptionsValidator
 from apache_beam.portability import common_urns
 from apache_beam.portability.api import beam_runner_api_pb2
 
@@ -49,11 +52,12 @@ def translate_job(job: JobConfig, options: PipelineOptions) -> TranslatedJob:
     if runner.rsplit(".", 1)[-1] not in DRY_RUN_RUNNERS:
         raise ValueError(f"--dry_run translates for {', '.join(DRY_RUN_RUNNERS)} only; "
                          f"the {runner or 'default'} runner would run the job")
+    _require_staging_path(options)
     partitions = plan_partitions(job.kafka_settings()) if job.source == "kafka" and job.kafka_reader == "python" else []
     pipeline = beam.Pipeline(options=options)
     # A RunFiles names where files would be staged; nothing is written in a dry run.
     run_files = RunFiles(job.output, new_run_id(), streaming=job.streaming)
-    build_pipeline(pipeline, job, resolve_endpoint(job), run_files, partitions)
+    build_pipeline(pipeline, job, resolve_endpoint(job), run_files, partitions, match_inputs=False)
     submitted = pipeline.run().job
     proto = submitted.proto_pipeline
     return TranslatedJob(
@@ -66,6 +70,17 @@ def translate_job(job: JobConfig, options: PipelineOptions) -> TranslatedJob:
             for env in proto.components.environments.values())),
         splittable_dofns=sum(map(_is_splittable, proto.components.transforms.values())),
     )
+
+
+def _require_staging_path(options: PipelineOptions) -> None:
+    """Refuse, offline, a dry run with neither a valid ``--temp_location`` nor a valid
+    ``--staging_location``: Beam would then look up credentials and a default bucket on Google
+    Cloud (minutes of retries offline) before failing, and a dry run contacts no service."""
+    validator = PipelineOptionsValidator(options, None)
+    cloud = options.view_as(GoogleCloudOptions)
+    problems = [validator.validate_gcs_path(cloud, name) for name in ("temp_location", "staging_location")]
+    if all(problems):
+        raise ValueError(f"a dry run needs --temp_location gs://<bucket>/<path>: {problems[0][0]}")
 
 
 def _is_splittable(transform) -> bool:

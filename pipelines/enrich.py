@@ -25,6 +25,7 @@ from inference_enrich.inference.api import embedding_dimensions
 from inference_enrich.inference.remote.runtime import RemoteRuntime, is_remote
 from inference_enrich.pipelines.config import JobConfig
 from inference_enrich.pipelines.output_guard import OutputLock, check_save_mode, lock_lease, replaces_output
+from inference_enrich.pipelines.errors import JobFailed
 from inference_enrich.pipelines.publish import (
     PublishOutput,
     dead_letter_problem,
@@ -57,16 +58,6 @@ from inference_enrich.transforms.write_parquet import WriteEnrichedParquet, enri
 LOG = logging.getLogger(__name__)
 
 
-class JobFailed(RuntimeError):
-    """The run failed. ``published``: False, nothing of it was published; None, the pipeline
-    publishes itself (``publish: pipeline``) and may have (or, if only the wait for it
-    failed, may yet)."""
-
-    def __init__(self, message: str, published: bool | None = False) -> None:
-        super().__init__(message)
-        self.published = published
-
-
 def resolve_endpoint(job: JobConfig) -> Endpoint:
     """The job's endpoint, from the job's (or the packaged) endpoints file."""
     return load_endpoints(job.endpoints).get(job.inference_id)
@@ -78,18 +69,20 @@ def build_pipeline(
     endpoint: Endpoint,
     run_files: RunFiles,
     partitions: Sequence[PartitionRange] = (),
+    match_inputs: bool = True,
 ) -> None:
     """Add the enrichment graph for ``job`` to ``pipeline``, staging its files as
     ``run_files`` says (``partitions``: the Kafka offset ranges planned at launch, for the
-    Kafka source). With ``publish: pipeline`` a batch pipeline publishes its output and then
-    commits those ranges' end offsets as its last step."""
+    Kafka source; ``match_inputs=False``: the input patterns stand for the files, unlisted,
+    as a dry run wants). With ``publish: pipeline`` a batch pipeline publishes its output and
+    then commits those ranges' end offsets as its last step."""
     fields = RecordFields(job.text_field, job.id_field)
     chunked = endpoint.chunking_settings is not None
     enriched_schema(job.text_field, job.output_field, endpoint.task_type, chunked)  # fail fast on names
     if job.source == "kafka":
         source = ReadKafkaDocuments(job.kafka_settings(), fields, partitions)
     else:
-        source = ReadDocuments(job.input, job.format, fields)
+        source = ReadDocuments(job.input, job.format, fields, match=match_inputs)
     read = pipeline | "ReadDocuments" >> source
     batching = BatchingConfig(job.max_batch_tokens, job.max_batch_size)
     enriched = read.documents | "Enrich" >> EnrichDocuments(endpoint, batching, job.num_threads)
@@ -151,6 +144,7 @@ class JobSummary:
     index_documents: int | None = None  # documents the index holds after the run
     files_cut_short: int = 0  # files read only up to a point; the rest is one 'read' dead letter
     dead_letter_digest: str = ""  # the most common reason (and, for a missing text field, a hint)
+    characters: int = 0  # of the texts a remote endpoint enriched (local endpoints count tokens)
 
     @property
     def docs_per_second(self) -> float:
@@ -247,6 +241,7 @@ def _run_locked(job: JobConfig, options: PipelineOptions, endpoint: Endpoint,
         index_documents=index_documents,
         files_cut_short=counters.get("files_cut_short", 0),
         dead_letter_digest=digest,
+        characters=counters.get("characters", 0),
     )
 
 

@@ -8,6 +8,7 @@ import fsspec
 import pyarrow.parquet as pq
 
 from inference_enrich.inference import Endpoint
+from inference_enrich.inference.remote.runtime import is_remote
 from inference_enrich.inference.results import SPARSE_EMBEDDING
 from inference_enrich.pipelines.config import JobConfig
 from inference_enrich.pipelines.enrich import JobSummary
@@ -26,8 +27,7 @@ def format_summary(summary: JobSummary, endpoint: Endpoint, job: JobConfig) -> s
         f"  dead-lettered   {summary.dead_letters:>10,}"
         + (f"   -> {dead_letter_directory(job.output)}/" if summary.dead_letters else ""),
         *([f"                  {summary.dead_letter_digest}"] if summary.dead_letter_digest else []),
-        f"  tokens          {summary.tokens:>10,}   ({summary.tokens_per_second:,.0f} tokens/s, "
-        f"{summary.truncated:,} truncated)",
+        _work_line(summary, endpoint),
         f"  throughput      {summary.docs_per_second:>10,.1f} docs/s (whole job, start-up included)",
     ]
     if summary.files_cut_short:
@@ -50,6 +50,20 @@ def format_summary(summary: JobSummary, endpoint: Endpoint, job: JobConfig) -> s
     if example is not None:
         lines.append(_describe_example(example, endpoint, job))
     return "\n".join(lines)
+
+
+def _work_line(summary: JobSummary, endpoint: Endpoint) -> str:
+    """Tokens, counted here for a local model; for a remote endpoint the tokens its service
+    reports, else the characters sent (a zero would be a false count)."""
+    truncated = f"{summary.truncated:,} truncated"
+    if not is_remote(endpoint):
+        return f"  tokens          {summary.tokens:>10,}   ({summary.tokens_per_second:,.0f} tokens/s, {truncated})"
+    if summary.tokens:
+        return (f"  tokens          {summary.tokens:>10,}   (as the service reports them, "
+                f"{summary.tokens_per_second:,.0f} tokens/s, {truncated})")
+    per_second = summary.characters / summary.seconds if summary.seconds else 0.0
+    return (f"  characters      {summary.characters:>10,}   ({per_second:,.0f} characters/s, {truncated}; "
+            "the service reports no token counts)")
 
 
 def _first_record(job: JobConfig) -> dict | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -91,6 +92,39 @@ def test_infer_dense_several_inputs():
     assert done.returncode == 0, done.stderr
     results = json.loads(done.stdout)["text_embedding"]
     assert len(results) == 2 and all(len(r["embedding"]) == 384 for r in results)
+
+
+def test_infer_without_task_type_uses_the_endpoints():
+    """As the REST route ``POST _inference/<inference_id>``: the task type is optional."""
+    done = enrich("infer", "my-elser-model", "whales", "sing")
+    assert done.returncode == 0, done.stderr
+    assert [bool(r["embedding"]) for r in json.loads(done.stdout)["sparse_embedding"]] == [True, True]
+    done = enrich("infer", "my-minilm", "one")
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)["text_embedding"][0]["embedding"]) == 384
+    assert "[TASK_TYPE] INFERENCE_ID TEXT" in enrich("infer", "--help").stdout
+    done = enrich("infer", "sparse_embedding", "my-elser-model")  # the text forgotten
+    assert done.returncode == 2
+    assert "required after sparse_embedding: INFERENCE_ID TEXT" in done.stderr
+
+
+@pytest.mark.parametrize("command", [["endpoints", "--json"], ["infer", "my-minilm", "one", "two"]],
+                         ids=" ".join)
+def test_output_cut_short_by_its_reader_is_no_traceback(command):
+    """``enrich ... | head``: the reader closes the pipe; enrich stops quietly, status 141 as
+    a shell reports a command ended by SIGPIPE."""
+    buffered = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}  # as users run it
+    process = subprocess.Popen([*ENRICH, *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=buffered)
+    process.stdout.close()  # before enrich writes: its first write finds no reader
+    stderr = process.stderr.read()
+    assert process.wait(timeout=600) == 141, stderr
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
+
+
+def test_search_help_says_what_top_k_is():
+    help_text = " ".join(enrich("search", "--help").stdout.split())
+    assert "--top-k K, --top_k K how many hits to show (default: 10)" in help_text
 
 
 def test_endpoints_lists_the_configured_endpoints():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -88,6 +89,68 @@ def test_cli_dry_run_prints_the_job_and_refuses_runners_that_would_run(tmp_path)
     assert done.returncode == 2
     assert "--dry_run translates for DataflowRunner only" in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+OFFLINE_CLI = """
+import os, runpy, socket, sys
+
+def record_network(event, args):
+    inet = event != "socket.connect" or args[0].family in (socket.AF_INET, socket.AF_INET6)
+    if event in ("socket.connect", "socket.getaddrinfo", "socket.gethostbyname") and inet:
+        with open(os.environ["NETWORK_LOG"], "a") as log:
+            log.write(f"{event} {args[1:] if event == 'socket.connect' else args}\\n")
+
+sys.addaudithook(record_network)
+sys.argv = ["enrich", *sys.argv[1:]]
+runpy.run_module("inference_enrich.pipelines.cli", run_name="__main__")
+"""
+"""``enrich`` with every attempt to reach the network (a connect or a name lookup) written to
+$NETWORK_LOG by an audit hook: the process runs as it would, and the test sees what it tried."""
+
+
+def enrich_offline(args: list[str], tmp_path: Path) -> tuple[subprocess.CompletedProcess, list[str]]:
+    log = tmp_path / "network.log"
+    done = subprocess.run([sys.executable, "-c", OFFLINE_CLI, *args], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=600, env={**os.environ, "NETWORK_LOG": str(log)})
+    return done, (log.read_text().splitlines() if log.exists() else [])
+
+
+README_DRY_RUN = ["run", "--runner", "DataflowRunner", "--dry_run", "--project", "PROJECT", "--region", "REGION",
+                  "--temp_location", "gs://BUCKET/tmp", "--output", "gs://BUCKET/enriched"]
+
+
+def test_dry_run_as_the_readme_writes_it_names_the_placeholders_in_one_line_offline(tmp_path):
+    done, network = enrich_offline(README_DRY_RUN, tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0, done.stderr[-3000:]  # one line, no traceback
+    assert done.stderr.startswith("enrich: error: replace the placeholders")
+    for named in ("--project PROJECT", "--region REGION", "--temp_location gs://BUCKET/tmp",
+                  "--output gs://BUCKET/enriched"):
+        assert named in done.stderr
+    assert network == []
+    assert done.stdout == "" and sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_dry_run_with_an_invalid_bucket_fails_offline_in_one_line(tmp_path):
+    args = ["run", "--runner", "DataflowRunner", "--dry_run", "--project", "demo-project", "--region",
+            "us-central1", "--temp_location", "gs://Demo_Bucket/tmp", "--output", "gs://demo-bucket/out"]
+    done, network = enrich_offline(args, tmp_path)
+    assert done.returncode == 2
+    *started, error = done.stderr.strip().splitlines()
+    assert [line.startswith("enrich: ") for line in started] == [True] * len(started) and len(started) <= 1, \
+        done.stderr[-3000:]  # the start line, then one error line: no warning, no traceback
+    assert error.startswith("enrich: error: a dry run needs --temp_location") and "gs://Demo_Bucket/tmp" in error
+    assert network == []
+
+
+def test_dry_run_reaches_no_network(tmp_path):
+    args = ["run", "--runner", "DataflowRunner", "--dry_run", "--project", "demo-project", "--region",
+            "us-central1", "--temp_location", "gs://demo-bucket/tmp", "--input", "gs://demo-bucket/docs/*.jsonl",
+            "--output", "gs://demo-bucket/out"]
+    done, network = enrich_offline(args, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "dry run: DataflowRunner would submit job" in done.stdout
+    assert network == []
 
 
 @pytest.mark.parametrize("streaming", [False, True], ids=["batch", "streaming"])

@@ -370,3 +370,22 @@ def test_cli_search_uses_the_embedded_index_field_and_names_a_wrong_one(tmp_path
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         f"enrich: error: the embedded index {index_path} holds its embeddings in 'splade', not 'embedding'"]
+
+
+@pytest.mark.parametrize("sink", ["embedded", "elasticsearch", "opensearch"])
+def test_cli_search_shows_the_text_field_the_index_was_written_with(sink, tmp_path, request):
+    """An index written with ``--text-field body``: search shows the hits' text without being
+    told the field again (the index records it, as it records the output field)."""
+    source = write_lines(tmp_path / "in.jsonl", [b'{"id": "w1", "body": "The whale sang at sea."}',
+                                                  b'{"id": "w2", "body": "Taxes are due in April."}'])
+    where = {"embedded": ["--index-path", str(tmp_path / "idx")],
+             "elasticsearch": ["--es-url", request.getfixturevalue("elasticsearch_url"), "--index", "bodies"],
+             "opensearch": ["--es-url", request.getfixturevalue("opensearch_url"), "--index", "bodies"]}[sink]
+    cli = [sys.executable, "-m", "inference_enrich.pipelines.cli"]
+    done = subprocess.run([*cli, "run", "--input", str(source), "--text-field", "body", "--sink", sink, *where,
+                           "--output", str(tmp_path / "out"), "--quiet"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    done = subprocess.run([*cli, "search", "whale", "--sink", sink, *where, "--top-k", "1"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[1].endswith("w1                    The whale sang at sea."), done.stdout

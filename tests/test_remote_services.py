@@ -7,6 +7,7 @@ holding a marker word (400 in the remote's error shape). The Beam job runs on Fn
 from __future__ import annotations
 
 import json
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -178,6 +179,31 @@ def test_metrics_count_requests_retries_and_throttled_waits(tmp_path, proxy, key
     assert metric("remote_throttled_waits") > 0  # 4 in flight, 10 a second allowed
     assert metric("batch_latency_ms").count == len(sent)
     assert max(len(texts) for texts in sent) == 4
+
+
+@pytest.mark.parametrize("inference_id", ["remote-dense", "remote-es-dense"])
+def test_summary_says_what_is_known_of_a_remote_endpoints_work(tmp_path, proxy, key_in_env, inference_id,
+                                                               dense_runtime):
+    """A remote endpoint tokenises nothing here: the summary shows the tokens the service
+    reports (OpenAI's ``usage``), else the characters sent; never a made-up zero."""
+    from inference_enrich.pipelines.summary import format_summary
+
+    proxy.reset()
+    texts = CORPUS[:12]
+    source = tmp_path / "corpus.jsonl"
+    source.write_text("".join(json.dumps({"id": f"doc-{i}", "text": t}) + "\n" for i, t in enumerate(texts)))
+    job = JobConfig(input=[str(source)], output=str(tmp_path / "out"), inference_id=inference_id,
+                    endpoints=str(endpoints_file(tmp_path / "endpoints.yaml", proxy.url)))
+    summary = run(job)
+    shown = format_summary(summary, load_endpoints(job.endpoints).get(inference_id), job)
+    assert not re.search(r"tokens +0 ", shown) and "(0 tokens/s" not in shown, shown
+    if inference_id == "remote-dense":  # the remote is `enrich serve`: its count is our tokenizer's
+        counted = sum(len(tokenized.ids) for tokenized in dense_runtime.tokenize(texts))
+        assert summary.tokens == counted
+        assert f"tokens          {counted:>10,}   (as the service reports them" in shown, shown
+    else:
+        assert summary.tokens == 0 and summary.characters == sum(map(len, texts))
+        assert f"characters      {summary.characters:>10,}   (" in shown and "reports no token counts" in shown, shown
 
 
 @pytest.mark.parametrize("inference_id, overrides, problem", [

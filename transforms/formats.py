@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any, BinaryIO, Callable, Iterator
 
-import pyarrow.parquet as pq
-
 JSON_CHUNK_CHARS = 1 << 16
 MAX_RAW_CHARS = 1 << 16
 """Raw text kept in a dead letter whose input is larger (an unparseable JSON array tail, a
@@ -238,6 +236,8 @@ def _has_surrogates(value: str) -> bool:
 
 def read_parquet(stream: BinaryIO, text_field: str) -> Iterator[SourceItem]:
     """Rows in batches, so a large file never sits in memory whole; ``line`` is the row."""
+    import pyarrow.parquet as pq  # here: the job config names FORMATS, and `enrich --help` loads it
+
     row = 0
     for batch in pq.ParquetFile(stream).iter_batches(batch_size=1024):
         for value in batch.to_pylist():

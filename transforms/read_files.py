@@ -61,14 +61,19 @@ class ReadDocuments(beam.PTransform):
         retry: RetryPolicy = RetryPolicy(),
         splittable_reads: bool = True,
         split_bytes: int = DEFAULT_SPLIT_BYTES,
+        match: bool = True,
     ) -> None:
+        """``match=False`` skips the launch-time check that each pattern matches a file, so
+        nothing lists storage while the pipeline is built (a dry run builds the job offline);
+        files are matched when the job runs either way, so the graph is the same."""
         super().__init__()
         if file_format is not None and file_format not in READERS:
             raise ValueError(f"unknown format '{file_format}' (known: {', '.join(READERS)})")
         if split_bytes < 1:
             raise ValueError(f"split_bytes must be at least 1, got {split_bytes}")
         self._patterns = list(patterns)
-        require_matches(self._patterns)
+        if match:
+            require_matches(self._patterns)
         self._format = file_format
         self._fields = fields
         self._retry = retry

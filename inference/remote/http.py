@@ -22,12 +22,13 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Coroutine, Mapping
-
-import aiohttp
+from typing import TYPE_CHECKING, Any, Coroutine, Mapping
 
 from inference_enrich.inference.errors import RemoteServiceError
 from inference_enrich.inference.remote.rate_limit import RateLimiter
+
+if TYPE_CHECKING:  # imported by the methods that talk to a service: endpoints load without it
+    import aiohttp
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,15 @@ class CallStats:
     retries: int = 0
     throttled_waits: int = 0
     latencies_ms: list[int] = field(default_factory=list)
+    reported_tokens: int | None = None  # input tokens the service says it used (None: it says not)
+
+    def add_reported_tokens(self, body: Any) -> None:
+        """Count the input tokens an answer reports (OpenAI's ``usage.prompt_tokens``;
+        Elasticsearch's inference API reports none)."""
+        usage = body.get("usage") if isinstance(body, dict) else None
+        tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+        if isinstance(tokens, int) and not isinstance(tokens, bool):
+            self.reported_tokens = (self.reported_tokens or 0) + tokens
 
 
 @dataclass(frozen=True)
@@ -126,6 +136,8 @@ class RemoteClient:
 
         ``retry_connection_errors=False`` (the start-up probe): a connection refused or an
         unknown host fails at once, as a wrong URL should (timeouts are still retried)."""
+        import aiohttp
+
         settings = self.settings
         retry = 0
         while True:
@@ -147,6 +159,8 @@ class RemoteClient:
     async def _attempt(self, url: str, body: Any, headers: Mapping[str, str],
                        stats: CallStats) -> tuple[HttpAnswer | None, Exception | None]:
         """One request, once a slot in flight and a start time under the rate limit are ours."""
+        import aiohttp
+
         if self._semaphore is None:  # created on the loop that uses them
             self._semaphore = asyncio.Semaphore(self.settings.max_concurrent_requests)
             self._session = aiohttp.ClientSession(

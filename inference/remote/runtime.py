@@ -145,7 +145,9 @@ class RemoteRuntime:
         answer = await self._client.post_json(self._wire.url, self._wire.body(texts),
                                               self._wire.headers, stats)
         if 200 <= answer.status < 300:
-            return self._wire.parse(answer.body, len(texts))
+            results = self._wire.parse(answer.body, len(texts))
+            stats.add_reported_tokens(answer.body)
+            return results
         if answer.status not in BAD_INPUT_STATUSES:
             raise RemoteServiceError(f"{self.name}: HTTP {answer.status}: {error_message(answer.body)}")
         if len(texts) == 1:
