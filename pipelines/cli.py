@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "embedded index was written with, else embedding)")
     search.add_argument("--text-field", "--text_field", dest="text_field", default="text",
                         metavar="F", help="the indexed text field, shown in hits (default: text)")
-    search.add_argument("--endpoints", metavar="FILE", help="endpoints YAML")
+    search.add_argument("--endpoints", metavar="FILE", help="endpoints YAML (default: the endpoint store)")
     search.add_argument("--json", action="store_true", help="print JSON")
 
     infer = commands.add_parser(
@@ -126,11 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("task_type", metavar="TASK_TYPE", help=" | ".join(TASK_TYPES))
     infer.add_argument("inference_id", metavar="INFERENCE_ID")
     infer.add_argument("text", metavar="TEXT", nargs="+")
-    infer.add_argument("--endpoints", metavar="FILE", help="endpoints YAML")
+    infer.add_argument("--endpoints", metavar="FILE", help="endpoints YAML (default: the endpoint store)")
 
     endpoints = commands.add_parser("endpoints", help="list the configured inference endpoints",
                                     allow_abbrev=False)
-    endpoints.add_argument("--endpoints", metavar="FILE", help="endpoints YAML")
+    endpoints.add_argument("--endpoints", metavar="FILE", help="endpoints YAML (default: the endpoint store)")
     endpoints.add_argument("--json", action="store_true", help="print JSON")
     add_serve_command(commands)
     return parser
