@@ -268,12 +268,14 @@ class ModelWorker:
     def _take_queued(self, pending: list[_Text]) -> bool:
         """Move queued jobs' texts into ``pending`` (oldest first) until the queue is empty
         or the pool is full; True once the stop signal is taken. When nothing is pending it
-        blocks for the first job, then waits up to ``max_wait_s`` for more to join it."""
+        blocks for the first job, then waits up to ``max_wait_s`` for more to join it, and,
+        while other jobs are still being tokenised (a wave that arrived together, or while
+        the model loaded), up to the reorder window for them."""
         tokens = sum(len(text.tokenized.ids) for text in pending)
         if pending:
             if self._policy.pool_is_full(len(pending), tokens):
                 return False
-            deadline = 0.0
+            deadline = patience = 0.0
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
@@ -281,6 +283,8 @@ class ModelWorker:
         else:
             item = self._queue.get()
             deadline = time.monotonic() + self._policy.max_wait_s
+            patience = deadline - self._policy.max_wait_s + max(self._policy.max_wait_s,
+                                                                self._policy.reorder_window_s)
         while True:
             if item is _STOP:
                 return True
@@ -289,7 +293,8 @@ class ModelWorker:
             tokens += sum(len(text.tokenized.ids) for text in admitted)
             if self._policy.pool_is_full(len(pending), tokens):
                 return False
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            remaining = deadline - now if deadline > now or not self._tokenizing else patience - now
             try:
                 item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
             except queue.Empty:
