@@ -68,7 +68,7 @@ def read_overlay(path: Path, must_exist: bool = False) -> dict[str, Endpoint]:
         document = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise EndpointConfigError(f"{path}: not valid YAML: {yaml_problem(error)}") from None
-    if document is None or document == {"endpoints": {}} or document == {"endpoints": None}:
+    if document in ({"endpoints": {}}, {"endpoints": None}):  # every own endpoint deleted
         return {}
     return {endpoint.inference_id: endpoint for endpoint in parse_endpoints(document, source=str(path))}
 
