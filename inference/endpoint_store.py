@@ -28,11 +28,10 @@ from inference_enrich.inference.endpoints import (
     EndpointRegistry,
     default_endpoints_path,
     parse_endpoints,
+    read_endpoints_document,
     read_endpoints_file,
 )
-from inference_enrich.inference.errors import EndpointConfigError
 from inference_enrich.inference.secrets import reveal
-from inference_enrich.inference.validation import yaml_problem
 
 HOME_ENV = "ENRICH_HOME"
 STORE_NAME = "endpoints.yaml"
@@ -56,18 +55,9 @@ def packaged_endpoints() -> dict[str, Endpoint]:
 def read_overlay(path: Path, must_exist: bool = False) -> dict[str, Endpoint]:
     """The endpoints ``path`` holds (none when it holds ``endpoints: {}``, or does not exist
     and need not)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as error:
-        if must_exist:
-            raise EndpointConfigError(f"{path}: cannot read endpoints file: {error}") from error
+    if not must_exist and not path.exists():
         return {}
-    except OSError as error:
-        raise EndpointConfigError(f"{path}: cannot read endpoints file: {error}") from error
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise EndpointConfigError(f"{path}: not valid YAML: {yaml_problem(error)}") from None
+    document = read_endpoints_document(path)
     if document in ({"endpoints": {}}, {"endpoints": None}):  # every own endpoint deleted
         return {}
     return {endpoint.inference_id: endpoint for endpoint in parse_endpoints(document, source=str(path))}

@@ -302,16 +302,19 @@ def load_endpoints(path: str | Path | None = None) -> EndpointRegistry:
 
 def read_endpoints_file(path: str | Path) -> EndpointRegistry:
     """Read and validate one endpoints YAML file, alone."""
-    path = Path(path)
+    return parse_endpoints(read_endpoints_document(Path(path)), source=str(path))
+
+
+def read_endpoints_document(path: Path) -> Any:
+    """An endpoints file's YAML, parsed but not validated; errors name the file."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise EndpointConfigError(f"{path}: cannot read endpoints file: {error}") from error
     try:
-        document = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise EndpointConfigError(f"{path}: not valid YAML: {yaml_problem(error)}") from None
-    return parse_endpoints(document, source=str(path))
 
 
 def parse_endpoints(document: Any, source: str) -> EndpointRegistry:

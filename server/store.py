@@ -2,10 +2,10 @@
 
 ``PUT _inference/<task_type>/<inference_id>`` bodies are checked by the very function that
 checks ``configs/endpoints.yaml`` (``Endpoint.from_body``), so a mistake gets the same message
-over REST as at a pipeline's start-up. Every change rewrites the endpoints file atomically
-(a temporary file in the same directory, then ``os.replace``), in the shape
-``enrich run --endpoints FILE`` reads, so an endpoint made with PUT can enrich a corpus and
-survives a restart.
+over REST as at a pipeline's start-up. Every change rewrites the endpoint store's file
+atomically (``inference/endpoint_store.py``), the one every ``enrich`` command reads, so an
+endpoint made with PUT can enrich a corpus and survives a restart. Which models a body may
+name is ``model_sources.py``'s to say.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from inference_enrich.inference import Endpoint, EndpointConfigError
 from inference_enrich.inference.endpoint_store import load_store, packaged_endpoints, write_store

@@ -27,6 +27,7 @@ from conftest import SEED_TEXT
 from inference_enrich.inference import infer_texts, load_runtime
 from inference_enrich.inference.models import resolve_model_path
 from serve_helpers import enrich_server, http
+from services import free_port
 
 READER, ADMIN, PLAIN = "reader-key-0001", "admin-key-0002", "plain-key-0003"
 MAX_QUEUED = 50
@@ -105,7 +106,7 @@ def test_a_monitor_key_runs_endpoints_but_cannot_manage_them(server):
 
 
 def test_unknown_role_is_refused_at_start(tmp_path):
-    done = subprocess.run([*CLI, "serve", "--port", "1"], capture_output=True, text=True, timeout=300,
+    done = subprocess.run([*CLI, "serve", "--port", str(free_port())], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "ENRICH_API_KEYS": "k:superuser"})
     assert done.returncode == 2 and "unknown role 'superuser'" in done.stderr
 
