@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -27,12 +28,20 @@ SEED = "The sky above the port was the color of television tuned to a dead chann
 ROUTE = "/_inference/sparse_embedding/my-elser-model"
 
 
+STATUSES: list[int] = []
+
+
 def post(url: str, text: str) -> float:
+    """Seconds to the answer; its status goes to STATUSES (a 408 is an answer too)."""
     body = json.dumps({"input": text}).encode()
     request = urllib.request.Request(url + ROUTE, body, {"Content-Type": "application/json"}, method="POST")
     started = time.perf_counter()
-    with urllib.request.urlopen(request, timeout=300) as response:
-        response.read()
+    try:
+        with urllib.request.urlopen(request, timeout=300) as response:
+            response.read()
+            STATUSES.append(response.status)
+    except urllib.error.HTTPError as error:
+        STATUSES.append(error.code)
     return time.perf_counter() - started
 
 
@@ -67,6 +76,7 @@ def main() -> None:
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_ready(url, process)
+            STATUSES.clear()
             alone = [post(url, SEED) for _ in range(args.rounds)]
             behind, big = [], []
             for _ in range(args.rounds):
@@ -86,6 +96,7 @@ def main() -> None:
     for name, times in (("small, alone", alone), ("small, sent 0.2 s after the huge one", behind),
                         ("the huge one", big)):
         print(f"| {name} | {statistics.median(times):.3f} | {max(times):.3f} |")
+    print(f"\nstatuses: {dict(sorted((code, STATUSES.count(code)) for code in set(STATUSES)))}")
 
 
 if __name__ == "__main__":
