@@ -101,7 +101,7 @@ def start(name: str, command: list[str], port: int, ready_path: str, log: Path) 
 def start_ours(work: Path) -> Server:
     """Our server with the two endpoints measured here, loaded before it listens."""
     from inference_enrich.inference import load_endpoints
-    from inference_enrich.server.store import write_endpoints
+    from inference_enrich.inference.endpoint_store import write_endpoints
 
     packaged = load_endpoints()
     write_endpoints(work / "endpoints.yaml", {i: packaged.get(i) for i in ("my-elser-model", "my-minilm")})

@@ -1,7 +1,7 @@
 """Endpoints, local model runtimes and remote services, free of Beam so they also serve a
 notebook or a REST app.
 
-    registry = load_endpoints()                      # configs/endpoints.yaml
+    registry = load_endpoints()                      # the endpoint store over configs/endpoints.yaml
     endpoint = registry.get("my-elser-model", "sparse_embedding")
     perform_inference(endpoint, "sparse_embedding", ["The sky above the port ..."])
 """

@@ -292,17 +292,29 @@ def default_endpoints_path() -> Path:
 
 
 def load_endpoints(path: str | Path | None = None) -> EndpointRegistry:
-    """Read and validate an endpoints YAML file (the packaged one when ``path`` is None)."""
-    path = Path(path) if path is not None else default_endpoints_path()
+    """The packaged endpoints overlaid by ``path``'s (which must exist), or by the default
+    endpoint store's when ``path`` is None (see ``endpoint_store``: the one store every
+    command reads)."""
+    from inference_enrich.inference.endpoint_store import load_store
+
+    return load_store(path)
+
+
+def read_endpoints_file(path: str | Path) -> EndpointRegistry:
+    """Read and validate one endpoints YAML file, alone."""
+    return parse_endpoints(read_endpoints_document(Path(path)), source=str(path))
+
+
+def read_endpoints_document(path: Path) -> Any:
+    """An endpoints file's YAML, parsed but not validated; errors name the file."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise EndpointConfigError(f"{path}: cannot read endpoints file: {error}") from error
     try:
-        document = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise EndpointConfigError(f"{path}: not valid YAML: {yaml_problem(error)}") from None
-    return parse_endpoints(document, source=str(path))
 
 
 def parse_endpoints(document: Any, source: str) -> EndpointRegistry:

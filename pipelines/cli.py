@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--text-field", "--text_field", dest="text_field", default=None,
                         metavar="F", help="the indexed text field, shown in hits (default: the one "
                         "the index was written with, else text)")
-    search.add_argument("--endpoints", metavar="FILE", help="endpoints YAML")
+    search.add_argument("--endpoints", metavar="FILE", help="endpoints YAML (default: the endpoint store)")
     search.add_argument("--json", action="store_true", help="print JSON")
 
     infer = commands.add_parser(
@@ -134,11 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "own by default, and given, it must be the endpoint's")
     infer.add_argument("inference_id", metavar="INFERENCE_ID")
     infer.add_argument("text", metavar="TEXT", nargs="+")
-    infer.add_argument("--endpoints", metavar="FILE", help="endpoints YAML")
+    infer.add_argument("--endpoints", metavar="FILE", help="endpoints YAML (default: the endpoint store)")
 
     endpoints = commands.add_parser("endpoints", help="list the configured inference endpoints",
                                     allow_abbrev=False)
-    endpoints.add_argument("--endpoints", metavar="FILE", help="endpoints YAML")
+    endpoints.add_argument("--endpoints", metavar="FILE", help="endpoints YAML (default: the endpoint store)")
     endpoints.add_argument("--json", action="store_true", help="print JSON")
     add_serve_command(commands)
     return parser

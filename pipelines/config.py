@@ -160,7 +160,7 @@ class JobConfig(BaseModel):
 
     # --- inference ---
     endpoints: Annotated[str | None, Setting("inference", metavar="FILE", path=True)] = Field(
-        None, description="endpoints YAML (default: the packaged configs/endpoints.yaml)")
+        None, description="endpoints YAML over the packaged ones (default: the endpoint store)")
     inference_id: Annotated[str, Setting("inference", metavar="ID")] = Field(
         "my-elser-model", min_length=1, description="the inference endpoint to call")
     text_field: Annotated[str, Setting("inference", metavar="F")] = Field(

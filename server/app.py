@@ -26,7 +26,7 @@ from inference_enrich.inference import EndpointConfigError, IncompatibleTaskType
 from inference_enrich.server import inference_api, openai_api
 from inference_enrich.server.context import ServerContext, ServerSettings
 from inference_enrich.server.errors import ApiError, bad_request
-from inference_enrich.server.media import json_response
+from inference_enrich.server.media import ELASTICSEARCH_VERSION, json_response
 from inference_enrich.server.middleware import (
     ElasticsearchHeaders,
     RequestGuard,
@@ -35,10 +35,6 @@ from inference_enrich.server.middleware import (
 )
 
 LOG = logging.getLogger(__name__)
-
-ELASTICSEARCH_VERSION = "8.19.0"
-"""The Elasticsearch whose inference API (routes, bodies, errors) this server speaks."""
-
 
 async def root(request: Request) -> Response:
     """``GET /``: what Elasticsearch answers, so clients that read the version work."""

@@ -12,10 +12,9 @@ import math
 import sys
 from pathlib import Path
 
-from inference_enrich.server.security import API_KEYS_ENV
+from inference_enrich.server.security import API_KEYS_ENV, MANAGE, MONITOR
 
 DEFAULT_PORT = 9200
-DEFAULT_ENDPOINTS = "endpoints.yaml"
 MIB = 1024 * 1024
 
 SERVE_EPILOG = f"""\
@@ -25,15 +24,29 @@ Routes (Elasticsearch's, so elasticsearch-py and its integrations work unchanged
   PUT    /_inference[/TASK_TYPE]/ID/_update
   GET    /_inference[/TASK_TYPE]/ID|_all    DELETE /_inference[/TASK_TYPE]/ID
   POST   /v1/embeddings               OpenAI-compatible, text_embedding endpoints (model = ID)
+  GET    /v1/models                   the text_embedding endpoints, OpenAI's list
   GET    /   /_health   /metrics (Prometheus)
 
-Endpoints: --endpoints FILE is read at start (the packaged endpoints while it does not
-exist) and rewritten atomically by every PUT, _update and DELETE, in the format
-`enrich run --endpoints FILE` reads.
+Endpoints: one store for every enrich command: $ENRICH_HOME/endpoints.yaml, else
+~/.config/inference-enrich/endpoints.yaml ($XDG_CONFIG_HOME), over the packaged endpoints;
+--endpoints FILE uses FILE instead. Every PUT, _update and DELETE rewrites it atomically.
+The packaged endpoints cannot be deleted; _update shadows them. service "elasticsearch"
+with model_id .elser_model_2* or .multilingual-e5-small* maps to a packaged model (the
+answer says which, in a Warning header).
 
-API keys: set {API_KEYS_ENV}=KEY1,KEY2 and/or --api-keys-file FILE (one key per line);
-clients then send "Authorization: ApiKey KEY" (elasticsearch-py: api_key=KEY) or
-"Authorization: Bearer KEY" (openai: api_key=KEY). /_health stays open.
+Models: a PUT/_update may name a packaged model (splade-tiny, all-minilm-l6-v2) or a
+directory under a --model-root; anything else is one 400 that says nothing of the disk.
+
+API keys and privileges (Elasticsearch's): {API_KEYS_ENV}=KEY[:ROLE],... and/or
+--api-keys-file FILE (a "KEY [ROLE]" per line). ROLE is {MONITOR} (GET endpoints,
+POST inference, /v1) or {MANAGE} (also PUT, _update, DELETE; the default for a key
+without a role). A key without the privilege gets 403 security_exception. Clients send
+"Authorization: ApiKey KEY" (elasticsearch-py: api_key=KEY) or "Authorization: Bearer KEY"
+(openai: api_key=KEY). /_health stays open. With no key the server is open (it says so).
+
+Overload: each model holds at most --max-queued-texts texts (queued, tokenising or being
+embedded); a request beyond that gets 429 es_rejected_execution_exception with
+Retry-After, counted in /metrics as enrich_rejected_requests_total.
 
 SIGTERM or Ctrl-C: stop accepting connections, answer the requests in flight (for up to
 --shutdown-timeout seconds), exit."""
@@ -52,12 +65,19 @@ def add_serve_command(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default: 127.0.0.1; 0.0.0.0 for every interface)")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default: {DEFAULT_PORT}")
-    serve.add_argument("--endpoints", metavar="FILE", default=DEFAULT_ENDPOINTS,
-                       help=f"endpoints YAML, read at start and rewritten by PUT/DELETE (default: ./{DEFAULT_ENDPOINTS})")
+    serve.add_argument("--endpoints", metavar="FILE",
+                       help="endpoints YAML over the packaged ones, read at start and rewritten by "
+                       "PUT/_update/DELETE (default: the endpoint store every enrich command reads)")
+    serve.add_argument("--model-root", "--model_root", dest="model_roots", action="append", default=[],
+                       metavar="DIR", help="a directory whose model directories PUT may name "
+                       "(repeatable; default: none, only the packaged models)")
+    serve.add_argument("--max-queued-texts", "--max_queued_texts", dest="max_queued_texts", type=int,
+                       default=2048, metavar="N",
+                       help="texts one model may hold before requests get 429 (default: 2048)")
     serve.add_argument("--preload", action="store_true",
                        help="load every endpoint's model before listening (default: on first use)")
     serve.add_argument("--api-keys-file", "--api_keys_file", dest="api_keys_file", metavar="FILE",
-                       help=f"accepted API keys, one per line (also: {API_KEYS_ENV}); none: no auth")
+                       help=f"accepted API keys, 'KEY [ROLE]' per line (also: {API_KEYS_ENV}); none: open")
     serve.add_argument("--max-body-bytes", "--max_body_bytes", dest="max_body_bytes", type=int,
                        default=10 * MIB, metavar="N", help="larger request bodies get 413 (default: 10 MiB)")
     serve.add_argument("--max-inputs", "--max_inputs", dest="max_inputs", type=int, default=1024,
@@ -92,6 +112,7 @@ def run_serve(args: argparse.Namespace) -> int:
     until SIGTERM / Ctrl-C."""
     import uvicorn
 
+    from inference_enrich.inference.endpoint_store import store_path
     from inference_enrich.server.app import create_app
     from inference_enrich.server.context import ServerSettings
     from inference_enrich.server.model_worker import BatchPolicy
@@ -104,7 +125,7 @@ def run_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("inference_enrich").setLevel(logging.INFO)
     settings = ServerSettings(
-        endpoints_path=Path(args.endpoints),
+        endpoints_path=Path(args.endpoints) if args.endpoints else store_path(),
         max_body_bytes=args.max_body_bytes,
         max_inputs=args.max_inputs,
         request_timeout_s=args.request_timeout,
@@ -112,13 +133,15 @@ def run_serve(args: argparse.Namespace) -> int:
                           args.reorder_window_ms / 1000),
         preload=args.preload,
         api_keys=load_api_keys(args.api_keys_file),
+        model_roots=tuple(args.model_roots),
+        max_queued_texts=args.max_queued_texts,
     )
     app = create_app(settings)
     context = app.state.context
-    print(f"enrich serve: {len(context.store)} endpoints ({settings.endpoints_path}"
-          f"{'' if settings.endpoints_path.exists() else ', not yet written: the packaged ones'}), "
-          f"API keys {'required' if context.api_keys.enabled else 'off'}, "
-          f"http://{args.host}:{args.port}", file=sys.stderr)
+    roots = ", ".join(map(str, context.model_roots.roots)) or "none (packaged models only)"
+    print(f"enrich serve: {len(context.store)} endpoints from {settings.endpoints_path} over the packaged "
+          f"ones{'' if settings.endpoints_path.exists() else ' (not written yet)'}; model roots: {roots}; "
+          f"{context.api_keys.describe()}; http://{args.host}:{args.port}", file=sys.stderr)
     config = uvicorn.Config(
         app, host=args.host, port=args.port, lifespan="on", access_log=args.access_log,
         # On SIGTERM uvicorn stops accepting and waits this long for requests in flight.

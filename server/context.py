@@ -14,9 +14,12 @@ from inference_enrich.inference import Endpoint
 from inference_enrich.inference.errors import RemoteInputError
 from inference_enrich.server.errors import ApiError
 from inference_enrich.server.metrics import ServerMetrics
-from inference_enrich.server.model_worker import BatchPolicy, ModelPool, Outcome
+from inference_enrich.server.admission import Admission
+from inference_enrich.server.model_pool import ModelPool, model_key
+from inference_enrich.server.model_sources import ModelRoots
+from inference_enrich.server.model_worker import BatchPolicy, Outcome
 from inference_enrich.server.request_parsing import format_time_value
-from inference_enrich.server.security import ApiKeyCheck
+from inference_enrich.server.security import ApiKey, ApiKeyCheck
 from inference_enrich.server.store import EndpointStore
 
 LOG = logging.getLogger(__name__)
@@ -32,7 +35,9 @@ class ServerSettings:
     request_timeout_s: float = 30.0
     batch: BatchPolicy = field(default_factory=BatchPolicy)
     preload: bool = False
-    api_keys: frozenset[str] = frozenset()
+    api_keys: tuple[ApiKey, ...] = ()
+    model_roots: tuple[str, ...] = ()
+    max_queued_texts: int = 2048
 
 
 class ServerContext:
@@ -44,11 +49,24 @@ class ServerContext:
         self.store = EndpointStore(settings.endpoints_path)
         self.pool = ModelPool(settings.batch, self.metrics.observe_batch, self.metrics.observe_remote)
         self.api_keys = ApiKeyCheck(settings.api_keys)
+        self.model_roots = ModelRoots.of(settings.model_roots)
+        self.admission = Admission(settings.max_queued_texts)
         self._installing: list[Endpoint] = []  # endpoints between PUT and commit
 
     async def infer(self, endpoint: Endpoint, texts: list[str], timeout_s: float | None) -> Outcome:
         """``texts`` through ``endpoint``'s model, batched with whatever else is in flight."""
-        future = self.pool.worker_for(endpoint).submit(texts)
+        key = model_key(endpoint)
+        try:
+            self.admission.admit(key, endpoint.inference_id, len(texts))
+        except ApiError:
+            self.metrics.observe_rejection(endpoint.inference_id)
+            raise
+        try:
+            future = self.pool.worker_for(endpoint).submit(texts)
+        except BaseException:
+            self.admission.release_now(key, len(texts))
+            raise
+        self.admission.release_when_done(key, len(texts), future)
         try:
             outcome = await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
         except asyncio.TimeoutError:  # the job is withdrawn if the model has not taken it yet

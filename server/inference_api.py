@@ -24,7 +24,8 @@ from inference_enrich.inference.remote.runtime import is_remote
 from inference_enrich.inference.results import SPARSE_EMBEDDING, TEXT_EMBEDDING, InferenceResult, prune
 from inference_enrich.server.context import ServerContext
 from inference_enrich.server.errors import endpoint_exists, validation_failed
-from inference_enrich.server.media import json_response
+from inference_enrich.server.media import ELASTICSEARCH_VERSION, json_response
+from inference_enrich.server.model_sources import map_elasticsearch_service
 from inference_enrich.server.request_parsing import (
     check_input_count,
     parse_inference_body,
@@ -98,12 +99,16 @@ async def put_endpoint(request: Request) -> Response:
     context = ServerContext.of(request)
     task_type, inference_id = _path(request)
     check_inference_id(inference_id)
-    endpoint = endpoint_from_body(inference_id, await read_json_object(request), task_type)
+    body, mapped = map_elasticsearch_service(await read_json_object(request), task_type)
+    endpoint = endpoint_from_body(inference_id, body, task_type, context.model_roots)
     timeout = parse_time_value(request.query_params.get("timeout"), context.settings.request_timeout_s)
     if context.store.contains(inference_id):  # refused before loading anything (and on commit)
         raise endpoint_exists(inference_id)
     await context.install(endpoint, timeout, lambda: context.store.create(endpoint))
-    return json_response(request, endpoint_to_body(endpoint))
+    response = json_response(request, endpoint_to_body(endpoint))
+    if mapped is not None:  # elasticsearch-py shows a Warning header as an ElasticsearchWarning
+        response.headers["Warning"] = f'299 Elasticsearch-{ELASTICSEARCH_VERSION} "{mapped}"'
+    return response
 
 
 async def update_endpoint(request: Request) -> Response:
@@ -113,7 +118,7 @@ async def update_endpoint(request: Request) -> Response:
 async def _update(request: Request, task_type: str | None, inference_id: str) -> Response:
     context = ServerContext.of(request)
     current = context.store.get(inference_id, task_type)
-    endpoint = updated_endpoint(current, await read_json_object(request))
+    endpoint = updated_endpoint(current, await read_json_object(request), context.model_roots)
     await context.install(endpoint, context.settings.request_timeout_s,
                           lambda: context.store.replace(endpoint))
     return json_response(request, endpoint_to_body(endpoint))

@@ -22,6 +22,9 @@ COMPATIBLE_VERSIONS = ("8", "9")
 JSON_TYPES = ("application/json", ELASTICSEARCH_JSON)
 _COMPATIBLE_WITH = re.compile(r";\s*compatible-with\s*=\s*([^;\s]+)", re.IGNORECASE)
 
+ELASTICSEARCH_VERSION = "8.19.0"
+"""The Elasticsearch whose inference API (routes, bodies, errors) this server speaks."""
+
 
 def _media_type(value: str) -> str:
     return value.split(";", 1)[0].strip().lower()

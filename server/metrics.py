@@ -1,4 +1,4 @@
-"""Prometheus metrics for ``GET /metrics``: requests, latency, batches and tokens.
+"""Prometheus metrics for ``GET /metrics``: requests, latency, batches, tokens and 429s.
 
 Each app has its own registry (no process-global state, so tests can build several apps).
 Request labels use the route template (``/_inference/{task_type}/{inference_id}``), never the
@@ -46,6 +46,9 @@ class ServerMetrics:
         self.batch_seconds = Histogram(
             "enrich_batch_duration_seconds", "Time of one forward pass", ["model_id"],
             buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.rejected = Counter(
+            "enrich_rejected_requests", "Requests refused with 429: the model held --max-queued-texts",
+            ["inference_id"], registry=self.registry)
         self.remote_requests = Counter(
             "enrich_remote_requests", "Requests sent to remote inference services", ["inference_id"],
             registry=self.registry)
@@ -76,6 +79,9 @@ class ServerMetrics:
         self.remote_throttled.labels(inference_id).inc(stats.throttled_waits)
         for latency_ms in stats.latencies_ms:
             self.remote_seconds.labels(inference_id).observe(latency_ms / 1000)
+
+    def observe_rejection(self, inference_id: str) -> None:
+        self.rejected.labels(inference_id).inc()
 
     def observe_inference(self, inference_id: str, task_type: str, inputs: int, tokens: int) -> None:
         self.inputs.labels(inference_id, task_type).inc(inputs)

@@ -3,7 +3,7 @@
 * ``RequestMetrics``: status and latency per route template, for ``/metrics``.
 * ``ElasticsearchHeaders``: ``X-Elastic-Product: Elasticsearch`` on every response, errors
   included (elasticsearch-py refuses a 2xx answer without it).
-* ``RequestGuard``: API key, media types and body size, checked before the route runs and
+* ``RequestGuard``: API key and its privilege, media types and body size, checked before the route runs and
   answered in Elasticsearch's envelope (OpenAI's on ``/v1``). The body limit is enforced
   twice: on ``Content-Length`` at once, and while a chunked body streams in.
 """
@@ -94,7 +94,7 @@ class RequestGuard:
             return await self.app(scope, receive, send)
         headers = Headers(scope=scope)
         try:
-            self.api_keys.check(scope["path"], headers.get("authorization"))
+            self.api_keys.check(scope["method"], scope["path"], headers.get("authorization"))
             check_media_types(headers)
             declared = int(headers.get("content-length") or 0)
             if declared > self.max_body_bytes:

@@ -13,25 +13,29 @@ meanwhile join the pool between passes; beyond the pool's size they wait in the 
 order. Each job is answered with exactly its own results as soon as its last text is done.
 A job whose caller gave up (timed out) before any of its texts went into a pass is never
 computed: it stays cancellable in the pool until then.
+
+The model thread never tokenises: a job goes to the shared tokenizer pool first (texts cut
+to what the model sees, ``server/tokenizing.py``) and joins the queue once tokenised, so a
+huge text costs its own request time, not everyone's. Before the model is loaded, the model
+thread loads it and then hands the jobs that arrived meanwhile to the pool.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import queue
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 from inference_enrich.inference import Endpoint, ModelRuntime, TokenizedText, load_runtime
 from inference_enrich.inference.batching import embed_batches
 from inference_enrich.inference.memory import HeapTrimmer
-from inference_enrich.inference.remote.runtime import is_remote
 from inference_enrich.inference.results import InferenceResult
+from inference_enrich.server.tokenizing import tokenize_cut, tokenizer_pool
 
 LOG = logging.getLogger(__name__)
 
@@ -78,9 +82,10 @@ class Outcome:
 
 
 class _Job:
-    """One request's texts (None: only load the model) and where its answer goes."""
+    """One request's texts (None: only load the model) and where its answer goes;
+    ``ready`` once its texts are tokenised (``arrived`` is then when it joined the queue)."""
 
-    __slots__ = ("texts", "arrived", "future", "tokenized", "results", "remaining")
+    __slots__ = ("texts", "arrived", "future", "tokenized", "results", "remaining", "ready")
 
     def __init__(self, texts: list[str] | None) -> None:
         self.texts = texts
@@ -89,6 +94,7 @@ class _Job:
         self.tokenized: list[TokenizedText] = []
         self.results: list[InferenceResult | None] = []
         self.remaining = 0
+        self.ready = False
 
 
 @dataclass(frozen=True)
@@ -158,27 +164,29 @@ def _fail(job: _Job, error: Exception) -> None:
 
 _STOP = object()
 
+_SHARED_TOKENIZERS: list[Executor] = []
 
-def model_key(endpoint: Endpoint) -> str:
-    """What identifies a loaded model: endpoints equal in this share one worker. Task
-    settings are not part of it; they are applied to each request's results. A remote
-    endpoint is its own (its task settings go into its requests; the remote client, and
-    so its rate limit, is still shared by endpoints with equal settings)."""
-    if is_remote(endpoint):
-        return f"remote:{endpoint.fingerprint()}"
-    return json.dumps([endpoint.task_type, endpoint.service, dict(endpoint.service_settings)],
-                      sort_keys=True)
+
+def _own_tokenizers() -> Executor:
+    """The process's tokenizer pool, for workers built without a server's (tests, tools)."""
+    if not _SHARED_TOKENIZERS:
+        _SHARED_TOKENIZERS.append(tokenizer_pool())
+    return _SHARED_TOKENIZERS[0]
 
 
 class ModelWorker:
     """The thread that owns one loaded model and batches the requests sent to it."""
 
-    def __init__(self, endpoint: Endpoint, policy: BatchPolicy, observe: BatchObserver) -> None:
+    def __init__(self, endpoint: Endpoint, policy: BatchPolicy, observe: BatchObserver,
+                 tokenizers: Executor | None = None) -> None:
         self._endpoint = replace(endpoint, task_settings={})  # pruning happens per request
         self._policy = policy
         self._observe = observe
+        self._tokenizers = tokenizers or _own_tokenizers()
         self._runtime: ModelRuntime | None = None
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._tokenizing = 0  # jobs in the tokenizer pool, which will come back to the queue
+        self._tokenizing_lock = threading.Lock()
         self._heap = HeapTrimmer()
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name=f"model-{endpoint.model_id}")
@@ -196,8 +204,31 @@ class ModelWorker:
         """Queue ``texts``; the future gets an ``Outcome`` (or the model's exception). Cancel
         it to withdraw the request while none of its texts has gone into a pass."""
         job = _Job(list(texts))
-        self._queue.put(job)
+        if self._runtime is None:
+            self._queue.put(job)  # the model thread loads the model, then sends it to tokenise
+        else:
+            self._send_to_tokenizer(job)
         return job.future
+
+    def _send_to_tokenizer(self, job: _Job) -> None:
+        with self._tokenizing_lock:
+            self._tokenizing += 1
+        self._tokenizers.submit(self._tokenize, job)
+
+    def _tokenize(self, job: _Job) -> None:
+        """On a tokenizer thread: tokenise the job's (cut) texts, then queue it for the model
+        thread, which always gets it back (withdrawn or failed ones too, to count them)."""
+        try:
+            if job.texts and not job.future.cancelled():
+                job.tokenized = tokenize_cut(self._runtime, job.texts)  # type: ignore[arg-type]
+                job.results = [None] * len(job.tokenized)
+                job.remaining = len(job.tokenized)
+        except Exception as error:  # a text the tokenizer refuses fails its own request
+            _settle(job, error=error)
+        finally:
+            job.ready = True
+            job.arrived = time.monotonic()
+            self._queue.put(job)
 
     def load(self) -> Future:
         """Load the model now (a future that is done when it is loaded, or failed to)."""
@@ -215,9 +246,10 @@ class ModelWorker:
     def _run(self) -> None:
         pending: list[_Text] = []
         stopping = False
-        while pending or not stopping:
+        while pending or not stopping or self._tokenizing:
             try:
-                stopping = stopping or self._take_queued(pending)
+                # After the stop signal the queue still brings back the jobs being tokenised.
+                stopping = self._take_queued(pending) or stopping
                 self._pass_once(pending)
             except Exception as error:  # a bug here must not leave the model answering nothing
                 LOG.exception("pooling or choosing a pass over %d texts failed", len(pending))
@@ -236,12 +268,14 @@ class ModelWorker:
     def _take_queued(self, pending: list[_Text]) -> bool:
         """Move queued jobs' texts into ``pending`` (oldest first) until the queue is empty
         or the pool is full; True once the stop signal is taken. When nothing is pending it
-        blocks for the first job, then waits up to ``max_wait_s`` for more to join it."""
+        blocks for the first job, then waits up to ``max_wait_s`` for more to join it, and,
+        while other jobs are still being tokenised (a wave that arrived together, or while
+        the model loaded), up to the reorder window for them."""
         tokens = sum(len(text.tokenized.ids) for text in pending)
         if pending:
             if self._policy.pool_is_full(len(pending), tokens):
                 return False
-            deadline = 0.0
+            deadline = patience = 0.0
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
@@ -249,6 +283,8 @@ class ModelWorker:
         else:
             item = self._queue.get()
             deadline = time.monotonic() + self._policy.max_wait_s
+            patience = deadline - self._policy.max_wait_s + max(self._policy.max_wait_s,
+                                                                self._policy.reorder_window_s)
         while True:
             if item is _STOP:
                 return True
@@ -257,7 +293,8 @@ class ModelWorker:
             tokens += sum(len(text.tokenized.ids) for text in admitted)
             if self._policy.pool_is_full(len(pending), tokens):
                 return False
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            remaining = deadline - now if deadline > now or not self._tokenizing else patience - now
             try:
                 item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
             except queue.Empty:
@@ -266,8 +303,12 @@ class ModelWorker:
     def _admit(self, job: _Job) -> list[_Text]:
         """The job's texts, tokenised (the model is loaded first if need be); none when the
         job was withdrawn or is answered here already (a load request, a failure, no texts).
-        The job itself stays pending, so still cancellable, until a pass takes it."""
-        if job.future.cancelled():
+        The job itself stays pending, so still cancellable, until a pass takes it. A job not
+        tokenised yet goes to the tokenizer pool and comes back later."""
+        if job.ready:
+            with self._tokenizing_lock:
+                self._tokenizing -= 1
+        if job.future.done():  # withdrawn, or failed in the tokenizer
             return []
         try:
             if self._runtime is None:
@@ -281,12 +322,12 @@ class ModelWorker:
             if not job.texts:
                 _settle(job, Outcome([], 0))
                 return []
-            job.tokenized = self._runtime.tokenize(job.texts)
         except Exception as error:  # a model that cannot load fails this request, not the server
             _settle(job, error=error)
             return []
-        job.results = [None] * len(job.tokenized)
-        job.remaining = len(job.tokenized)
+        if not job.ready:
+            self._send_to_tokenizer(job)
+            return []
         return [_Text(job, index) for index in range(len(job.tokenized))]
 
     def _answer(self, texts: list[_Text]) -> None:
@@ -322,48 +363,3 @@ class ModelWorker:
                 if job.remaining == 0:
                     job.future.set_result(Outcome(job.results, sum(len(t.ids) for t in job.tokenized)))
         self._heap.after_batch()
-
-
-class ModelPool:
-    """One ``ModelWorker`` per distinct model, shared by every endpoint that uses it (a
-    ``RemoteWorker`` per remote endpoint).
-
-    Used from the event loop only (no locking); workers no endpoint uses any more are closed
-    after answering what they hold.
-    """
-
-    def __init__(self, policy: BatchPolicy, observe: BatchObserver,
-                 observe_remote: Callable[[str, Any], None] = lambda inference_id, stats: None) -> None:
-        self._policy = policy
-        self._observe = observe
-        self._observe_remote = observe_remote
-        self._workers: dict[str, Any] = {}
-
-    def worker_for(self, endpoint: Endpoint):
-        key = model_key(endpoint)
-        worker = self._workers.get(key)
-        if worker is None:
-            if is_remote(endpoint):
-                from inference_enrich.server.remote_worker import RemoteWorker
-
-                worker = RemoteWorker(endpoint, self._observe_remote)
-            else:
-                worker = ModelWorker(endpoint, self._policy, self._observe)
-            self._workers[key] = worker
-        return worker
-
-    def retire_unused(self, endpoints: Sequence[Endpoint]) -> None:
-        used = {model_key(endpoint) for endpoint in endpoints}
-        for key in [key for key in self._workers if key not in used]:
-            self._workers.pop(key).close()
-
-    def loaded_models(self) -> list[str]:
-        return sorted({worker.model_id for worker in self._workers.values() if worker.loaded})
-
-    def close(self, timeout: float) -> None:
-        """Stop every worker after its queued jobs (blocking: call it off the event loop)."""
-        workers, self._workers = list(self._workers.values()), {}
-        for worker in workers:
-            worker.close()
-        for worker in workers:
-            worker.join(timeout)

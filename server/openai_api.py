@@ -1,4 +1,4 @@
-"""OpenAI-compatible ``POST /v1/embeddings`` for ``text_embedding`` endpoints.
+"""OpenAI-compatible ``POST /v1/embeddings`` and ``GET /v1/models`` for ``text_embedding`` endpoints.
 
 ``model`` is the inference id. The official ``openai`` client asks for ``base64`` (float32,
 little-endian) unless told otherwise, so both encodings are served. Errors use OpenAI's
@@ -83,4 +83,16 @@ async def create_embeddings(request: Request) -> Response:
     })
 
 
-ROUTES = [Route("/v1/embeddings", create_embeddings, methods=["POST"])]
+async def list_models(request: Request) -> Response:
+    """``GET /v1/models`` (every OpenAI client's first call): the text_embedding endpoints,
+    in OpenAI's list shape, ``id`` being the inference id to pass as ``model``."""
+    context = ServerContext.of(request)
+    return JSONResponse({"object": "list", "data": [
+        {"id": endpoint.inference_id, "object": "model", "created": 0, "owned_by": "inference-enrich"}
+        for endpoint in context.store.list(TEXT_EMBEDDING)]})
+
+
+ROUTES = [
+    Route("/v1/embeddings", create_embeddings, methods=["POST"]),
+    Route("/v1/models", list_models, methods=["GET"]),
+]

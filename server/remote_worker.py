@@ -79,7 +79,11 @@ class RemoteWorker:
             return failed
 
     def close(self) -> None:
-        """Nothing to stop: the client is the process's and serves other endpoints too."""
+        """Release the remote client (it finishes the requests in flight first); the last
+        endpoint using it ends its thread and session."""
+        if self._runtime is not None:
+            self._runtime.close()
+            self._runtime = None
 
     def join(self, timeout: float | None = None) -> None:
         pass

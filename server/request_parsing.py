@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
@@ -10,19 +11,19 @@ from starlette.requests import Request
 
 from inference_enrich.server.errors import ApiError, parse_failure, validation_failed
 
+OFF_LOOP_BYTES = 1024 * 1024
 INFERENCE_FIELDS = ("input", "input_type", "task_settings")
 INPUT_TYPES = ("classification", "clustering", "ingest", "search")
 TIME_UNITS = {"nanos": 1e-9, "micros": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _TIME_VALUE = re.compile(r"^(\d+(?:\.\d+)?)(nanos|micros|ms|s|m|h|d)$")
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 async def read_json_object(request: Request) -> dict[str, Any]:
     raw = await request.body()
     if not raw.strip():
         raise ApiError(400, "parse_exception", "request body is required")
-    try:
-        body = json.loads(raw)
+    try:  # a large body is parsed off the event loop, which keeps answering meanwhile
+        body = json.loads(raw) if len(raw) < OFF_LOOP_BYTES else await asyncio.to_thread(json.loads, raw)
     except json.JSONDecodeError as error:
         raise parse_failure(f"[{error.lineno}:{error.colno}] {error.msg}") from None
     except UnicodeDecodeError:
@@ -50,12 +51,17 @@ def input_texts(body: dict[str, Any], request_name: str) -> list[str]:
 
 def _check_unicode(text: str, index: int) -> None:
     """JSON's ``\\ud800`` escapes decode to lone surrogates, which are not text: no tokenizer
-    takes them (it fails with a type error), so say which input and where, as a 400."""
-    surrogate = _LONE_SURROGATE.search(text)
-    if surrogate is not None:
+    takes them (it fails with a type error), so say which input and where, as a 400.
+    (UTF-8 encoding finds them at memory speed; a regular expression took 0.3 s on 9 MB,
+    all of it on the event loop.)"""
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
         raise validation_failed(
             f"Field [input] entry [{index}] is not valid Unicode: a lone surrogate "
-            f"[\\u{ord(surrogate.group()):04x}] at position [{surrogate.start()}]")
+            f"[\\u{ord(text[error.start]):04x}] at position [{error.start}]") from None
 
 
 def check_input_count(texts: list[str], max_inputs: int) -> None:

@@ -2,25 +2,23 @@
 
 ``PUT _inference/<task_type>/<inference_id>`` bodies are checked by the very function that
 checks ``configs/endpoints.yaml`` (``Endpoint.from_body``), so a mistake gets the same message
-over REST as at a pipeline's start-up. Every change rewrites the endpoints file atomically
-(a temporary file in the same directory, then ``os.replace``), in the shape
-``enrich run --endpoints FILE`` reads, so an endpoint made with PUT can enrich a corpus and
-survives a restart.
+over REST as at a pipeline's start-up. Every change rewrites the endpoint store's file
+atomically (``inference/endpoint_store.py``), the one every ``enrich`` command reads, so an
+endpoint made with PUT can enrich a corpus and survives a restart. Which models a body may
+name is ``model_sources.py``'s to say.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-import yaml
-
-from inference_enrich.inference import Endpoint, EndpointConfigError, load_endpoints
-from inference_enrich.inference.secrets import is_secret_name, masked, reveal
+from inference_enrich.inference import Endpoint, EndpointConfigError
+from inference_enrich.inference.endpoint_store import load_store, packaged_endpoints, write_store
+from inference_enrich.inference.secrets import is_secret_name, masked
+from inference_enrich.server.model_sources import ModelRoots, check_body_models
 from inference_enrich.server.errors import (
     ApiError,
     bad_request,
@@ -53,12 +51,17 @@ def check_inference_id(inference_id: str) -> None:
         )
 
 
-def endpoint_from_body(inference_id: str, body: Any, task_type: str | None) -> Endpoint:
+def endpoint_from_body(inference_id: str, body: Any, task_type: str | None,
+                       roots: ModelRoots | None = None) -> Endpoint:
     """A PUT body (``service``, ``service_settings``, ``task_settings``, ``chunking_settings``)
     as a validated endpoint, by the endpoints file's own rules and messages. ``task_type``
-    comes from the path or, when the path has none, the body."""
+    comes from the path or, when the path has none, the body. With ``roots`` (a client's
+    body, not the operator's file), a local model must be one the operator allows; this is
+    checked before anything looks at the disk."""
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object", "parse_exception")
+    if roots is not None:
+        check_body_models(body, roots)
     try:
         return Endpoint.from_body(inference_id, body, task_type, source="request body")
     except EndpointConfigError as error:
@@ -83,7 +86,7 @@ def with_task_settings(endpoint: Endpoint, overrides: Any) -> Endpoint:
     return endpoint_from_body(endpoint.inference_id, body, None)
 
 
-def updated_endpoint(endpoint: Endpoint, changes: Any) -> Endpoint:
+def updated_endpoint(endpoint: Endpoint, changes: Any, roots: ModelRoots) -> Endpoint:
     """``PUT _inference/<id>/_update``: settings sections merged key by key, then validated."""
     if not isinstance(changes, dict):
         raise bad_request("The request body must be a JSON object", "parse_exception")
@@ -98,20 +101,24 @@ def updated_endpoint(endpoint: Endpoint, changes: Any) -> Endpoint:
     body = endpoint.to_body()
     for key, value in changes.items():
         body[key] = {**body.get(key, {}), **value}
-    return endpoint_from_body(endpoint.inference_id, body, None)
+    return endpoint_from_body(endpoint.inference_id, body, None,
+                              roots if "model_id" in changes.get("service_settings", {}) else None)
 
 
 class EndpointStore:
-    """The endpoints of one YAML file, changed only through PUT, ``_update`` and DELETE.
+    """The endpoint store (``inference/endpoint_store.py``: the packaged endpoints under one
+    YAML file), changed only through PUT, ``_update`` and DELETE.
 
-    A missing file starts as the packaged endpoints and is created at the first change. Reads
-    are plain dict lookups on the event loop; changes are serialised by a lock and the dict
-    is replaced only after the file was written, so a failed write changes nothing.
+    Reads are plain dict lookups on the event loop; changes are serialised by a lock and the
+    dict is replaced only after the file was written, so a failed write changes nothing. A
+    packaged endpoint cannot be deleted (it would come back at the next start); ``_update``
+    shadows it with the updated copy.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._endpoints = _read(path)
+        self._packaged = packaged_endpoints()
+        self._endpoints = {e.inference_id: e for e in load_store(path, must_exist=False)}
         self._lock = asyncio.Lock()
 
     def __len__(self) -> int:
@@ -146,55 +153,14 @@ class EndpointStore:
     async def delete(self, inference_id: str) -> Endpoint:
         async with self._lock:
             endpoint = self.get(inference_id)
+            if inference_id in self._packaged:
+                raise bad_request(f"Inference endpoint [{inference_id}] is a packaged endpoint and cannot be "
+                                  "deleted (it is part of every store); _update changes it")
             await self._commit({k: v for k, v in self._endpoints.items() if k != inference_id})
             return endpoint
 
     async def _commit(self, endpoints: dict[str, Endpoint]) -> None:
-        await asyncio.to_thread(write_endpoints, self.path, endpoints)
+        await asyncio.to_thread(write_store, self.path, endpoints)
         self._endpoints = endpoints
 
 
-def _read(path: Path) -> dict[str, Endpoint]:
-    """The endpoints in ``path``; the packaged ones while it does not exist; none for the
-    ``endpoints: {}`` left behind by deleting every endpoint (which the loader, rightly for
-    a pipeline, refuses)."""
-    try:
-        registry = load_endpoints(path if path.exists() else None)
-    except EndpointConfigError:
-        if _holds_no_endpoints(path):
-            return {}
-        raise
-    return {endpoint.inference_id: endpoint for endpoint in registry}
-
-
-def _holds_no_endpoints(path: Path) -> bool:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8")) == {"endpoints": {}}
-    except (OSError, yaml.YAMLError):
-        return False
-
-
-def write_endpoints(path: Path, endpoints: Mapping[str, Endpoint]) -> None:
-    """Write ``endpoints`` to ``path`` in the endpoints-file format, atomically."""
-    # The file holds the credentials given in endpoint bodies, as the config file it replaces
-    # did (mkstemp creates it readable by its owner only); GET leaves them out.
-    document = {"endpoints": {key: reveal(endpoint.to_body()) for key, endpoint in endpoints.items()}}
-    text = ("# Inference endpoints written by `enrich serve` (PUT/DELETE _inference); the format\n"
-            "# of configs/endpoints.yaml, usable with `enrich run --endpoints FILE`.\n"
-            + yaml.safe_dump(document, sort_keys=False))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)  # the rename itself survives a crash
-    finally:
-        os.close(directory)

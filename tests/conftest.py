@@ -3,12 +3,20 @@ computations our runtimes must reproduce."""
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
 import torch
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 from inference_enrich.inference import load_endpoints, load_runtime
 from inference_enrich.inference.models import resolve_model_path
+
+# The endpoint store every command reads (inference/endpoint_store.py) lives in a directory
+# of this session's own, for this process and every server or CLI a test starts: no test
+# reads or writes the user's real ~/.config/inference-enrich.
+os.environ["ENRICH_HOME"] = tempfile.mkdtemp(prefix="enrich-home-")
 
 SEED_TEXT = "The sky above the port was the color of television tuned to a dead channel."
 

@@ -41,16 +41,21 @@ class ServerProcess:
 
 @contextmanager
 def enrich_server(work: Path, *args: str, env: dict[str, str] | None = None,
-                  endpoints: Path | None = None) -> Iterator[ServerProcess]:
-    """``enrich serve`` with its endpoints file in ``work`` (unless given) and its log in
+                  endpoints: Path | None = None, store: bool = False) -> Iterator[ServerProcess]:
+    """``enrich serve`` with its endpoints file in ``work`` (unless given; with ``store``,
+    the default endpoint store under ``$ENRICH_HOME``) and its log in
     ``work/serve-<port>.log``; stopped with SIGTERM on exit."""
     port = free_port()
+    environment = {**os.environ, **(env or {})}
+    if store:
+        endpoints = Path(environment["ENRICH_HOME"]) / "endpoints.yaml"
     endpoints = endpoints or work / "endpoints.yaml"
+    where = [] if store else ["--endpoints", str(endpoints)]
     log = work / f"serve-{port}.log"
     with log.open("wb") as log_file:
         process = subprocess.Popen(
-            [*SERVE, "--port", str(port), "--endpoints", str(endpoints), *args],
-            stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+            [*SERVE, "--port", str(port), *where, *args],
+            stdout=log_file, stderr=subprocess.STDOUT, env=environment,
         )
     server = ServerProcess(f"http://127.0.0.1:{port}", endpoints, log, process)
     try:

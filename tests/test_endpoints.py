@@ -13,7 +13,8 @@ from inference_enrich.inference import (
     UnknownEndpointError,
     load_endpoints,
 )
-from inference_enrich.inference.endpoints import Endpoint, default_endpoints_path
+from inference_enrich.inference.endpoint_store import store_path
+from inference_enrich.inference.endpoints import Endpoint, default_endpoints_path, read_endpoints_file
 
 
 def write(tmp_path, body: str):
@@ -28,7 +29,8 @@ def test_packaged_endpoints_match_the_documented_ones(endpoints):
     assert (elser.task_type, elser.service, elser.model_id) == ("sparse_embedding", "transformers", "splade-tiny")
     assert elser.service_settings["max_sequence_length"] == 512
     assert (minilm.task_type, minilm.model_id) == ("text_embedding", "all-minilm-l6-v2")
-    assert endpoints.source == str(default_endpoints_path())
+    assert endpoints.source == f"{store_path()} (not written yet) over the packaged endpoints"
+    assert [e.inference_id for e in endpoints] == [e.inference_id for e in read_endpoints_file(default_endpoints_path())]
 
 
 VALID = """\

@@ -231,12 +231,12 @@ def test_client_raises_elasticsearch_errors(es):
     assert "Incompatible task_type" in wrong.value.body["error"]["reason"]
 
 
-def test_model_that_cannot_load_is_refused_at_put(server, es, tmp_path):
+def test_a_directory_outside_every_model_root_is_refused_at_put(server, es, tmp_path):
     with pytest.raises(BadRequestError) as refused:
         es.inference.put(task_type="sparse_embedding", inference_id="empty-dir",
                          inference_config={"service": "transformers",
                                            "service_settings": {"model_id": str(tmp_path)}})
-    assert "Could not load the model of [empty-dir]" in refused.value.body["error"]["reason"]
+    assert "is not a model this server may load" in refused.value.body["error"]["reason"]
     with pytest.raises(NotFoundError):
         es.inference.get(inference_id="empty-dir")
 
@@ -544,7 +544,11 @@ def test_time_values(value, seconds):
     assert parse_time_value(value, 30.0) == seconds
 
 
-def test_store_with_every_endpoint_deleted_loads_empty(tmp_path):
+def test_store_with_every_own_endpoint_deleted_holds_the_packaged_ones(tmp_path, endpoints):
     path = tmp_path / "endpoints.yaml"
     path.write_text("endpoints: {}\n")
-    assert len(EndpointStore(path)) == 0
+    assert [e.inference_id for e in EndpointStore(path).list()] == sorted(e.inference_id for e in endpoints)
+
+
+def test_open_mode_says_so_at_start(server):
+    assert "API keys off: open local mode" in server.log.read_text()

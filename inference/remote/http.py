@@ -122,13 +122,30 @@ class RemoteClient:
         self._loop = asyncio.new_event_loop()
         self._semaphore: asyncio.Semaphore | None = None
         self._session: aiohttp.ClientSession | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
+        self._thread = threading.Thread(target=self._run_loop, daemon=True,
                                         name=f"remote-{name}")
         self._thread.start()
 
     def submit(self, coroutine: Coroutine) -> Future:
         """Run ``coroutine`` on this client's loop; its result in a thread-safe future."""
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+
+    def _run_loop(self) -> None:
+        self._loop.run_forever()
+        self._loop.close()  # after close(): the loop has stopped
+
+    def close(self) -> None:
+        """Finish the requests in flight, close the session, end the loop's thread (without
+        waiting for it: callers may be on an event loop)."""
+        asyncio.run_coroutine_threadsafe(self._shut_down(), self._loop)
+
+    async def _shut_down(self) -> None:
+        others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        await asyncio.gather(*others, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+        await self._loop.shutdown_default_executor()  # the resolver's threads
+        self._loop.call_soon(self._loop.stop)
 
     async def post_json(self, url: str, body: Any, headers: Mapping[str, str], stats: CallStats,
                         retry_connection_errors: bool = True) -> HttpAnswer:
@@ -214,11 +231,29 @@ _CLIENTS: dict[str, RemoteClient] = {}
 _CLIENTS_LOCK = threading.Lock()
 
 
+_USERS: dict[int, int] = {}  # id(client) -> runtimes holding it
+
+
 def client_for(key: str, name: str, settings: ClientSettings) -> RemoteClient:
     """The process's client for the remote service ``key`` (built on first use; a process
-    forked from one that had it builds its own, as threads do not survive a fork)."""
+    forked from one that had it builds its own, as threads do not survive a fork). Callers
+    that end (``enrich serve``'s endpoints) give it back with ``release_client``."""
     with _CLIENTS_LOCK:
         client = _CLIENTS.get(key)
         if client is None or client.pid != os.getpid() or client.settings != settings:
             client = _CLIENTS[key] = RemoteClient(name, settings)
+        _USERS[id(client)] = _USERS.get(id(client), 0) + 1
         return client
+
+
+def release_client(key: str, client: RemoteClient) -> None:
+    """One user of ``client`` is done; the last one closes it (its thread and session)."""
+    with _CLIENTS_LOCK:
+        users = _USERS.get(id(client), 1) - 1
+        if users > 0:
+            _USERS[id(client)] = users
+            return
+        _USERS.pop(id(client), None)
+        if _CLIENTS.get(key) is client:
+            del _CLIENTS[key]
+    client.close()

@@ -33,6 +33,7 @@ from inference_enrich.inference.remote.http import (
     ClientSettings,
     RemoteClient,
     client_for,
+    release_client,
     error_message,
 )
 from inference_enrich.inference.remote.openai import OpenAIEmbeddings
@@ -92,8 +93,9 @@ class RemoteRuntime:
             raise EndpointConfigError(
                 f"endpoint '{endpoint.inference_id}': service_settings.{error}") from None
         self.max_inputs_per_request = settings.max_inputs_per_request
+        self._client_key = _client_key(endpoint)
         self._client: RemoteClient = client_for(
-            _client_key(endpoint), self._wire.name,
+            self._client_key, self._wire.name,
             ClientSettings(
                 requests_per_minute=settings.requests_per_minute(endpoint.service),
                 max_concurrent_requests=settings.max_concurrent_requests,
@@ -108,6 +110,10 @@ class RemoteRuntime:
     @property
     def name(self) -> str:
         return self._wire.name
+
+    def close(self) -> None:
+        """Give the shared client back (the last runtime using it closes it)."""
+        release_client(self._client_key, self._client)
 
     def submit(self, texts: Sequence[str]) -> Future:
         """A future of the ``RemoteOutcome`` of ``texts`` (raises ``RemoteServiceError``)."""
