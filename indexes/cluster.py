@@ -14,7 +14,7 @@ that cannot be reached at all when the index is created, counted or searched (wh
 naming the cluster and the cause, instead of the client's nested tracebacks.
 
 A chunked index maps the output field as ``nested``: one nested document per chunk, with its
-offsets (stored, not indexed) and its embedding. A search wraps the sparse query in a
+offsets (stored, not indexed) and its embedding. A search wraps the vector query (sparse, or kNN) in a
 ``nested`` query with ``score_mode: max``, so a document scores its best chunk and comes back
 once, and asks for that chunk with ``inner_hits`` (size 1). The chunk is read by its position
 (``_nested.offset``) from the document's own ``_source``, which carries every chunk's offsets
@@ -41,9 +41,11 @@ from inference_enrich.indexes.base import (
     Hit,
     IndexSpec,
     IndexUnreachable,
+    QueryVector,
+    mismatch_error,
 )
 from inference_enrich.indexes.settings import DEFAULT_URLS, IndexSettings
-from inference_enrich.inference.results import SPARSE_EMBEDDING
+from inference_enrich.inference.results import SPARSE_EMBEDDING, TEXT_EMBEDDING
 
 RETRY_ON_STATUS = (429, 500, 502, 503, 504)
 RETRY_ITEM_STATUS = (429, 502, 503, 504)
@@ -72,6 +74,8 @@ class ClusterIndex:
     sparse_field_type = ""
     engine = ""
     connection_errors: tuple[type[Exception], ...] = ()  # the client's "could not connect"
+    not_found_errors: tuple[type[Exception], ...] = ()  # the client's 404
+    bad_request_errors: tuple[type[Exception], ...] = ()  # the client's 400
     item_retries = MAX_RETRIES
     initial_backoff = 1.0  # seconds; doubled per retry up to max_backoff
     max_backoff = 30.0
@@ -94,6 +98,10 @@ class ClusterIndex:
         raise NotImplementedError
 
     def sparse_query(self, query_vector: dict[str, float], field: str) -> dict:
+        raise NotImplementedError
+
+    def knn_query(self, query_vector: list[float], field: str, top_k: int) -> dict:
+        """The engine's kNN query for the ``top_k`` nearest dense vectors in ``field``."""
         raise NotImplementedError
 
     # -- shared behaviour ----------------------------------------------------------------
@@ -212,41 +220,82 @@ class ClusterIndex:
             error = None if ok else json.dumps(result.get("error"), ensure_ascii=False)
             yield str(result["_id"]), int(result.get("status", 500)), error
 
-    def search(self, query_vector: dict[str, float], field: str | None, top_k: int) -> list[Hit]:
+    def search(self, query_vector: QueryVector, field: str | None, top_k: int) -> list[Hit]:
         field = field or DEFAULT_OUTPUT_FIELD
-        with self._reaching():
-            if self._field_mapping(field).get("type") == "nested":
-                return self._search_chunks(query_vector, field, top_k)
-            response = self._client.search(
-                index=self._name,
-                body={"query": self.sparse_query(query_vector, field), "size": top_k,
-                      "_source": {"excludes": [field]}},
-            )
-        return [
-            Hit(str(hit["_id"]), float(hit["_score"]), hit.get("_source", {}))
-            for hit in response["hits"]["hits"]
-        ]
+        with self._reaching(), self._searching():
+            query, chunked = self.semantic_query(query_vector, field, top_k)
+            response = self._client.search(index=self._name, body={
+                "query": query, "size": top_k, "_source": {"excludes": [self._vectors(field, chunked)]}})
+        return self._hits(response, field, chunked)
 
-    def _search_chunks(self, query_vector: dict[str, float], field: str, top_k: int) -> list[Hit]:
-        """Documents ranked by their best chunk, each once, with that chunk's offsets."""
-        query = {"nested": {
+    def semantic_query(self, query_vector: QueryVector, field: str, top_k: int) -> tuple[dict, bool]:
+        """The query for ``query_vector`` on ``field`` and whether the field is chunked, after
+        checking that the field holds embeddings of the query's kind and size. Over chunks it
+        is a ``nested`` query with ``score_mode: max`` and the best chunk as ``inner_hits``."""
+        mapping = self._field_mapping(field)
+        chunked = mapping.get("type") == "nested"
+        self._check_query(field, mapping.get("properties", {}).get(CHUNK_EMBEDDING, {}) if chunked else mapping,
+                          query_vector)
+        if not chunked:
+            return self.vector_query(query_vector, field, top_k), False
+        return {"nested": {
             "path": field,
-            "query": self.sparse_query(query_vector, f"{field}.{CHUNK_EMBEDDING}"),
+            "query": self.vector_query(query_vector, f"{field}.{CHUNK_EMBEDDING}", top_k),
             "score_mode": "max",
             "inner_hits": {"size": 1, "_source": False},
-        }}
-        response = self._client.search(
-            index=self._name,
-            body={"query": query, "size": top_k, "_source": {"excludes": [f"{field}.{CHUNK_EMBEDDING}"]}},
-        )
+        }}, True
+
+    def vector_query(self, query_vector: QueryVector, field: str, top_k: int) -> dict:
+        if isinstance(query_vector, dict):
+            return self.sparse_query(query_vector, field)
+        return self.knn_query(query_vector, field, top_k)
+
+    def _check_query(self, field: str, embedding_mapping: dict, query_vector: QueryVector) -> None:
+        where = f"{self.engine} index '{self._name}' field '{field}'"
+        held_type = embedding_mapping.get("type")
+        if held_type is None:
+            raise ValueError(f"{self.engine} index '{self._name}' has no embedding field '{field}' "
+                             "(--output-field names the field the index was written with)")
+        held = SPARSE_EMBEDDING if held_type == self.sparse_field_type else TEXT_EMBEDDING
+        error = mismatch_error(where, held, query_vector)
+        if error is not None:
+            raise error
+        dims = embedding_mapping.get("dims") or embedding_mapping.get("dimension")
+        if held == TEXT_EMBEDDING and dims and int(dims) != len(query_vector):
+            raise ValueError(f"{where} holds {dims}-dimensional vectors; the query's has "
+                             f"{len(query_vector)}: search it with the endpoint it was written with")
+
+    @staticmethod
+    def _vectors(field: str, chunked: bool) -> str:
+        """The source path of the stored embeddings, left out of hits."""
+        return f"{field}.{CHUNK_EMBEDDING}" if chunked else field
+
+    @contextmanager
+    def _searching(self) -> Iterator[None]:
+        """A missing index or a query the server refuses (a kNN query on a server without
+        kNN, say) becomes one ``ValueError`` line with the server's reason."""
+        try:
+            yield
+        except self.not_found_errors as error:
+            raise ValueError(f"{self._settings.describe()} does not exist: {_reason(error)}") from None
+        except self.bad_request_errors as error:
+            raise ValueError(f"{self._settings.describe()} refused the search: {_reason(error)}") from None
+
+    def _hits(self, response: dict, field: str, chunked: bool) -> list[Hit]:
+        """Hits of a search response. Over chunks the best chunk is read by its position
+        (``_nested.offset``) from the document's own ``_source``, which carries every chunk's
+        offsets; a hit without ``inner_hits`` (a fused one) names no chunk."""
         hits = []
         for hit in response["hits"]["hits"]:
             source = dict(hit.get("_source", {}))
-            chunks = source.pop(field, [])
-            (best,) = hit["inner_hits"][field]["hits"]["hits"]
-            chunk = chunks[best["_nested"]["offset"]]
-            hits.append(Hit(str(hit["_id"]), float(hit["_score"]), source,
-                            BestChunk(int(chunk[START_OFFSET]), int(chunk[END_OFFSET]))))
+            best_chunk = None
+            if chunked:
+                chunks = source.pop(field, [])
+                inner = hit.get("inner_hits", {}).get(field, {}).get("hits", {}).get("hits", [])
+                if inner:
+                    chunk = chunks[inner[0]["_nested"]["offset"]]
+                    best_chunk = BestChunk(int(chunk[START_OFFSET]), int(chunk[END_OFFSET]))
+            hits.append(Hit(str(hit["_id"]), float(hit["_score"] or 0.0), source, best_chunk))
         return hits
 
     def count(self) -> int:
@@ -256,6 +305,14 @@ class ClusterIndex:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _reason(error: Exception) -> str:
+    """The server's reason for an error answer, else the client's message."""
+    body = getattr(error, "body", None) or getattr(error, "info", None)
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return str(body["error"].get("reason") or body["error"].get("type"))
+    return str(error)
 
 
 def _described(mapping: dict) -> str:

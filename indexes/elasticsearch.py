@@ -1,11 +1,12 @@
-"""Elasticsearch: ``sparse_vector`` fields and the ``sparse_vector`` query (ES 8.15+)."""
+"""Elasticsearch: ``sparse_vector`` fields and the ``sparse_vector`` query (ES 8.15+);
+``dense_vector`` fields (cosine) and the ``knn`` query."""
 
 from __future__ import annotations
 
 from typing import Iterable, Iterator
 
 import elastic_transport
-from elasticsearch import Elasticsearch, helpers
+from elasticsearch import BadRequestError, Elasticsearch, NotFoundError, helpers
 
 from inference_enrich.indexes.cluster import MAX_RETRIES, RETRY_ON_STATUS, ClusterIndex
 from inference_enrich.indexes.settings import IndexSettings
@@ -16,6 +17,9 @@ class ElasticsearchIndex(ClusterIndex):
     sparse_field_type = "sparse_vector"
     engine = "Elasticsearch"
     connection_errors = (elastic_transport.ConnectionError,)  # TLS errors included
+    not_found_errors = (NotFoundError,)
+    bad_request_errors = (BadRequestError,)
+    num_candidates = 100  # per shard; at least top_k
 
     def connect(self, settings: IndexSettings, url: str) -> Elasticsearch:
         options: dict = {
@@ -42,3 +46,9 @@ class ElasticsearchIndex(ClusterIndex):
 
     def sparse_query(self, query_vector: dict[str, float], field: str) -> dict:
         return {"sparse_vector": {"field": field, "query_vector": query_vector}}
+
+    def knn_query(self, query_vector: list[float], field: str, top_k: int) -> dict:
+        """The ``knn`` query (ES 8.12+; inside ``nested`` it ranks documents by their best
+        chunk), which can stand where any query does: in a ``nested`` query or a retriever."""
+        return {"knn": {"field": field, "query_vector": query_vector, "k": top_k,
+                        "num_candidates": max(self.num_candidates, top_k)}}

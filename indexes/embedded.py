@@ -41,6 +41,8 @@ from inference_enrich.indexes.base import (
     BulkOutcome,
     Hit,
     IndexSpec,
+    QueryVector,
+    mismatch_error,
 )
 from inference_enrich.inference.results import SPARSE_EMBEDDING
 
@@ -143,19 +145,24 @@ class EmbeddedIndex:
             yield BulkOutcome(doc_id)
         yield from rejected
 
-    def search(self, query_vector: dict[str, float], field: str | None, top_k: int) -> list[Hit]:
-        spec = self._known_spec()
-        if spec is None:
-            raise ValueError(f"no embedded index at {self._path}: run a job with --sink embedded first")
-        if field is not None and field != spec.output_field:
-            raise ValueError(f"the embedded index {self._path} holds its embeddings in "
-                             f"'{spec.output_field}', not '{field}'")
-        field = spec.output_field
-        vocabulary = self._read_vocabulary()
-        known = [(vocabulary[t], w) for t, w in query_vector.items() if t in vocabulary]
-        if not known:
-            return []
-        query = qe.Query.Nearest(qe.SparseVector([i for i, _ in known], [w for _, w in known]), using=field)
+    def search(self, query_vector: QueryVector, field: str | None, top_k: int) -> list[Hit]:
+        spec = self._searchable_spec(field)
+        error = mismatch_error(f"the embedded index {self._path}", spec.task_type, query_vector)
+        if error is not None:
+            raise error
+        if isinstance(query_vector, dict):
+            vocabulary = self._read_vocabulary()
+            known = [(vocabulary[t], w) for t, w in query_vector.items() if t in vocabulary]
+            if not known:
+                return []
+            vector: Any = qe.SparseVector([i for i, _ in known], [w for _, w in known])
+        else:
+            if len(query_vector) != spec.dims:
+                raise ValueError(f"the embedded index {self._path} holds {spec.dims}-dimensional vectors; "
+                                 f"the query's has {len(query_vector)}: search it with the endpoint it was "
+                                 "written with")
+            vector = [float(v) for v in query_vector]
+        query = qe.Query.Nearest(vector, using=spec.output_field)
         shard = self._open()
         try:
             if spec.chunked:
@@ -168,6 +175,16 @@ class EmbeddedIndex:
             payload = dict(point.payload or {})
             hits.append(Hit(str(payload.pop(DOC_ID_KEY, point.id)), float(point.score), payload))
         return hits
+
+    def _searchable_spec(self, field: str | None) -> IndexSpec:
+        """The index's spec, after checking there is an index and ``field`` is its field."""
+        spec = self._known_spec()
+        if spec is None:
+            raise ValueError(f"no embedded index at {self._path}: run a job with --sink embedded first")
+        if field is not None and field != spec.output_field:
+            raise ValueError(f"the embedded index {self._path} holds its embeddings in "
+                             f"'{spec.output_field}', not '{field}'")
+        return spec
 
     def count(self) -> int:
         spec = self._known_spec()

@@ -1,5 +1,6 @@
 """OpenSearch: ``rank_features`` fields, searched with one linear ``rank_feature`` clause per
-query token, whose summed score is the dot product (OpenSearch has no ``sparse_vector``)."""
+query token, whose summed score is the dot product (OpenSearch has no ``sparse_vector``);
+``knn_vector`` fields, searched with the k-NN plugin's ``knn`` query."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Iterable, Iterator
 
 from opensearchpy import OpenSearch, helpers
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
+from opensearchpy.exceptions import NotFoundError, RequestError
 
 from inference_enrich.indexes.cluster import MAX_RETRIES, RETRY_ON_STATUS, ClusterIndex
 from inference_enrich.indexes.settings import IndexSettings
@@ -17,6 +19,8 @@ class OpenSearchIndex(ClusterIndex):
     sparse_field_type = "rank_features"
     engine = "OpenSearch"
     connection_errors = (OpenSearchConnectionError,)  # SSLError and ConnectionTimeout included
+    not_found_errors = (NotFoundError,)
+    bad_request_errors = (RequestError,)
 
     def connect(self, settings: IndexSettings, url: str) -> OpenSearch:
         options: dict = {
@@ -48,3 +52,8 @@ class OpenSearchIndex(ClusterIndex):
                 ]
             }
         }
+
+    def knn_query(self, query_vector: list[float], field: str, top_k: int) -> dict:
+        """The k-NN plugin's ``knn`` query. A server without the plugin refuses it (osmem-server
+        does: "[knn] query is not supported"); the search then fails with that reason."""
+        return {"knn": {field: {"vector": query_vector, "k": top_k}}}

@@ -92,10 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     search = commands.add_parser(
         "search",
-        help="search an index written by 'enrich run' with a query expanded by the endpoint",
-        description="Expand QUERY with the sparse endpoint and return the top hits by dot "
-        "product: Elasticsearch sparse_vector query, OpenSearch rank_feature clauses, or the "
-        "embedded index's sparse search. Over a chunked index each document comes once, "
+        help="search an index written by 'enrich run' with a query embedded by the endpoint",
+        description="Embed QUERY with the endpoint the index was written with and return the "
+        "top hits: for a sparse endpoint by dot product (Elasticsearch sparse_vector query, "
+        "OpenSearch rank_feature clauses, the embedded index's sparse search), for a "
+        "text_embedding endpoint by kNN (Elasticsearch and OpenSearch knn query, the embedded "
+        "index's exact search). Over a chunked index each document comes once, "
         "scored by its best chunk, whose offsets and text are shown. Credentials: "
         "--api-key-file / --password-file, or ES_API_KEY, ES_USERNAME/ES_PASSWORD, "
         "OPENSEARCH_USERNAME/OPENSEARCH_PASSWORD.",
@@ -108,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_setting_flags(search, SEARCH_INDEX_SETTINGS)
     search.add_argument("--top-k", "--top_k", dest="top_k", type=int, default=10, metavar="K")
     search.add_argument("--inference-id", "--inference_id", dest="inference_id",
-                        default="my-elser-model", metavar="ID", help="sparse endpoint (default: my-elser-model)")
+                        default="my-elser-model", metavar="ID", help="the sparse or text_embedding endpoint the index was "
+                        "written with (default: my-elser-model)")
     search.add_argument("--output-field", "--output_field", dest="output_field", default=None,
                         metavar="F", help="the indexed embedding field (default: the one the "
                         "embedded index was written with, else embedding)")
