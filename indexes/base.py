@@ -121,6 +121,17 @@ class SearchIndex(Protocol):
         with (``DEFAULT_OUTPUT_FIELD`` where the index cannot tell). In a chunked index a
         document scores its best chunk, comes back once, and its hit names that chunk."""
 
+    def search_text(self, text: str, text_field: str, field: str | None, top_k: int) -> list[Hit]:
+        """Top ``top_k`` documents by BM25 of ``text`` over ``text_field`` (the engine's own
+        ``match`` query; bm25s in the embedded index); only documents sharing a word with
+        ``text``. ``field``: the embedding field, left out of the hits' sources."""
+
+    def search_hybrid(self, text: str, query_vector: QueryVector, text_field: str, field: str | None,
+                      top_k: int, rank_window_size: int, rank_constant: int) -> list[Hit]:
+        """``search_text`` and ``search`` fused by reciprocal rank fusion with the semantics of
+        Elasticsearch's ``rrf`` retriever (see ``indexes/fusion.py``): the engine's own where it
+        has one, ours otherwise. Hits' scores are RRF scores."""
+
     def count(self) -> int:
         """Documents (not chunks) in the index (after making recent writes visible)."""
 

@@ -44,6 +44,7 @@ from inference_enrich.indexes.base import (
     QueryVector,
     mismatch_error,
 )
+from inference_enrich.indexes.fusion import RANK_CONSTANT, hybrid_by_fusion
 from inference_enrich.indexes.settings import DEFAULT_URLS, IndexSettings
 from inference_enrich.inference.results import SPARSE_EMBEDDING, TEXT_EMBEDDING
 
@@ -227,6 +228,22 @@ class ClusterIndex:
             response = self._client.search(index=self._name, body={
                 "query": query, "size": top_k, "_source": {"excludes": [self._vectors(field, chunked)]}})
         return self._hits(response, field, chunked)
+
+    def search_text(self, text: str, text_field: str, field: str | None, top_k: int) -> list[Hit]:
+        field = field or DEFAULT_OUTPUT_FIELD
+        with self._reaching(), self._searching():
+            chunked = self._field_mapping(field).get("type") == "nested"
+            response = self._client.search(index=self._name, body={
+                "query": {"match": {text_field: text}}, "size": top_k,
+                "_source": {"excludes": [self._vectors(field, chunked)]}})
+        return self._hits(response, field, chunked)
+
+    def search_hybrid(self, text: str, query_vector: QueryVector, text_field: str, field: str | None,
+                      top_k: int, rank_window_size: int, rank_constant: int = RANK_CONSTANT) -> list[Hit]:
+        """Our fusion of a ``match`` and a vector search (OpenSearch's own hybrid query needs a
+        search pipeline made beforehand; osmem-server has neither)."""
+        return hybrid_by_fusion(self, text, query_vector, text_field, field, top_k, rank_window_size,
+                                rank_constant)
 
     def semantic_query(self, query_vector: QueryVector, field: str, top_k: int) -> tuple[dict, bool]:
         """The query for ``query_vector`` on ``field`` and whether the field is chunked, after

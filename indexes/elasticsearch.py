@@ -8,7 +8,9 @@ from typing import Iterable, Iterator
 import elastic_transport
 from elasticsearch import BadRequestError, Elasticsearch, NotFoundError, helpers
 
+from inference_enrich.indexes.base import DEFAULT_OUTPUT_FIELD, Hit, QueryVector
 from inference_enrich.indexes.cluster import MAX_RETRIES, RETRY_ON_STATUS, ClusterIndex
+from inference_enrich.indexes.fusion import RANK_CONSTANT
 from inference_enrich.indexes.settings import IndexSettings
 from inference_enrich.inference.secrets import reveal
 
@@ -52,3 +54,18 @@ class ElasticsearchIndex(ClusterIndex):
         chunk), which can stand where any query does: in a ``nested`` query or a retriever."""
         return {"knn": {"field": field, "query_vector": query_vector, "k": top_k,
                         "num_candidates": max(self.num_candidates, top_k)}}
+
+    def search_hybrid(self, text: str, query_vector: QueryVector, text_field: str, field: str | None,
+                      top_k: int, rank_window_size: int, rank_constant: int = RANK_CONSTANT) -> list[Hit]:
+        """Elasticsearch's own ``rrf`` retriever over a ``match`` query and the vector query.
+        (Hits of a chunked index name no best chunk: ``inner_hits`` do not pass through it.)"""
+        field = field or DEFAULT_OUTPUT_FIELD
+        window = max(rank_window_size, top_k)
+        with self._reaching(), self._searching():
+            semantic, chunked = self.semantic_query(query_vector, field, window)
+            retrievers = [{"standard": {"query": {"match": {text_field: text}}}}, {"standard": {"query": semantic}}]
+            response = self._client.search(index=self._name, body={
+                "retriever": {"rrf": {"retrievers": retrievers, "rank_constant": rank_constant,
+                                      "rank_window_size": window}},
+                "size": top_k, "_source": {"excludes": [self._vectors(field, chunked)]}})
+        return self._hits(response, field, chunked)

@@ -7,6 +7,7 @@ from typing import Any
 
 from inference_enrich.indexes import Hit, IndexSettings, open_index
 from inference_enrich.indexes.base import QueryVector, index_safe_tokens
+from inference_enrich.indexes.fusion import RANK_CONSTANT
 from inference_enrich.inference import Endpoint, infer_texts, load_runtime
 from inference_enrich.inference.results import SPARSE_EMBEDDING, TEXT_EMBEDDING
 
@@ -30,20 +31,59 @@ def embed_query(endpoint: Endpoint, runtime: Any, query: str) -> QueryVector:
     return list(embedded.embedding)
 
 
+SEARCH_MODES = ("semantic", "bm25", "hybrid")
+"""semantic: the endpoint's embeddings; bm25: the text alone; hybrid: both, fused by RRF."""
+
+
+class Searcher:
+    """One opened index and the endpoint that embeds queries for it (loaded at the first
+    query that needs it): what `enrich search` asks once and `enrich eval` asks per query."""
+
+    def __init__(self, settings: IndexSettings, endpoint: Endpoint, field: str | None = None,
+                 text_field: str = "text") -> None:
+        require_searchable(endpoint)
+        self._endpoint, self._field, self._text_field = endpoint, field, text_field
+        self._runtime: Any = None
+        self._index = open_index(settings)
+
+    def search(self, query: str, top_k: int, mode: str = "semantic", rank_window_size: int | None = None,
+               rank_constant: int = RANK_CONSTANT) -> list[Hit]:
+        """Top ``top_k`` hits for ``query`` by ``mode`` (one of ``SEARCH_MODES``); hybrid fuses
+        the first ``rank_window_size`` (default: ``top_k``) hits of each, as Elasticsearch's
+        ``rrf`` retriever does."""
+        if top_k < 1:
+            raise ValueError("--top-k must be positive")
+        if mode == "bm25":
+            return self._index.search_text(query, self._text_field, self._field, top_k)
+        if mode not in SEARCH_MODES:
+            raise ValueError(f"unknown search mode '{mode}' (known: {', '.join(SEARCH_MODES)})")
+        if self._runtime is None:
+            self._runtime = load_runtime(self._endpoint)
+        vector = embed_query(self._endpoint, self._runtime, query)
+        if mode == "semantic":
+            return self._index.search(vector, self._field, top_k)
+        return self._index.search_hybrid(query, vector, self._text_field, self._field, top_k,
+                                         rank_window_size or top_k, rank_constant)
+
+    def close(self) -> None:
+        self._index.close()
+
+    def __enter__(self) -> "Searcher":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def search_index(settings: IndexSettings, query: str, endpoint: Endpoint, field: str | None,
-                 top_k: int) -> list[Hit]:
-    """Top ``top_k`` hits for ``query``: by dot product with the indexed sparse vectors for a
-    sparse endpoint, by kNN over the indexed dense vectors for a text_embedding one. An index
-    holding the other kind of embedding is a one-line ``ValueError``.
+                 top_k: int, mode: str = "semantic", text_field: str = "text",
+                 rank_window_size: int | None = None) -> list[Hit]:
+    """Top ``top_k`` hits for ``query`` (see ``Searcher.search``). Semantically: by dot
+    product with the indexed sparse vectors for a sparse endpoint, by kNN over the indexed
+    dense vectors for a text_embedding one; an index holding the other kind of embedding is
+    a one-line ``ValueError``.
 
     Over a chunked index the hits are documents, each once, ranked by their best chunk, and
     each names that chunk (``Hit.best_chunk``, ``Hit.snippet``)."""
-    if top_k < 1:
-        raise ValueError("--top-k must be positive")
-    require_searchable(endpoint)
-    query_vector = embed_query(endpoint, load_runtime(endpoint), query)
-    index = open_index(settings)
-    try:
-        return index.search(query_vector, field, top_k)
-    finally:
-        index.close()
+    with Searcher(settings, endpoint, field, text_field) as searcher:
+        return searcher.search(query, top_k, mode, rank_window_size)

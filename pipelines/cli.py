@@ -33,7 +33,7 @@ from inference_enrich.pipelines.config import (
     flag,
     load_job_config,
 )
-from inference_enrich.indexes.query import search_index
+from inference_enrich.indexes.query import SEARCH_MODES, search_index
 from inference_enrich.pipelines.dry_run import format_translation, is_dry_run, translate_job
 from inference_enrich.pipelines.enrich import JobFailed, resolve_endpoint, run_job
 from inference_enrich.pipelines.summary import format_summary
@@ -116,7 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="F", help="the indexed embedding field (default: the one the "
                         "embedded index was written with, else embedding)")
     search.add_argument("--text-field", "--text_field", dest="text_field", default="text",
-                        metavar="F", help="the indexed text field, shown in hits (default: text)")
+                        metavar="F", help="the indexed text field, shown in hits and searched by bm25 and "
+                        "hybrid (default: text)")
+    search.add_argument("--mode", choices=SEARCH_MODES, default="semantic",
+                        help="semantic (default): the endpoint's embeddings; bm25: the text field "
+                        "alone; hybrid: both fused by reciprocal rank fusion (Elasticsearch's rrf "
+                        "retriever, rank_constant 60)")
+    search.add_argument("--rank-window-size", "--rank_window_size", dest="rank_window_size", type=int,
+                        default=None, metavar="N", help="hybrid: hits of each search fused (default: --top-k)")
     search.add_argument("--endpoints", metavar="FILE", help="endpoints YAML")
     search.add_argument("--json", action="store_true", help="print JSON")
 
@@ -266,7 +273,7 @@ def _search(args: argparse.Namespace) -> int:
     kind = args.sink or ("embedded" if "index_path" in given else "elasticsearch")
     settings = load_job_config(None, {**given, "sink": kind}).index_settings()
     hits = search_index(settings, args.query, load_endpoints(args.endpoints).get(args.inference_id),
-                        args.output_field, args.top_k)
+                        args.output_field, args.top_k, args.mode, args.text_field, args.rank_window_size)
     if args.json:
         print(json.dumps({"query": args.query, "index": settings.describe(),
                           "hits": [_hit_json(hit, args.text_field) for hit in hits]},
