@@ -316,7 +316,7 @@ class ClusterIndex:
         return hits
 
     def count(self) -> int:
-        with self._reaching():
+        with self._reaching(), self._searching():
             self._client.indices.refresh(index=self._name)
             return int(self._client.count(index=self._name)["count"])
 

@@ -34,6 +34,7 @@ from inference_enrich.pipelines.config import (
     load_job_config,
 )
 from inference_enrich.indexes.query import SEARCH_MODES, search_index
+from inference_enrich.pipelines.eval import EVAL_CONNECTION_SETTINGS, add_eval_command, run_eval
 from inference_enrich.pipelines.dry_run import format_translation, is_dry_run, translate_job
 from inference_enrich.pipelines.enrich import JobFailed, resolve_endpoint, run_job
 from inference_enrich.pipelines.summary import format_summary
@@ -143,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     endpoints.add_argument("--endpoints", metavar="FILE", help="endpoints YAML")
     endpoints.add_argument("--json", action="store_true", help="print JSON")
     add_serve_command(commands)
+    add_setting_flags(add_eval_command(commands), EVAL_CONNECTION_SETTINGS)
     return parser
 
 
@@ -214,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _search(args)
         if args.command == "serve":
             return run_serve(args)
+        if args.command == "eval":
+            return run_eval(args)
         return _endpoints(args)
     except JobFailed as error:
         outcome = {False: "its output was not published",
