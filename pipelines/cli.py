@@ -21,7 +21,7 @@ from pydantic.fields import FieldInfo
 
 from inference_enrich import __version__
 from inference_enrich.inference import InferenceEnrichError, load_endpoints, perform_inference
-from inference_enrich.inference.results import TASK_TYPES
+from inference_enrich.inference.results import RERANK, TASK_TYPES
 from inference_enrich.indexes import Hit
 from inference_enrich.indexes.base import IndexUnreachable
 from inference_enrich.inference.secrets import masked
@@ -124,7 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "alone; hybrid: both fused by reciprocal rank fusion (Elasticsearch's rrf "
                         "retriever, rank_constant 60)")
     search.add_argument("--rank-window-size", "--rank_window_size", dest="rank_window_size", type=int,
-                        default=None, metavar="N", help="hybrid: hits of each search fused (default: --top-k)")
+                        default=None, metavar="N", help="hybrid: hits of each search fused; with "
+                        "--rerank-id: hits reranked (default: --top-k)")
+    search.add_argument("--rerank-id", "--rerank_id", dest="rerank_id", default=None, metavar="ID",
+                        help="a rerank endpoint: rescore the top --rank-window-size hits against QUERY")
     search.add_argument("--endpoints", metavar="FILE", help="endpoints YAML")
     search.add_argument("--json", action="store_true", help="print JSON")
 
@@ -138,6 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("inference_id", metavar="INFERENCE_ID")
     infer.add_argument("text", metavar="TEXT", nargs="+")
     infer.add_argument("--endpoints", metavar="FILE", help="endpoints YAML")
+    infer.add_argument("--query", default=None, help="rerank: the query the TEXTs are ranked for")
+    infer.add_argument("--top-n", "--top_n", dest="top_n", type=int, default=None, metavar="N",
+                       help="rerank: keep the N most relevant (default: all)")
+    infer.add_argument("--return-documents", "--return_documents", dest="return_documents",
+                       action=argparse.BooleanOptionalAction, default=None,
+                       help="rerank: answer with each text (default: the endpoint's task_settings, else true)")
 
     endpoints = commands.add_parser("endpoints", help="list the configured inference endpoints",
                                     allow_abbrev=False)
@@ -267,7 +276,8 @@ def given_settings(args: argparse.Namespace, names: Iterable[str] = SETTINGS) ->
 
 def _infer(args: argparse.Namespace) -> int:
     endpoint = load_endpoints(args.endpoints).get(args.inference_id)
-    print(json.dumps(perform_inference(endpoint, args.task_type, args.text), indent=2))
+    print(json.dumps(perform_inference(endpoint, args.task_type, args.text, args.query, args.top_n,
+                                       args.return_documents), indent=2))
     return 0
 
 
@@ -276,8 +286,10 @@ def _search(args: argparse.Namespace) -> int:
     given = given_settings(args, SEARCH_INDEX_SETTINGS)
     kind = args.sink or ("embedded" if "index_path" in given else "elasticsearch")
     settings = load_job_config(None, {**given, "sink": kind}).index_settings()
-    hits = search_index(settings, args.query, load_endpoints(args.endpoints).get(args.inference_id),
-                        args.output_field, args.top_k, args.mode, args.text_field, args.rank_window_size)
+    registry = load_endpoints(args.endpoints)
+    reranker = registry.get(args.rerank_id, RERANK) if args.rerank_id else None
+    hits = search_index(settings, args.query, registry.get(args.inference_id), args.output_field, args.top_k,
+                        args.mode, args.text_field, args.rank_window_size, reranker)
     if args.json:
         print(json.dumps({"query": args.query, "index": settings.describe(),
                           "hits": [_hit_json(hit, args.text_field) for hit in hits]},
