@@ -41,6 +41,10 @@ def load_runtime(endpoint: Endpoint) -> ModelRuntime | RemoteRuntime:
     For a remote service, the client to it instead, checked with one request so a wrong URL
     or key fails here, at start-up (``RemoteServiceError``). Either runtime is safe to share
     between threads (see ``SharedRuntime``)."""
+    if is_remote(endpoint) and endpoint.task_type == RERANK:
+        from inference_enrich.inference.remote.rerank import RemoteReranker
+
+        return RemoteReranker(endpoint)
     if is_remote(endpoint):
         runtime = RemoteRuntime(endpoint)
         runtime.probe()

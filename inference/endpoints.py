@@ -51,6 +51,8 @@ from inference_enrich.inference.remote.settings import (
     OPENAI,
     ElasticsearchRemoteServiceSettings,
     NoTaskSettings,
+    RERANK_API,
+    RerankApiServiceSettings,
     OpenAIServiceSettings,
     OpenAITaskSettings,
 )
@@ -138,6 +140,7 @@ SERVICES: dict[str, Service] = {
     "transformers": Service(TransformersServiceSettings, TASK_TYPES),
     OPENAI: Service(OpenAIServiceSettings, (TEXT_EMBEDDING,), OpenAITaskSettings, chunks=False),
     ELASTICSEARCH_REMOTE: Service(ElasticsearchRemoteServiceSettings, TASK_TYPES, NoTaskSettings, chunks=False),
+    RERANK_API: Service(RerankApiServiceSettings, (RERANK,), chunks=False),
 }
 """service name -> Service. The remote ones are declared in ``inference/remote/settings.py``
 (credentials held as ``SecretStr``)."""
