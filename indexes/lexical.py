@@ -9,10 +9,13 @@ word with the query are returned, as with ``match``.
 
 from __future__ import annotations
 
+import logging
 from typing import Sequence
 
 import bm25s
 from bm25s.tokenization import Tokenizer
+
+logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
 
 K1, B = 1.2, 0.75
 """Elasticsearch's (Lucene's) BM25 defaults."""

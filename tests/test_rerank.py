@@ -142,3 +142,23 @@ def test_search_rerank_id_reorders_the_window(tmp_path, endpoints_file, cross_en
     assert [hit["score"] for hit in hits] == pytest.approx([scores[i] for i in expected], abs=1e-6)
     done = subprocess.run([*args, "--rerank-id", "my-elser-model"], capture_output=True, text=True)
     assert done.returncode == 2 and "Incompatible task_type" in done.stderr
+
+
+def test_serve_answers_rerank_in_elasticsearchs_shape(tmp_path, endpoints_file, cross_encoder_dir):
+    from serve_helpers import enrich_server, http
+
+    encoder = CrossEncoder(cross_encoder_dir, "tiny")
+    expected = [r.to_dict() for r in encoder.rerank(QUERY, DOCUMENTS, 2, False)]
+    with enrich_server(tmp_path, endpoints=endpoints_file) as server:
+        answer = http("POST", f"{server.url}/_inference/rerank/my-reranker",
+                      {"query": QUERY, "input": DOCUMENTS, "top_n": 2, "return_documents": False})
+        assert answer.status == 200 and answer.body == {"rerank": expected}
+        answer = http("POST", f"{server.url}/_inference/my-reranker", {"query": QUERY, "input": DOCUMENTS})
+        assert answer.status == 200 and len(answer.body["rerank"]) == 3  # the endpoint's top_n
+        assert all(item["text"] == DOCUMENTS[item["index"]] for item in answer.body["rerank"])
+        answer = http("POST", f"{server.url}/_inference/rerank/my-reranker", {"input": DOCUMENTS})
+        assert answer.status == 400 and answer.body["error"]["reason"] == "Validation Failed: 1: Field [query] cannot be null;"
+        answer = http("POST", f"{server.url}/_inference/rerank/my-elser-model", {"query": QUERY, "input": ["a"]})
+        assert answer.status == 400 and "Incompatible task_type" in answer.body["error"]["reason"]
+        embedding = http("POST", f"{server.url}/_inference/sparse_embedding/my-elser-model", {"input": "whale"})
+        assert embedding.status == 200 and "sparse_embedding" in embedding.body
