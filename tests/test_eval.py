@@ -48,14 +48,24 @@ def build_beir(directory: Path) -> dict[str, str]:
     return answers
 
 
-def expected_mrr(searcher: Searcher, mode: str, beir_dir: Path, answers: dict[str, str]) -> float:
-    """MRR@10 by hand from the searcher's own rankings, over every judged query."""
+def expected_mrr(rank, beir_dir: Path, answers: dict[str, str]) -> float:
+    """MRR@10 by hand from ``rank(query)`` (document ids, best first), over every judged query."""
     beir = read_beir(beir_dir)
     total = 0.0
     for query_id, doc_id in answers.items():
-        ranked = [hit.doc_id for hit in searcher.search(beir.queries[query_id], 10, mode, rank_window_size=100)]
+        ranked = rank(beir.queries[query_id])[:10]
         total += 1 / (ranked.index(doc_id) + 1) if doc_id in ranked else 0.0
     return total / (len(answers) + 1)  # q-none counts, as 0
+
+
+def fused_by_hand(rankings: list[list[str]]) -> list[str]:
+    """RRF as Elasticsearch defines it: sum of 1 / (60 + rank); ties keep first-met order."""
+    scores: dict[str, float] = {}
+    for rank in range(1, 101):
+        for ranking in rankings:
+            if rank <= len(ranking):
+                scores[ranking[rank - 1]] = scores.get(ranking[rank - 1], 0.0) + 1 / (60 + rank)
+    return sorted(scores, key=lambda doc_id: -scores[doc_id])
 
 
 def test_eval_embedded_json_metrics_and_cache(tmp_path, endpoints):
@@ -71,11 +81,22 @@ def test_eval_embedded_json_metrics_and_cache(tmp_path, endpoints):
     assert done.stderr.count("enriching 41 documents") == 2  # the sparse and the dense index
     assert results["bm25"]["mrr@10"] > 0.8  # eight words of the document itself: BM25 finds it
 
-    (sparse_index,) = [p.parent for p in cache.glob("*/index") if "sparse" in (p / "index.json").read_text()]
-    with Searcher(IndexSettings("embedded", path=str(sparse_index / "index")), endpoints.get("my-elser-model")) as s:
-        assert results["bm25"]["mrr@10"] == pytest.approx(expected_mrr(s, "bm25", beir_dir, answers))
-        assert results["sparse"]["mrr@10"] == pytest.approx(expected_mrr(s, "semantic", beir_dir, answers))
-        assert results["hybrid"]["mrr@10"] == pytest.approx(expected_mrr(s, "hybrid", beir_dir, answers))
+    (sparse_dir,) = [p for p in cache.glob("*/index") if "sparse" in (p / "index.json").read_text()]
+    (dense_dir,) = [p for p in cache.glob("*/index") if "text_embedding" in (p / "index.json").read_text()]
+    with Searcher(IndexSettings("embedded", path=str(sparse_dir)), endpoints.get("my-elser-model")) as sparse, \
+            Searcher(IndexSettings("embedded", path=str(dense_dir)), endpoints.get("my-minilm")) as dense:
+        def ids(searcher, query, mode):
+            return [hit.doc_id for hit in searcher.search(query, 100, mode)]
+
+        assert results["bm25"]["mrr@10"] == pytest.approx(
+            expected_mrr(lambda q: ids(sparse, q, "bm25"), beir_dir, answers))
+        assert results["sparse"]["mrr@10"] == pytest.approx(
+            expected_mrr(lambda q: ids(sparse, q, "semantic"), beir_dir, answers))
+        assert results["dense"]["mrr@10"] == pytest.approx(
+            expected_mrr(lambda q: ids(dense, q, "semantic"), beir_dir, answers))
+        # with dense among the methods, hybrid fuses all three
+        assert results["hybrid"]["mrr@10"] == pytest.approx(expected_mrr(lambda q: fused_by_hand(
+            [ids(sparse, q, "bm25"), ids(sparse, q, "semantic"), ids(dense, q, "semantic")]), beir_dir, answers))
     for metrics in results.values():  # one relevant document per query: Recall@100 <= (n - 1) / n
         assert metrics["recall@100"] <= len(answers) / (len(answers) + 1) + 1e-9
 
@@ -89,9 +110,9 @@ def test_eval_embedded_json_metrics_and_cache(tmp_path, endpoints):
     assert lines[5] == f"({len(answers) + 1} judged queries)"
 
 
-def test_eval_in_elasticsearch(tmp_path, elasticsearch_url):
+def test_eval_in_elasticsearch(tmp_path, elasticsearch_url, endpoints):
     beir_dir = tmp_path / "beir"
-    build_beir(beir_dir)
+    answers = build_beir(beir_dir)
     done = subprocess.run([*CLI, str(beir_dir), "--sink", "elasticsearch", "--es-url", elasticsearch_url,
                            "--cache-dir", str(tmp_path / "cache"), "--json"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -99,6 +120,12 @@ def test_eval_in_elasticsearch(tmp_path, elasticsearch_url):
     assert list(results) == ["bm25", "sparse", "hybrid"]
     assert results["bm25"]["mrr@10"] > 0.8
     assert "into elasticsearch" in done.stderr
+    index = done.stderr.split("index '")[1].split("'")[0]  # hybrid: Elasticsearch's own rrf retriever
+    settings = IndexSettings("elasticsearch", url=elasticsearch_url, index=index)
+    with Searcher(settings, endpoints.get("my-elser-model")) as searcher:
+        assert results["hybrid"]["mrr@10"] == pytest.approx(expected_mrr(lambda q: fused_by_hand(
+            [[h.doc_id for h in searcher.search(q, 100, mode)] for mode in ("bm25", "semantic")]),
+            beir_dir, answers), abs=0.02)
 
 
 def test_eval_refuses_a_broken_directory_in_one_line(tmp_path):
