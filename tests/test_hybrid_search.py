@@ -107,3 +107,27 @@ def test_cli_hybrid_search(tmp_path):
     assert found[0]["score"] == pytest.approx(2 / 61)  # first in BM25 and in the sparse search
     index = open_index(settings_for("embedded", None, tmp_path))
     assert index.count() == 41
+
+
+@pytest.mark.parametrize("kind", ["elasticsearch", "embedded"])
+def test_hybrid_over_a_chunked_index(kind, request, tmp_path, endpoints, sparse_runtime):
+    """Documents come once; the embedded index's fused hits keep the semantic side's best
+    chunk (Elasticsearch's rrf retriever passes no inner_hits through)."""
+    from test_chunked_index import LAST_CHUNK_QUERY, SPEC, enrich_chunked, write
+
+    enriched = enrich_chunked(sparse_runtime, 100)
+    settings = settings_for(kind, request, tmp_path)
+    write(settings, SPEC, enriched)
+    index = open_index(settings)
+    assert index.count() == len(enriched)
+    index.close()
+    with Searcher(settings, endpoints.get("my-elser-model")) as searcher:
+        semantic = searcher.search(LAST_CHUNK_QUERY, 6, "semantic")
+        bm25 = searcher.search(LAST_CHUNK_QUERY, 6, "bm25")
+        hybrid = searcher.search(LAST_CHUNK_QUERY, 3, "hybrid", rank_window_size=6)
+    assert len({hit.doc_id for hit in hybrid}) == len(hybrid) == 3
+    ours = reciprocal_rank_fusion([bm25, semantic], 3, 6)
+    assert [hit.score for hit in hybrid] == pytest.approx([hit.score for hit in ours])
+    if kind == "embedded":
+        chunks = {hit.doc_id: hit.best_chunk for hit in semantic}
+        assert all(hit.best_chunk == chunks[hit.doc_id] for hit in hybrid if hit.doc_id in chunks)
