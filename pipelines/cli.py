@@ -226,6 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return run_serve(args)
         if args.command == "eval":
+            _configure_logging(quiet=True)
             return run_eval(args)
         return _endpoints(args)
     except JobFailed as error:

@@ -138,3 +138,18 @@ def test_eval_refuses_a_broken_directory_in_one_line(tmp_path):
         f"enrich: error: {beir_dir / 'qrels' / 'test.tsv'}: 1 judged queries are not in queries.jsonl (e.g. 'q-unknown')"]
     done = subprocess.run([*CLI, str(tmp_path / "nowhere"), "--methods", "bm25,colbert"], capture_output=True, text=True)
     assert done.returncode == 2 and "unknown method 'colbert'" in done.stderr
+
+
+def test_eval_in_opensearch_and_its_missing_knn(tmp_path, opensearch_url):
+    """osmem-server: bm25, sparse and hybrid (our fusion) evaluate; dense is refused in one
+    line with the server's reason (it has no k-NN plugin)."""
+    beir_dir = tmp_path / "beir"
+    build_beir(beir_dir)
+    args = [*CLI, str(beir_dir), "--sink", "opensearch", "--es-url", opensearch_url, "--cache-dir", str(tmp_path / "c")]
+    done = subprocess.run([*args, "--methods", "bm25,hybrid", "--json"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["bm25"]["mrr@10"] > 0.8
+    done = subprocess.run([*args, "--methods", "dense"], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].endswith("refused the search: [knn] query is not supported by osmem")
+    assert "WARNING" not in done.stderr and "Traceback" not in done.stderr
