@@ -1,5 +1,5 @@
 """What every search index offers: create with a mapping, bulk-write with per-item outcomes,
-search with a sparse query vector.
+search with a sparse or dense query vector (or, for BM25, with the query's words).
 
 A chunked index (``IndexSpec.chunked``, for endpoints with ``chunking_settings``) holds one
 embedding per chunk of a document: its output field is a list of
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Protocol
 
-from inference_enrich.inference.results import SPARSE_EMBEDDING
+from inference_enrich.inference.results import SPARSE_EMBEDDING, TEXT_EMBEDDING
 
 DEFAULT_OUTPUT_FIELD = "embedding"
 
@@ -32,6 +32,26 @@ def index_safe_tokens(embedding: dict[str, float]) -> tuple[dict[str, float], in
 
 START_OFFSET, END_OFFSET, CHUNK_EMBEDDING = "start_offset", "end_offset", "embedding"
 """The keys of one chunk in a chunked output field (Elasticsearch's ``semantic_text`` names)."""
+
+
+QueryVector = dict[str, float] | list[float]
+"""A query embedding: sparse ``{token: weight}`` or a dense vector."""
+
+
+def query_task_type(query_vector: QueryVector) -> str:
+    """The task type whose endpoints make ``query_vector``."""
+    return SPARSE_EMBEDDING if isinstance(query_vector, dict) else TEXT_EMBEDDING
+
+
+def mismatch_error(where: str, held: str, query_vector: QueryVector) -> ValueError | None:
+    """The one-line error for searching embeddings of task type ``held`` with a query vector of
+    the other kind (None when they fit): a sparse index answers a dense query with 0 hits, not
+    an error, and an engine's own message about it is no clearer."""
+    asked = query_task_type(query_vector)
+    if asked == held:
+        return None
+    return ValueError(f"{where} holds {held} embeddings, and the query was embedded by a {asked} "
+                      f"endpoint: search it with the {held} endpoint the index was written with")
 
 
 class IndexUnreachable(RuntimeError):
@@ -100,11 +120,23 @@ class SearchIndex(Protocol):
         """Write ``(id, source)`` pairs, each id at most once (an existing document with the
         id is replaced); one outcome per document, in any order."""
 
-    def search(self, query_vector: dict[str, float], field: str | None, top_k: int) -> list[Hit]:
-        """Top ``top_k`` documents by dot product of ``field`` with ``query_vector``;
-        ``field=None``: the field the index was written with (``DEFAULT_OUTPUT_FIELD`` where
-        the index cannot tell). In a chunked index a document scores its best chunk's dot
-        product, comes back once, and its hit names that chunk."""
+    def search(self, query_vector: QueryVector, field: str | None, top_k: int) -> list[Hit]:
+        """Top ``top_k`` documents by similarity of ``field`` with ``query_vector``: dot
+        product for a sparse vector, kNN (cosine) for a dense one; a query of the other kind
+        than the field's is a ``ValueError``. ``field=None``: the field the index was written
+        with (``DEFAULT_OUTPUT_FIELD`` where the index cannot tell). In a chunked index a
+        document scores its best chunk, comes back once, and its hit names that chunk."""
+
+    def search_text(self, text: str, text_field: str, field: str | None, top_k: int) -> list[Hit]:
+        """Top ``top_k`` documents by BM25 of ``text`` over ``text_field`` (the engine's own
+        ``match`` query; bm25s in the embedded index); only documents sharing a word with
+        ``text``. ``field``: the embedding field, left out of the hits' sources."""
+
+    def search_hybrid(self, text: str, query_vector: QueryVector, text_field: str, field: str | None,
+                      top_k: int, rank_window_size: int, rank_constant: int) -> list[Hit]:
+        """``search_text`` and ``search`` fused by reciprocal rank fusion with the semantics of
+        Elasticsearch's ``rrf`` retriever (see ``indexes/fusion.py``): the engine's own where it
+        has one, ours otherwise. Hits' scores are RRF scores."""
 
     def text_field(self) -> str | None:
         """The text field the index was written with (``enrich search`` shows it in hits);

@@ -14,7 +14,7 @@ that cannot be reached at all when the index is created, counted or searched (wh
 naming the cluster and the cause, instead of the client's nested tracebacks.
 
 A chunked index maps the output field as ``nested``: one nested document per chunk, with its
-offsets (stored, not indexed) and its embedding. A search wraps the sparse query in a
+offsets (stored, not indexed) and its embedding. A search wraps the vector query (sparse, or kNN) in a
 ``nested`` query with ``score_mode: max``, so a document scores its best chunk and comes back
 once, and asks for that chunk with ``inner_hits`` (size 1). The chunk is read by its position
 (``_nested.offset``) from the document's own ``_source``, which carries every chunk's offsets
@@ -42,9 +42,12 @@ from inference_enrich.indexes.base import (
     IndexRefused,
     IndexSpec,
     IndexUnreachable,
+    QueryVector,
+    mismatch_error,
 )
+from inference_enrich.indexes.fusion import RANK_CONSTANT, hybrid_by_fusion
 from inference_enrich.indexes.settings import DEFAULT_URLS, IndexSettings
-from inference_enrich.inference.results import SPARSE_EMBEDDING
+from inference_enrich.inference.results import SPARSE_EMBEDDING, TEXT_EMBEDDING
 from inference_enrich.inference.secrets import reveal
 
 RETRY_ON_STATUS = (429, 500, 502, 503, 504)
@@ -78,6 +81,8 @@ class ClusterIndex:
     engine = ""
     connection_errors: tuple[type[Exception], ...] = ()  # the client's "could not connect"
     answer_errors: tuple[type[Exception], ...] = ()  # the client's "the server answered an error"
+    not_found_errors: tuple[type[Exception], ...] = ()  # the client's 404
+    bad_request_errors: tuple[type[Exception], ...] = ()  # the client's 400
     item_retries = MAX_RETRIES
     initial_backoff = 1.0  # seconds; doubled per retry up to max_backoff
     max_backoff = 30.0
@@ -113,6 +118,10 @@ class ClusterIndex:
         raise NotImplementedError
 
     def sparse_query(self, query_vector: dict[str, float], field: str) -> dict:
+        raise NotImplementedError
+
+    def knn_query(self, query_vector: list[float], field: str, top_k: int) -> dict:
+        """The engine's kNN query for the ``top_k`` nearest dense vectors in ``field``."""
         raise NotImplementedError
 
     # -- shared behaviour ----------------------------------------------------------------
@@ -218,6 +227,10 @@ class ClusterIndex:
         with self._reaching():
             return self._written_with().get("text_field")
 
+    def _output_field(self, field: str | None) -> str:
+        """``field``, else the one the index was written with, else the default."""
+        return field or self._written_with().get("output_field") or DEFAULT_OUTPUT_FIELD
+
     def _check_mapping(self, field: str, expected: dict) -> None:
         """An existing index must map ``field`` as ``expected`` would (or not yet at all):
         the same type and, for a nested (chunked) field, the same chunk embedding type."""
@@ -277,51 +290,115 @@ class ClusterIndex:
             error = None if ok else json.dumps(result.get("error"), ensure_ascii=False)
             yield str(result["_id"]), int(result.get("status", 500)), error
 
-    def search(self, query_vector: dict[str, float], field: str | None, top_k: int) -> list[Hit]:
-        with self._reaching():
-            field = field or self._written_with().get("output_field") or DEFAULT_OUTPUT_FIELD
-        with self._reaching():
-            if self._field_mapping(field).get("type") == "nested":
-                return self._search_chunks(query_vector, field, top_k)
-            response = self._client.search(
-                index=self._name,
-                body={"query": self.sparse_query(query_vector, field), "size": top_k,
-                      "_source": {"excludes": [field]}},
-            )
-        return [
-            Hit(str(hit["_id"]), float(hit["_score"]), hit.get("_source", {}))
-            for hit in response["hits"]["hits"]
-        ]
+    def search(self, query_vector: QueryVector, field: str | None, top_k: int) -> list[Hit]:
+        with self._reaching(), self._searching():
+            field = self._output_field(field)
+            query, chunked = self.semantic_query(query_vector, field, top_k)
+            response = self._client.search(index=self._name, body={
+                "query": query, "size": top_k, "_source": {"excludes": [self._vectors(field, chunked)]}})
+        return self._hits(response, field, chunked)
 
-    def _search_chunks(self, query_vector: dict[str, float], field: str, top_k: int) -> list[Hit]:
-        """Documents ranked by their best chunk, each once, with that chunk's offsets."""
-        query = {"nested": {
+    def search_text(self, text: str, text_field: str, field: str | None, top_k: int) -> list[Hit]:
+        with self._reaching(), self._searching():
+            field = self._output_field(field)
+            chunked = self._field_mapping(field).get("type") == "nested"
+            response = self._client.search(index=self._name, body={
+                "query": {"match": {text_field: text}}, "size": top_k,
+                "_source": {"excludes": [self._vectors(field, chunked)]}})
+        return self._hits(response, field, chunked)
+
+    def search_hybrid(self, text: str, query_vector: QueryVector, text_field: str, field: str | None,
+                      top_k: int, rank_window_size: int, rank_constant: int = RANK_CONSTANT) -> list[Hit]:
+        """Our fusion of a ``match`` and a vector search (OpenSearch's own hybrid query needs a
+        search pipeline made beforehand; osmem-server has neither)."""
+        return hybrid_by_fusion(self, text, query_vector, text_field, field, top_k, rank_window_size,
+                                rank_constant)
+
+    def semantic_query(self, query_vector: QueryVector, field: str, top_k: int) -> tuple[dict, bool]:
+        """The query for ``query_vector`` on ``field`` and whether the field is chunked, after
+        checking that the field holds embeddings of the query's kind and size. Over chunks it
+        is a ``nested`` query with ``score_mode: max`` and the best chunk as ``inner_hits``."""
+        mapping = self._field_mapping(field)
+        chunked = mapping.get("type") == "nested"
+        self._check_query(field, mapping.get("properties", {}).get(CHUNK_EMBEDDING, {}) if chunked else mapping,
+                          query_vector)
+        if not chunked:
+            return self.vector_query(query_vector, field, top_k), False
+        return {"nested": {
             "path": field,
-            "query": self.sparse_query(query_vector, f"{field}.{CHUNK_EMBEDDING}"),
+            "query": self.vector_query(query_vector, f"{field}.{CHUNK_EMBEDDING}", top_k),
             "score_mode": "max",
             "inner_hits": {"size": 1, "_source": False},
-        }}
-        response = self._client.search(
-            index=self._name,
-            body={"query": query, "size": top_k, "_source": {"excludes": [f"{field}.{CHUNK_EMBEDDING}"]}},
-        )
+        }}, True
+
+    def vector_query(self, query_vector: QueryVector, field: str, top_k: int) -> dict:
+        if isinstance(query_vector, dict):
+            return self.sparse_query(query_vector, field)
+        return self.knn_query(query_vector, field, top_k)
+
+    def _check_query(self, field: str, embedding_mapping: dict, query_vector: QueryVector) -> None:
+        where = f"{self.engine} index '{self._name}' field '{field}'"
+        held_type = embedding_mapping.get("type")
+        if held_type is None:
+            raise ValueError(f"{self.engine} index '{self._name}' has no embedding field '{field}' "
+                             "(--output-field names the field the index was written with)")
+        held = SPARSE_EMBEDDING if held_type == self.sparse_field_type else TEXT_EMBEDDING
+        error = mismatch_error(where, held, query_vector)
+        if error is not None:
+            raise error
+        dims = embedding_mapping.get("dims") or embedding_mapping.get("dimension")
+        if held == TEXT_EMBEDDING and dims and int(dims) != len(query_vector):
+            raise ValueError(f"{where} holds {dims}-dimensional vectors; the query's has "
+                             f"{len(query_vector)}: search it with the endpoint it was written with")
+
+    @staticmethod
+    def _vectors(field: str, chunked: bool) -> str:
+        """The source path of the stored embeddings, left out of hits."""
+        return f"{field}.{CHUNK_EMBEDDING}" if chunked else field
+
+    @contextmanager
+    def _searching(self) -> Iterator[None]:
+        """A missing index or a query the server refuses (a kNN query on a server without
+        kNN, say) becomes one ``ValueError`` line with the server's reason."""
+        try:
+            yield
+        except self.not_found_errors as error:
+            raise ValueError(f"{self._settings.describe()} does not exist: {_reason(error)}") from None
+        except self.bad_request_errors as error:
+            raise ValueError(f"{self._settings.describe()} refused the search: {_reason(error)}") from None
+
+    def _hits(self, response: dict, field: str, chunked: bool) -> list[Hit]:
+        """Hits of a search response. Over chunks the best chunk is read by its position
+        (``_nested.offset``) from the document's own ``_source``, which carries every chunk's
+        offsets; a hit without ``inner_hits`` (a fused one) names no chunk."""
         hits = []
         for hit in response["hits"]["hits"]:
             source = dict(hit.get("_source", {}))
-            chunks = source.pop(field, [])
-            (best,) = hit["inner_hits"][field]["hits"]["hits"]
-            chunk = chunks[best["_nested"]["offset"]]
-            hits.append(Hit(str(hit["_id"]), float(hit["_score"]), source,
-                            BestChunk(int(chunk[START_OFFSET]), int(chunk[END_OFFSET]))))
+            best_chunk = None
+            if chunked:
+                chunks = source.pop(field, [])
+                inner = hit.get("inner_hits", {}).get(field, {}).get("hits", {}).get("hits", [])
+                if inner:
+                    chunk = chunks[inner[0]["_nested"]["offset"]]
+                    best_chunk = BestChunk(int(chunk[START_OFFSET]), int(chunk[END_OFFSET]))
+            hits.append(Hit(str(hit["_id"]), float(hit["_score"] or 0.0), source, best_chunk))
         return hits
 
     def count(self) -> int:
-        with self._reaching():
+        with self._reaching(), self._searching():
             self._client.indices.refresh(index=self._name)
             return int(self._client.count(index=self._name)["count"])
 
     def close(self) -> None:
         self._client.close()
+
+
+def _reason(error: Exception) -> str:
+    """The server's reason for an error answer, else the client's message."""
+    body = getattr(error, "body", None) or getattr(error, "info", None)
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return str(body["error"].get("reason") or body["error"].get("type"))
+    return str(error)
 
 
 def _described(mapping: dict) -> str:

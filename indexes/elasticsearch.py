@@ -1,13 +1,16 @@
-"""Elasticsearch: ``sparse_vector`` fields and the ``sparse_vector`` query (ES 8.15+)."""
+"""Elasticsearch: ``sparse_vector`` fields and the ``sparse_vector`` query (ES 8.15+);
+``dense_vector`` fields (cosine) and the ``knn`` query."""
 
 from __future__ import annotations
 
 from typing import Any, Iterable, Iterator
 
 import elastic_transport
-from elasticsearch import Elasticsearch, UnsupportedProductError, helpers
+from elasticsearch import BadRequestError, Elasticsearch, NotFoundError, UnsupportedProductError, helpers
 
+from inference_enrich.indexes.base import Hit, QueryVector
 from inference_enrich.indexes.cluster import ClusterIndex
+from inference_enrich.indexes.fusion import RANK_CONSTANT
 from inference_enrich.indexes.settings import IndexSettings
 
 
@@ -16,6 +19,9 @@ class ElasticsearchIndex(ClusterIndex):
     engine = "Elasticsearch"
     connection_errors = (elastic_transport.ConnectionError,)  # TLS errors included
     answer_errors = (elastic_transport.ApiError,)  # UnsupportedProductError included
+    not_found_errors = (NotFoundError,)
+    bad_request_errors = (BadRequestError,)
+    num_candidates = 100  # per shard; at least top_k
 
     def is_engine_answer(self, error: Exception) -> bool:
         return not isinstance(error, UnsupportedProductError)
@@ -44,3 +50,24 @@ class ElasticsearchIndex(ClusterIndex):
 
     def sparse_query(self, query_vector: dict[str, float], field: str) -> dict:
         return {"sparse_vector": {"field": field, "query_vector": query_vector}}
+
+    def knn_query(self, query_vector: list[float], field: str, top_k: int) -> dict:
+        """The ``knn`` query (ES 8.12+; inside ``nested`` it ranks documents by their best
+        chunk), which can stand where any query does: in a ``nested`` query or a retriever."""
+        return {"knn": {"field": field, "query_vector": query_vector, "k": top_k,
+                        "num_candidates": max(self.num_candidates, top_k)}}
+
+    def search_hybrid(self, text: str, query_vector: QueryVector, text_field: str, field: str | None,
+                      top_k: int, rank_window_size: int, rank_constant: int = RANK_CONSTANT) -> list[Hit]:
+        """Elasticsearch's own ``rrf`` retriever over a ``match`` query and the vector query.
+        (Hits of a chunked index name no best chunk: ``inner_hits`` do not pass through it.)"""
+        window = max(rank_window_size, top_k)
+        with self._reaching(), self._searching():
+            field = self._output_field(field)
+            semantic, chunked = self.semantic_query(query_vector, field, window)
+            retrievers = [{"standard": {"query": {"match": {text_field: text}}}}, {"standard": {"query": semantic}}]
+            response = self._client.search(index=self._name, body={
+                "retriever": {"rrf": {"retrievers": retrievers, "rank_constant": rank_constant,
+                                      "rank_window_size": window}},
+                "size": top_k, "_source": {"excludes": [self._vectors(field, chunked)]}})
+        return self._hits(response, field, chunked)

@@ -21,6 +21,9 @@ text and passthrough fields), so long texts are stored once. Rewriting a documen
 its chunks and removes those it no longer has. qdrant-edge has no grouped search, so a search
 takes chunks best first, keeps each document's first (best) one, and asks for more chunks
 until it has ``top_k`` documents or the chunks run out: the ranking is exact.
+
+BM25 (``search_text``, and the lexical half of ``search_hybrid``) runs bm25s over the stored
+texts (``indexes/lexical.py``), read once per instance and text field.
 """
 
 from __future__ import annotations
@@ -41,12 +44,17 @@ from inference_enrich.indexes.base import (
     BulkOutcome,
     Hit,
     IndexSpec,
+    QueryVector,
+    mismatch_error,
 )
+from inference_enrich.indexes.fusion import RANK_CONSTANT, hybrid_by_fusion
+from inference_enrich.indexes.lexical import LexicalIndex
 from inference_enrich.inference.results import SPARSE_EMBEDDING
 
 DOC_ID_KEY = "_doc_id"
 CHUNK_POSITION_KEY, START_OFFSET_KEY, END_OFFSET_KEY = "_chunk", "_start_offset", "_end_offset"
 """Payload keys of a chunk's point in a chunked index (not shown in hits)."""
+HIDDEN_KEYS = (DOC_ID_KEY, CHUNK_POSITION_KEY, START_OFFSET_KEY, END_OFFSET_KEY)
 _ID_NAMESPACE = uuid.UUID("5b0e4a52-3f0c-4c4e-9d59-3a8f1b0c2f11")
 CHUNKS_FETCHED = 4
 """A chunked search first takes 4 chunks per document asked for, 4 times more each time the
@@ -65,6 +73,7 @@ class EmbeddedIndex:
         self._spec_file = self._path / "index.json"
         self._vocab_file = self._path / "vocabulary.json"
         self._spec: IndexSpec | None = None
+        self._lexical_indexes: dict[str, LexicalIndex] = {}  # text field -> BM25 (see _lexical)
 
     def _known_spec(self) -> IndexSpec | None:
         """What the index was created with; read again while unknown (another writer may
@@ -113,6 +122,7 @@ class EmbeddedIndex:
         spec = self._known_spec()
         if spec is None:
             raise RuntimeError(f"no embedded index at {self._path}: run a job with --sink embedded first")
+        self._lexical_indexes.clear()
         shard = self._open()  # holds the directory's lock until closed
         try:
             vocabulary = self._read_vocabulary()  # under the lock: another writer may have grown it
@@ -143,19 +153,24 @@ class EmbeddedIndex:
             yield BulkOutcome(doc_id)
         yield from rejected
 
-    def search(self, query_vector: dict[str, float], field: str | None, top_k: int) -> list[Hit]:
-        spec = self._known_spec()
-        if spec is None:
-            raise ValueError(f"no embedded index at {self._path}: run a job with --sink embedded first")
-        if field is not None and field != spec.output_field:
-            raise ValueError(f"the embedded index {self._path} holds its embeddings in "
-                             f"'{spec.output_field}', not '{field}'")
-        field = spec.output_field
-        vocabulary = self._read_vocabulary()
-        known = [(vocabulary[t], w) for t, w in query_vector.items() if t in vocabulary]
-        if not known:
-            return []
-        query = qe.Query.Nearest(qe.SparseVector([i for i, _ in known], [w for _, w in known]), using=field)
+    def search(self, query_vector: QueryVector, field: str | None, top_k: int) -> list[Hit]:
+        spec = self._searchable_spec(field)
+        error = mismatch_error(f"the embedded index {self._path}", spec.task_type, query_vector)
+        if error is not None:
+            raise error
+        if isinstance(query_vector, dict):
+            vocabulary = self._read_vocabulary()
+            known = [(vocabulary[t], w) for t, w in query_vector.items() if t in vocabulary]
+            if not known:
+                return []
+            vector: Any = qe.SparseVector([i for i, _ in known], [w for _, w in known])
+        else:
+            if len(query_vector) != spec.dims:
+                raise ValueError(f"the embedded index {self._path} holds {spec.dims}-dimensional vectors; "
+                                 f"the query's has {len(query_vector)}: search it with the endpoint it was "
+                                 "written with")
+            vector = [float(v) for v in query_vector]
+        query = qe.Query.Nearest(vector, using=spec.output_field)
         shard = self._open()
         try:
             if spec.chunked:
@@ -172,6 +187,61 @@ class EmbeddedIndex:
     def text_field(self) -> str | None:
         spec = self._known_spec()
         return spec.text_field if spec is not None else None
+
+    def search_text(self, text: str, text_field: str, field: str | None, top_k: int) -> list[Hit]:
+        spec = self._searchable_spec(field)
+        found = self._lexical(spec, text_field).search(text, top_k)
+        if not found:
+            return []
+        shard = self._open()
+        try:
+            records = shard.retrieve([point_id(doc_id, 0 if spec.chunked else None) for doc_id, _ in found],
+                                     with_payload=True, with_vector=False)
+        finally:
+            shard.close()
+        payloads = {record.payload[DOC_ID_KEY]: record.payload for record in records}
+        return [Hit(doc_id, score, {k: v for k, v in payloads[doc_id].items() if k not in HIDDEN_KEYS})
+                for doc_id, score in found]
+
+    def search_hybrid(self, text: str, query_vector: QueryVector, text_field: str, field: str | None,
+                      top_k: int, rank_window_size: int, rank_constant: int = RANK_CONSTANT) -> list[Hit]:
+        return hybrid_by_fusion(self, text, query_vector, text_field, field, top_k, rank_window_size,
+                                rank_constant)
+
+    def _lexical(self, spec: IndexSpec, text_field: str) -> LexicalIndex:
+        """BM25 over every document's ``text_field``, read from the shard at this instance's
+        first text search on that field and kept for its later ones (a write through this
+        instance drops it; another process's later writes are seen by a new instance)."""
+        if text_field not in self._lexical_indexes:
+            first_chunks = qe.Filter(must=[qe.FieldCondition(CHUNK_POSITION_KEY, match=qe.MatchValue(0))])
+            ids, texts = [], []
+            shard = self._open()
+            try:
+                offset = None
+                while True:
+                    records, offset = shard.scroll(qe.ScrollRequest(
+                        offset=offset, limit=1000, filter=first_chunks if spec.chunked else None,
+                        with_payload=True, with_vector=False))
+                    for record in records:
+                        ids.append(str(record.payload[DOC_ID_KEY]))
+                        value = record.payload.get(text_field)
+                        texts.append(value if isinstance(value, str) else "")
+                    if offset is None:
+                        break
+            finally:
+                shard.close()
+            self._lexical_indexes[text_field] = LexicalIndex(ids, texts)
+        return self._lexical_indexes[text_field]
+
+    def _searchable_spec(self, field: str | None) -> IndexSpec:
+        """The index's spec, after checking there is an index and ``field`` is its field."""
+        spec = self._known_spec()
+        if spec is None:
+            raise ValueError(f"no embedded index at {self._path}: run a job with --sink embedded first")
+        if field is not None and field != spec.output_field:
+            raise ValueError(f"the embedded index {self._path} holds its embeddings in "
+                             f"'{spec.output_field}', not '{field}'")
+        return spec
 
     def count(self) -> int:
         spec = self._known_spec()
@@ -219,9 +289,8 @@ def _search_chunks(shard: qe.EdgeShard, query: qe.Query, top_k: int) -> list[Hit
     top = list(best.items())[:top_k]
     first_chunks = shard.retrieve([point_id(doc_id, 0) for doc_id, _ in top], with_payload=True, with_vector=False)
     documents = {record.payload[DOC_ID_KEY]: record.payload for record in first_chunks}
-    hidden = (DOC_ID_KEY, CHUNK_POSITION_KEY, START_OFFSET_KEY, END_OFFSET_KEY)
     return [
-        Hit(doc_id, float(chunk.score), {k: v for k, v in documents[doc_id].items() if k not in hidden},
+        Hit(doc_id, float(chunk.score), {k: v for k, v in documents[doc_id].items() if k not in HIDDEN_KEYS},
             BestChunk(int(chunk.payload[START_OFFSET_KEY]), int(chunk.payload[END_OFFSET_KEY])))
         for doc_id, chunk in top
     ]

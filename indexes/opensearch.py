@@ -1,5 +1,6 @@
 """OpenSearch: ``rank_features`` fields, searched with one linear ``rank_feature`` clause per
-query token, whose summed score is the dot product (OpenSearch has no ``sparse_vector``)."""
+query token, whose summed score is the dot product (OpenSearch has no ``sparse_vector``);
+``knn_vector`` fields, searched with the k-NN plugin's ``knn`` query."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any, Iterable, Iterator
 
 from opensearchpy import OpenSearch, helpers
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
-from opensearchpy.exceptions import TransportError
+from opensearchpy.exceptions import NotFoundError, RequestError, TransportError
 
 from inference_enrich.indexes.cluster import ClusterIndex
 from inference_enrich.indexes.settings import IndexSettings
@@ -18,6 +19,8 @@ class OpenSearchIndex(ClusterIndex):
     engine = "OpenSearch"
     connection_errors = (OpenSearchConnectionError,)  # SSLError and ConnectionTimeout included
     answer_errors = (TransportError,)  # any other answer the client raises for
+    not_found_errors = (NotFoundError,)
+    bad_request_errors = (RequestError,)
 
     def new_client(self, url: str, **options: Any) -> OpenSearch:
         return OpenSearch(hosts=[url], **options)
@@ -52,3 +55,8 @@ class OpenSearchIndex(ClusterIndex):
                 ]
             }
         }
+
+    def knn_query(self, query_vector: list[float], field: str, top_k: int) -> dict:
+        """The k-NN plugin's ``knn`` query. A server without the plugin refuses it (osmem-server
+        does: "[knn] query is not supported"); the search then fails with that reason."""
+        return {"knn": {field: {"vector": query_vector, "k": top_k}}}

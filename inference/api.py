@@ -11,7 +11,9 @@ from inference_enrich.inference.chunked import infer_chunked_texts
 from inference_enrich.inference.endpoints import Endpoint, load_endpoints
 from inference_enrich.inference.models import resolve_model_path
 from inference_enrich.inference.remote.runtime import RemoteRuntime, is_remote
+from inference_enrich.inference.rerank_results import rerank_response
 from inference_enrich.inference.results import (
+    RERANK,
     SPARSE_EMBEDDING,
     TEXT_EMBEDDING,
     InferenceResult,
@@ -19,7 +21,8 @@ from inference_enrich.inference.results import (
 )
 from inference_enrich.inference.runtime import ModelRuntime, SharedRuntime
 
-RUNTIMES: dict[str, str] = {SPARSE_EMBEDDING: "sparse.SparseEncoder", TEXT_EMBEDDING: "dense.DenseEncoder"}
+RUNTIMES: dict[str, str] = {SPARSE_EMBEDDING: "sparse.SparseEncoder", TEXT_EMBEDDING: "dense.DenseEncoder",
+                            RERANK: "rerank.CrossEncoder"}
 """task type -> runtime class of the ``transformers`` service, in ``inference/``; imported
 when a model is loaded, so listing or validating endpoints never imports torch."""
 
@@ -38,6 +41,10 @@ def load_runtime(endpoint: Endpoint) -> ModelRuntime | RemoteRuntime:
     For a remote service, the client to it instead, checked with one request so a wrong URL
     or key fails here, at start-up (``RemoteServiceError``). Either runtime is safe to share
     between threads (see ``SharedRuntime``)."""
+    if is_remote(endpoint) and endpoint.task_type == RERANK:
+        from inference_enrich.inference.remote.rerank import RemoteReranker
+
+        return RemoteReranker(endpoint)
     if is_remote(endpoint):
         runtime = RemoteRuntime(endpoint)
         runtime.probe()
@@ -53,18 +60,26 @@ def load_runtime(endpoint: Endpoint) -> ModelRuntime | RemoteRuntime:
         endpoint.task_settings,
         **options,
     )
-    return SharedRuntime(runtime)
+    return runtime if endpoint.task_type == RERANK else SharedRuntime(runtime)
 
 
-def perform_inference(endpoint: Endpoint, task_type: str, texts: Sequence[str]) -> dict[str, Any]:
+def perform_inference(endpoint: Endpoint, task_type: str, texts: Sequence[str], query: str | None = None,
+                      top_n: int | None = None, return_documents: bool | None = None) -> dict[str, Any]:
     """``POST _inference/<task_type>/<inference_id> {"input": texts}``, answered locally.
 
     Raises ``IncompatibleTaskTypeError`` before loading anything when ``task_type`` is not
     the endpoint's, as Elasticsearch does. An endpoint with ``chunking_settings`` answers
     one entry per text whose ``embedding`` is its chunks (``start_offset``, ``end_offset``,
-    ``embedding``), the shape the job writes.
+    ``embedding``), the shape the job writes. A rerank endpoint takes ``query`` (and
+    ``top_n``, ``return_documents``) and answers ``{"rerank": [...]}`` (inference/rerank.py).
     """
     endpoint.require_task_type(task_type)
+    if task_type == RERANK:
+        if query is None:
+            raise ValueError("Field [query] cannot be null")
+        return rerank_response(load_runtime(endpoint).rerank(query, texts, top_n, return_documents))
+    if query is not None or top_n is not None or return_documents is not None:
+        raise ValueError(f"[query], [top_n] and [return_documents] are for the rerank task type, not [{task_type}]")
     return to_inference_response(task_type, infer_endpoint_texts(endpoint, load_runtime(endpoint), texts))
 
 

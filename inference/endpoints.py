@@ -51,10 +51,12 @@ from inference_enrich.inference.remote.settings import (
     OPENAI,
     ElasticsearchRemoteServiceSettings,
     NoTaskSettings,
+    RERANK_API,
+    RerankApiServiceSettings,
     OpenAIServiceSettings,
     OpenAITaskSettings,
 )
-from inference_enrich.inference.results import SPARSE_EMBEDDING, TASK_TYPES, TEXT_EMBEDDING
+from inference_enrich.inference.results import RERANK, SPARSE_EMBEDDING, TASK_TYPES, TEXT_EMBEDDING
 from inference_enrich.inference.secrets import reveal
 from inference_enrich.inference.validation import InvalidSetting, setting_problems, yaml_problem
 
@@ -108,9 +110,17 @@ class TextEmbeddingTaskSettings(Settings):
     """text_embedding endpoints take no task settings."""
 
 
+class RerankTaskSettings(Settings):
+    """Defaults of a rerank request (the request's own win)."""
+
+    top_n: int | None = Field(None, gt=0, description="a positive integer (keep the n most relevant)")
+    return_documents: bool | None = Field(None, description="true (default) or false: answer with each text")
+
+
 TASK_SETTINGS: dict[str, type[Settings]] = {
     SPARSE_EMBEDDING: SparseEmbeddingTaskSettings,
     TEXT_EMBEDDING: TextEmbeddingTaskSettings,
+    RERANK: RerankTaskSettings,
 }
 
 
@@ -130,6 +140,7 @@ SERVICES: dict[str, Service] = {
     "transformers": Service(TransformersServiceSettings, TASK_TYPES),
     OPENAI: Service(OpenAIServiceSettings, (TEXT_EMBEDDING,), OpenAITaskSettings, chunks=False),
     ELASTICSEARCH_REMOTE: Service(ElasticsearchRemoteServiceSettings, TASK_TYPES, NoTaskSettings, chunks=False),
+    RERANK_API: Service(RerankApiServiceSettings, (RERANK,), chunks=False),
 }
 """service name -> Service. The remote ones are declared in ``inference/remote/settings.py``
 (credentials held as ``SecretStr``)."""
@@ -219,6 +230,8 @@ class Endpoint:
             chunking_settings = parse_chunking_settings(parsed.chunking_settings)
         except EndpointConfigError as error:  # Elasticsearch's message, whole
             raise fail("chunking_settings", str(error)) from None
+        if chunking_settings is not None and task_type == RERANK:
+            raise fail("chunking_settings", "not supported by the rerank task type (it scores whole texts)")
         if chunking_settings is not None and not service.chunks:
             raise fail("chunking_settings", f"not supported by service '{parsed.service}' (texts are "
                        "sent whole; chunk them before the job, or use a local model)")

@@ -12,7 +12,10 @@ from typing import Any, Sequence
 
 SPARSE_EMBEDDING = "sparse_embedding"
 TEXT_EMBEDDING = "text_embedding"
-TASK_TYPES = (SPARSE_EMBEDDING, TEXT_EMBEDDING)
+RERANK = "rerank"  # scores (query, document) pairs: inference/rerank.py
+TASK_TYPES = (SPARSE_EMBEDDING, TEXT_EMBEDDING, RERANK)
+EMBEDDING_TASK_TYPES = (SPARSE_EMBEDDING, TEXT_EMBEDDING)
+"""The task types whose results are embeddings: what the job writes and indexes search."""
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from pydantic.fields import FieldInfo
 
 from inference_enrich import __version__
 from inference_enrich.inference import InferenceEnrichError, load_endpoints, perform_inference
-from inference_enrich.inference.results import TASK_TYPES
+from inference_enrich.inference.results import RERANK, TASK_TYPES
 from inference_enrich.indexes import Hit
 from inference_enrich.indexes.base import IndexUnreachable
 from inference_enrich.transforms.kafka_client import LIBRDKAFKA_LOGGER, KafkaUnreachable
@@ -34,10 +34,11 @@ from inference_enrich.pipelines.config import (
     flag,
     load_job_config,
 )
-from inference_enrich.indexes.query import search_index, written_text_field
+from inference_enrich.indexes.query import SEARCH_MODES, search_index, written_text_field
 from inference_enrich.pipelines.beam_noise import silence_beam_noise
 from inference_enrich.pipelines.errors import JobFailed
 from inference_enrich.pipelines.placeholders import LOCATION_SETTINGS, check_placeholders
+from inference_enrich.pipelines.eval import EVAL_CONNECTION_SETTINGS, add_eval_command, run_eval
 from inference_enrich.server.cli import add_serve_command, run_serve
 
 DEFAULT_RUNNER = "FnApiRunner"
@@ -96,10 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     search = commands.add_parser(
         "search",
-        help="search an index written by 'enrich run' with a query expanded by the endpoint",
-        description="Expand QUERY with the sparse endpoint and return the top hits by dot "
-        "product: Elasticsearch sparse_vector query, OpenSearch rank_feature clauses, or the "
-        "embedded index's sparse search. Over a chunked index each document comes once, "
+        help="search an index written by 'enrich run' with a query embedded by the endpoint",
+        description="Embed QUERY with the endpoint the index was written with and return the "
+        "top hits: for a sparse endpoint by dot product (Elasticsearch sparse_vector query, "
+        "OpenSearch rank_feature clauses, the embedded index's sparse search), for a "
+        "text_embedding endpoint by kNN (Elasticsearch and OpenSearch knn query, the embedded "
+        "index's exact search). Over a chunked index each document comes once, "
         "scored by its best chunk, whose offsets and text are shown. Credentials: "
         "--api-key-file / --password-file, or ES_API_KEY, ES_USERNAME/ES_PASSWORD, "
         "OPENSEARCH_USERNAME/OPENSEARCH_PASSWORD.",
@@ -113,13 +116,23 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--top-k", "--top_k", dest="top_k", type=int, default=10, metavar="K",
                         help="how many hits to show (default: 10)")
     search.add_argument("--inference-id", "--inference_id", dest="inference_id",
-                        default="my-elser-model", metavar="ID", help="sparse endpoint (default: my-elser-model)")
+                        default="my-elser-model", metavar="ID", help="the sparse or text_embedding endpoint the index was "
+                        "written with (default: my-elser-model)")
     search.add_argument("--output-field", "--output_field", dest="output_field", default=None,
                         metavar="F", help="the indexed embedding field (default: the one the "
                         "index was written with, else embedding)")
     search.add_argument("--text-field", "--text_field", dest="text_field", default=None,
-                        metavar="F", help="the indexed text field, shown in hits (default: the one "
-                        "the index was written with, else text)")
+                        metavar="F", help="the indexed text field, shown in hits and searched by bm25 and "
+                        "hybrid (default: the one the index was written with, else text)")
+    search.add_argument("--mode", choices=SEARCH_MODES, default="semantic",
+                        help="semantic (default): the endpoint's embeddings; bm25: the text field "
+                        "alone; hybrid: both fused by reciprocal rank fusion (Elasticsearch's rrf "
+                        "retriever, rank_constant 60)")
+    search.add_argument("--rank-window-size", "--rank_window_size", dest="rank_window_size", type=int,
+                        default=None, metavar="N", help="hybrid: hits of each search fused; with "
+                        "--rerank-id: hits reranked (default: --top-k)")
+    search.add_argument("--rerank-id", "--rerank_id", dest="rerank_id", default=None, metavar="ID",
+                        help="a rerank endpoint: rescore the top --rank-window-size hits against QUERY")
     search.add_argument("--endpoints", metavar="FILE", help="endpoints YAML (default: the endpoint store)")
     search.add_argument("--json", action="store_true", help="print JSON")
 
@@ -135,12 +148,19 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("inference_id", metavar="INFERENCE_ID")
     infer.add_argument("text", metavar="TEXT", nargs="+")
     infer.add_argument("--endpoints", metavar="FILE", help="endpoints YAML (default: the endpoint store)")
+    infer.add_argument("--query", default=None, help="rerank: the query the TEXTs are ranked for")
+    infer.add_argument("--top-n", "--top_n", dest="top_n", type=int, default=None, metavar="N",
+                       help="rerank: keep the N most relevant (default: all)")
+    infer.add_argument("--return-documents", "--return_documents", dest="return_documents",
+                       action=argparse.BooleanOptionalAction, default=None,
+                       help="rerank: answer with each text (default: the endpoint's task_settings, else true)")
 
     endpoints = commands.add_parser("endpoints", help="list the configured inference endpoints",
                                     allow_abbrev=False)
     endpoints.add_argument("--endpoints", metavar="FILE", help="endpoints YAML (default: the endpoint store)")
     endpoints.add_argument("--json", action="store_true", help="print JSON")
     add_serve_command(commands)
+    add_setting_flags(add_eval_command(commands), EVAL_CONNECTION_SETTINGS)
     return parser
 
 
@@ -213,6 +233,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _search(args)
         if args.command == "serve":
             return run_serve(args)
+        if args.command == "eval":
+            _configure_logging(quiet=True)
+            return run_eval(args)
         return _endpoints(args)
     except BrokenPipeError:  # `enrich ... | head`: the reader has what it wanted
         return _reader_went_away()
@@ -280,7 +303,8 @@ def _infer(args: argparse.Namespace) -> int:
     elif args.task_type is None and args.inference_id in TASK_TYPES:
         raise ValueError(f"the following arguments are required after {args.inference_id}: INFERENCE_ID TEXT")
     endpoint = load_endpoints(args.endpoints).get(args.inference_id)
-    print(json.dumps(perform_inference(endpoint, args.task_type or endpoint.task_type, args.text), indent=2))
+    print(json.dumps(perform_inference(endpoint, args.task_type or endpoint.task_type, args.text, args.query,
+                                       args.top_n, args.return_documents), indent=2))
     return 0
 
 
@@ -289,9 +313,11 @@ def _search(args: argparse.Namespace) -> int:
     given = given_settings(args, SEARCH_INDEX_SETTINGS)
     kind = args.sink or ("embedded" if "index_path" in given else "elasticsearch")
     settings = load_job_config(None, {**given, "sink": kind}).index_settings()
-    hits = search_index(settings, args.query, load_endpoints(args.endpoints).get(args.inference_id),
-                        args.output_field, args.top_k)
     args.text_field = args.text_field or written_text_field(settings) or "text"
+    registry = load_endpoints(args.endpoints)
+    reranker = registry.get(args.rerank_id, RERANK) if args.rerank_id else None
+    hits = search_index(settings, args.query, registry.get(args.inference_id), args.output_field, args.top_k,
+                        args.mode, args.text_field, args.rank_window_size, reranker)
     if args.json:
         print(json.dumps({"query": args.query, "index": settings.describe(),
                           "hits": [_hit_json(hit, args.text_field) for hit in hits]},

@@ -23,6 +23,7 @@ from inference_enrich.indexes import IndexSpec, open_index
 from inference_enrich.inference import Endpoint, load_endpoints
 from inference_enrich.inference.api import embedding_dimensions
 from inference_enrich.inference.remote.runtime import RemoteRuntime, is_remote
+from inference_enrich.inference.results import EMBEDDING_TASK_TYPES
 from inference_enrich.pipelines.config import JobConfig
 from inference_enrich.pipelines.output_guard import OutputLock, check_save_mode, lock_lease, replaces_output
 from inference_enrich.pipelines.errors import JobFailed
@@ -59,8 +60,13 @@ LOG = logging.getLogger(__name__)
 
 
 def resolve_endpoint(job: JobConfig) -> Endpoint:
-    """The job's endpoint, from the job's (or the packaged) endpoints file."""
-    return load_endpoints(job.endpoints).get(job.inference_id)
+    """The job's endpoint, from the job's (or the packaged) endpoints file; one whose results
+    are not embeddings (rerank) is refused here, before any work."""
+    endpoint = load_endpoints(job.endpoints).get(job.inference_id)
+    if endpoint.task_type not in EMBEDDING_TASK_TYPES:
+        raise ValueError(f"endpoint '{endpoint.inference_id}' is a {endpoint.task_type} endpoint; the job "
+                         f"embeds documents with a {' or '.join(EMBEDDING_TASK_TYPES)} endpoint")
+    return endpoint
 
 
 def build_pipeline(

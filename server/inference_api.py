@@ -21,11 +21,12 @@ from starlette.routing import Route
 
 from inference_enrich.inference import Endpoint
 from inference_enrich.inference.remote.runtime import is_remote
-from inference_enrich.inference.results import SPARSE_EMBEDDING, TEXT_EMBEDDING, InferenceResult, prune
+from inference_enrich.inference.results import RERANK, SPARSE_EMBEDDING, TEXT_EMBEDDING, InferenceResult, prune
 from inference_enrich.server.context import ServerContext
 from inference_enrich.server.errors import endpoint_exists, validation_failed
 from inference_enrich.server.media import ELASTICSEARCH_VERSION, json_response
 from inference_enrich.server.model_sources import map_elasticsearch_service
+from inference_enrich.server.rerank_api import perform_rerank
 from inference_enrich.server.request_parsing import (
     check_input_count,
     parse_inference_body,
@@ -79,9 +80,13 @@ async def perform_inference(request: Request) -> Response:
         return await _update(request, None, request.path_params["task_type"])
     context = ServerContext.of(request)
     task_type, inference_id = _path(request)
-    texts, input_type, task_settings = parse_inference_body(await read_json_object(request))
-    check_input_count(texts, context.settings.max_inputs)
+    body = await read_json_object(request)
     timeout = parse_time_value(request.query_params.get("timeout"), context.settings.request_timeout_s)
+    if task_type == RERANK or (task_type is None and context.store.contains(inference_id)
+                               and context.store.get(inference_id).task_type == RERANK):
+        return await perform_rerank(request, context.store.get(inference_id, task_type), body, timeout)
+    texts, input_type, task_settings = parse_inference_body(body)
+    check_input_count(texts, context.settings.max_inputs)
     endpoint = context.store.get(inference_id, task_type)
     if input_type is not None and endpoint.task_type != TEXT_EMBEDDING:
         raise validation_failed(f"Field [input_type] cannot be specified for task type [{endpoint.task_type}]")

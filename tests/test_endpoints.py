@@ -56,7 +56,7 @@ endpoints:
         ("{model_id: splade-tiny}", "{max_sequence_length: 128}", "service_settings.model_id", "required"),
         ("{model_id: splade-tiny}", "{model_id: splade-tiny, modelid: x}", "service_settings.modelid", "unknown key"),
         ("{model_id: splade-tiny}", "{model_id: splade-tiny, quantization: int4}", "service_settings.quantization", "expected 'none'"),
-        ("task_type: sparse_embedding", "task_type: rerank", "task_type", "unknown task type 'rerank'"),
+        ("task_type: sparse_embedding", "task_type: completion", "task_type", "unknown task type 'completion'"),
         ("service: transformers", "service: cohere", "service", "unknown service 'cohere'"),
         ("    service: transformers\n", "", "service", "required"),
     ],

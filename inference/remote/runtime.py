@@ -40,6 +40,7 @@ from inference_enrich.inference.remote.openai import OpenAIEmbeddings
 from inference_enrich.inference.remote.settings import (
     ELASTICSEARCH_REMOTE,
     OPENAI,
+    RERANK_API,
     RemoteServiceSettings,
 )
 from inference_enrich.inference.results import InferenceResult
@@ -71,7 +72,7 @@ class RemoteOutcome:
 
 
 def is_remote(endpoint: Endpoint) -> bool:
-    return endpoint.service in (OPENAI, ELASTICSEARCH_REMOTE)
+    return endpoint.service in (OPENAI, ELASTICSEARCH_REMOTE, RERANK_API)
 
 
 class RemoteRuntime:

@@ -28,9 +28,10 @@ from inference_enrich.inference.validation import InvalidSetting
 
 OPENAI = "openai"
 ELASTICSEARCH_REMOTE = "elasticsearch_remote"
+RERANK_API = "rerank_api"
 OPENAI_EMBEDDINGS_URL = "https://api.openai.com/v1/embeddings"
 
-DEFAULT_REQUESTS_PER_MINUTE = {OPENAI: 3000, ELASTICSEARCH_REMOTE: 1000}
+DEFAULT_REQUESTS_PER_MINUTE = {OPENAI: 3000, ELASTICSEARCH_REMOTE: 1000, RERANK_API: 10000}
 """Elasticsearch's defaults: its ``openai`` service allows 3000 embedding requests a minute;
 for a remote cluster we take 1000, the default of its Elastic Inference Service (``elastic``,
 ELSER on a managed cluster), the closest of its services to this one."""
@@ -155,3 +156,19 @@ class ElasticsearchRemoteServiceSettings(RemoteServiceSettings):
 
 class NoTaskSettings(_Strict):
     """A remote Elasticsearch endpoint applies its own task settings."""
+
+
+class RerankApiServiceSettings(RemoteServiceSettings):
+    """``service: rerank_api``: a Cohere/Jina-style rerank route (inference/remote/rerank.py)."""
+
+    url: str = Field(min_length=1, description="the full URL of the rerank route, e.g. http://host:7997/rerank")
+    model_id: str | None = Field(None, min_length=1, description="the model name the server knows (sent as model)")
+    api_key: SecretStr | None = Field(None, description="the API key (sent as a Bearer token)")
+    api_key_env: str | None = Field(
+        None, min_length=1, description="the name of an environment variable holding the API key")
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> "RerankApiServiceSettings":
+        if self.api_key is not None and self.api_key_env is not None:
+            raise InvalidSetting("api_key_env", "give api_key or api_key_env, not both")
+        return self
