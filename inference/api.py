@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -25,6 +26,9 @@ RUNTIMES: dict[str, str] = {SPARSE_EMBEDDING: "sparse.SparseEncoder", TEXT_EMBED
                             RERANK: "rerank.CrossEncoder"}
 """task type -> runtime class of the ``transformers`` service, in ``inference/``; imported
 when a model is loaded, so listing or validating endpoints never imports torch."""
+_IMPORTING = threading.Lock()
+"""The first load imports torch and transformers, whose lazy modules are not safe to import
+from two threads at once (``enrich serve --preload`` loads each model in its own thread)."""
 
 
 def resolve_endpoint(endpoint: str | Endpoint, endpoints_file: str | Path | None = None) -> Endpoint:
@@ -52,7 +56,8 @@ def load_runtime(endpoint: Endpoint) -> ModelRuntime | RemoteRuntime:
     settings = endpoint.service_settings
     options = {"quantization": settings["quantization"]} if "quantization" in settings else {}
     module, name = RUNTIMES[endpoint.task_type].split(".")
-    runtime_class = getattr(importlib.import_module(f"inference_enrich.inference.{module}"), name)
+    with _IMPORTING:
+        runtime_class = getattr(importlib.import_module(f"inference_enrich.inference.{module}"), name)
     runtime = runtime_class(
         resolve_model_path(endpoint.model_id),
         endpoint.model_id,
