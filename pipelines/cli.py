@@ -47,7 +47,7 @@ EXIT_USAGE = 2  # bad flags, config or endpoint
 EXIT_FILES_CUT_SHORT = 3  # finished, but some file could not be read past a point
 EXIT_READER_GONE = 128 + 13  # stdout's reader went away (`| head`): as a shell reports SIGPIPE
 
-BEAM_OPTIONS_HELP = f"""\
+BEAM_OPTIONS_HELP = """\
 Any other option is passed to Apache Beam as a pipeline option, for example:
   --runner=RUNNER            FnApiRunner (default here: in-process), DirectRunner,
                              DataflowRunner, FlinkRunner, PortableRunner, ...

@@ -36,7 +36,7 @@ from typing import Any, Callable
 
 import apache_beam as beam
 
-from inference_enrich.transforms.bundle_files import STAGING_PREFIX, RunFiles, read_manifest
+from inference_enrich.transforms.bundle_files import RunFiles, read_manifest
 from inference_enrich.transforms.dead_letters import DEAD_LETTER_DIR
 
 LOG = logging.getLogger(__name__)

@@ -4,7 +4,6 @@ directory, and each run's staging is its own. Real FnApiRunner runs, real files.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
