@@ -64,7 +64,8 @@ succeeds (then OUTPUT/_SUCCESS); a run from files replaces what earlier enrich r
 published there, one from Kafka adds to it (--mode); other files are never removed.
 Exit status: 0 done; 1 the run failed (or dead-lettered more than
 --max-dead-letter-ratio) and published nothing; 2 bad usage, config or output directory;
-3 done, but some input file could not be read past a point (see the summary)."""
+3 done, but some input file could not be read past a point (see the summary);
+141 the reader of its output went away (| head)."""
 SEARCH_INDEX_SETTINGS = ("es_url", "index", "index_path", "username", "api_key_file", "password_file",
                          "ca_certs", "verify_certs")
 """The sink settings ``enrich search`` takes as flags too (credentials: files or the environment)."""
