@@ -206,3 +206,23 @@ def test_the_dask_runner_gets_whole_file_reads_and_the_parameter_forces_them_any
     on_dask = beam.Pipeline(runner=DaskRunner())
     _ = on_dask | ReadDocuments([str(tmp_path / "f.jsonl")])
     assert not any("PlanRanges" in name for name in transform_names(on_dask))
+
+
+@pytest.mark.parametrize("content", [b"\xef\xbb\xbf", b"\xef\xbb\xbf" + b'{"id": "bom", "text": "after the mark"}\n'])
+def test_a_byte_order_mark_reads_the_same_split_and_whole(tmp_path, content):
+    """A BOM alone is an empty file, a BOM before a record is not part of it, whichever read
+    path the runner takes (the split path used to dead-letter the lone mark as a blank line)."""
+    (tmp_path / "marked.jsonl").write_bytes(content)
+    split_docs, split_dead = read_all([str(tmp_path)])
+    whole_docs, whole_dead = read_all([str(tmp_path)], splittable_reads=False)
+    assert split_dead == whole_dead == []
+    assert [d.id for d in split_docs] == [d.id for d in whole_docs] == (["bom"] if len(content) > 3 else [])
+
+
+def test_a_file_matched_by_two_patterns_is_read_once(tmp_path):
+    """Overlapping --input patterns (a directory and a glob inside it) name one file twice:
+    it is read once, so its records are not enriched and published twice."""
+    (tmp_path / "a.jsonl").write_text('{"id": "a1", "text": "x"}\n{"id": "a2", "text": "y"}\n')
+    (tmp_path / "b.jsonl").write_text('{"id": "b1", "text": "z"}\n')
+    docs, dead = read_all([str(tmp_path), str(tmp_path / "a*.jsonl")])
+    assert sorted(d.id for d in docs) == ["a1", "a2", "b1"] and dead == []

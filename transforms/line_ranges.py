@@ -30,7 +30,7 @@ from apache_beam.transforms.core import RestrictionProvider
 
 from inference_enrich.transforms.documents import Document, RecordFields
 from inference_enrich.transforms.file_records import RecordOutputs, read_whole_file
-from inference_enrich.transforms.formats import LINE_PARSERS, UTF8_BOM, compression_of, format_of
+from inference_enrich.transforms.formats import LINE_PARSERS, compression_of, first_line_without_bom, format_of
 from inference_enrich.transforms.match_files import MatchedFile
 from inference_enrich.transforms.resumable_reads import RetryPolicy, TransientReadError, open_resumable
 
@@ -118,11 +118,12 @@ def read_line_range(url: str, file_format: str, tracker, outputs: RecordOutputs,
                 raw = stream.readline()
                 if not raw:
                     break  # the file is shorter than when it was matched
-                line = raw
+                line: bytes | None = raw
                 if position == 0:
                     outputs.files.inc()
-                    line = raw.removeprefix(UTF8_BOM)
-                yield from outputs.of_item(parse(line_number, line, outputs.fields.text_field), url, position)
+                    line = first_line_without_bom(raw)
+                if line is not None:
+                    yield from outputs.of_item(parse(line_number, line, outputs.fields.text_field), url, position)
                 position += len(raw)
                 if line_number is not None:
                     line_number += 1
