@@ -241,6 +241,9 @@ class JobConfig(BaseModel):
                     raise InvalidSetting(name, "required by the kafka source")
         if self.sink == "embedded" and not self.index_path:
             raise InvalidSetting("index_path", "required by the embedded sink (a directory)")
+        if self.streaming and self.mode == "overwrite":
+            raise InvalidSetting("mode", "a streaming run adds to its output as records arrive: it "
+                                 "cannot replace it (use --mode append, or a batch run)")
         return self
 
     def kafka_settings(self) -> KafkaSettings:

@@ -85,6 +85,8 @@ def test_defaults():
     ("source: {format: xml}", "source.format", "input should be 'jsonl', 'json', 'csv', 'parquet' or 'text'"),
     ("source: {type: kafka, kafka_topic: t}", "source.kafka_bootstrap", "required by the kafka source"),
     ("sink: {type: embedded}", "sink.path", "required by the embedded sink"),
+    ("source: {type: kafka, kafka_bootstrap: b, kafka_topic: t, streaming: true}\nsink: {mode: overwrite}",
+     "sink.mode", "a streaming run adds to its output"),
     ("sink: {verify_certs: 'no'}", "sink.verify_certs", "input should be a valid boolean"),
     ("sink: 3", "sink", "expected a mapping"),
 ])
