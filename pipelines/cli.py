@@ -241,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `enrich ... | head`: the reader has what it wanted
         return _reader_went_away()
     except JobFailed as error:
-        outcome = {False: "its output was not published",
+        outcome = {False: "its output files were not published",
                    None: "the pipeline publishes its output itself (OUTPUT/_SUCCESS names the "
                          "last run that did)"}[error.published]
         print(f"enrich: error: the run failed, {outcome}: {error}", file=sys.stderr)

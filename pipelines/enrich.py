@@ -222,7 +222,7 @@ def _run_locked(job: JobConfig, options: PipelineOptions, endpoint: Endpoint,
             job.max_dead_letter_ratio, digest)
         if missing:
             discard_staging(run_files)
-            raise JobFailed(missing + "; nothing was published"
+            raise JobFailed(missing + _what_was_not_published(job)
                             + (" and no Kafka offsets were committed" if partitions else ""))
         publish_output(run_files, replace=replaces_output(job))
         if partitions:  # only now: a failed run must be re-readable
@@ -259,6 +259,15 @@ def refuse_runner_without_metrics(options: PipelineOptions) -> None:
         raise ValueError(f"enrich run cannot use {runner}: it reports no metrics, which the run's "
                          "accounting check and summary need; compose the public transforms in a "
                          "pipeline of your own instead (README, \"Runners\")")
+
+
+def _what_was_not_published(job: JobConfig) -> str:
+    """For a failed run's message: an index sink has written its documents during the run
+    (a re-run rewrites them by id); only the files (dead letters) were held back."""
+    if job.sink == "parquet":
+        return "; nothing was published"
+    return (f"; its dead letters were not published (the documents already written to "
+            f"{job.index_settings().describe()} stay there; a re-run rewrites them by id)")
 
 
 def _failed(run_files: RunFiles, publishes_itself: bool, reason: str) -> JobFailed:

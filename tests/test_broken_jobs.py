@@ -150,3 +150,16 @@ def test_only_a_uniform_failure_from_the_start_is_systemic(batches, systemic):
     except SystemicInferenceError as error:
         raised = "IndexError: x" in str(error)
     assert raised == systemic
+
+
+def test_a_failed_run_into_an_index_says_its_documents_stay_there(tmp_path):
+    """An index sink writes documents during the run, so a run failed by the dead-letter
+    ceiling must not claim that nothing was published: it names what stays in the index."""
+    source = write_lines(tmp_path / "in.jsonl", [
+        json.dumps({"id": "ok", "text": "The whale sails."}).encode(),
+        b'{"id": "no-text-1", "title": "x"}', b'{"id": "no-text-2", "title": "y"}'])
+    index = tmp_path / "idx"
+    job = JobConfig(input=[str(source)], output=str(tmp_path / "out"), sink="embedded", index_path=str(index))
+    with pytest.raises(JobFailed, match=r"its dead letters were not published \(the documents already "
+                                        r"written to embedded index .*idx stay there"):
+        run(job)

@@ -41,7 +41,9 @@ def many_and_two(tmp_path_factory) -> Path:
 def test_a_20000_file_input_builds_a_job_graph_no_larger_than_a_2_file_one(many_and_two, pattern, splittable_reads):
     many = graph_bytes(pattern.format(many_and_two / "many"), splittable_reads=splittable_reads)
     two = graph_bytes(pattern.format(many_and_two / "twoo"), splittable_reads=splittable_reads)
-    assert many <= two, (many, two)
+    # The same pipeline serialises to a few dozen bytes more or less from one build to the
+    # next (pickled DoFns); listing 20,000 file names would add ~50 KB.
+    assert many <= two + 1024, (many, two)
 
 
 def test_files_that_arrive_after_the_pipeline_is_built_are_read(tmp_path):

@@ -77,18 +77,24 @@ def require_matches(patterns: Sequence[str]) -> None:
 
 
 class MatchFiles(beam.DoFn):
-    """A pattern -> its ``MatchedFile``s, listed when the pipeline runs.
+    """The input patterns -> their ``MatchedFile``s, listed when the pipeline runs.
 
+    All patterns come as one element so that a file two patterns match (``--input DIR`` and
+    ``--input 'DIR/a*.jsonl'``) is read once: its records are enriched and published once.
     A pattern that matched at launch but matches nothing now (its files were removed) fails
     the bundle naming it: an empty input is never a silent success."""
 
-    def process(self, pattern: str) -> Iterator[MatchedFile]:
-        matched = False
-        for found in match_pattern(pattern):
-            matched = True
-            yield found
-        if not matched:
-            raise FileNotFoundError(f"no input files match '{pattern}' (when the pipeline ran)")
+    def process(self, patterns: Sequence[str]) -> Iterator[MatchedFile]:
+        seen: set[str] = set()
+        for pattern in patterns:
+            matched = False
+            for found in match_pattern(pattern):
+                matched = True
+                if found.url not in seen:
+                    seen.add(found.url)
+                    yield found
+            if not matched:
+                raise FileNotFoundError(f"no input files match '{pattern}' (when the pipeline ran)")
 
 
 def _is_directory(fs: fsspec.AbstractFileSystem, path: str) -> bool:

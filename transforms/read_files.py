@@ -44,19 +44,6 @@ class ReadFileRecords(beam.DoFn):
         yield from read_whole_file(file.url, self._format, self._outputs, self._retry)
 
 
-class OncePerUrl(beam.PTransform):
-    """Each matched file once, however many patterns matched it (``--input DIR`` and
-    ``--input 'DIR/a*.jsonl'``): its records are read, enriched and published once."""
-
-    def expand(self, files):
-        return (
-            files
-            | "KeyByUrl" >> beam.Map(lambda file: (file.url, file))
-            | "GroupByUrl" >> beam.GroupByKey()
-            | "First" >> beam.Map(lambda url_files: next(iter(url_files[1])))
-        )
-
-
 class ReadDocuments(beam.PTransform):
     """Files -> ``Document`` elements (main output) and dead letters (``DEAD_LETTER_TAG``).
 
@@ -96,9 +83,9 @@ class ReadDocuments(beam.PTransform):
     def expand(self, pbegin):
         files = (
             pbegin
-            | "InputPatterns" >> beam.Create(self._patterns)
+            # One element (see MatchFiles), typed so that its coder is exact, not pickled.
+            | "InputPatterns" >> beam.Create([tuple(self._patterns)]).with_output_types(tuple[str, ...])
             | "MatchFiles" >> beam.ParDo(MatchFiles())
-            | "OncePerFile" >> OncePerUrl()
         )
         if not self._splittable or not supports_splittable_dofns(pbegin.pipeline):
             return (
