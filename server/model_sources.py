@@ -4,8 +4,9 @@ operator's ``--model-root``s, and Elasticsearch's built-in model ids mapped to p
 Anything else is one 400 whose wording depends only on what the client sent, never on the
 server's disk (an existing ``/etc`` and a missing ``/root/.nope`` get the same answer), so
 a key cannot probe the filesystem or load an arbitrary directory as a model. The check is
-on the path as written, normalised (``..`` collapsed) but not resolved: links inside a
-root were put there by the operator and may point anywhere.
+on the path as written, not resolved: links inside a root were put there by the operator
+and may point anywhere. A path naming ``..`` is refused: collapsing it as text would check
+``root/x`` while the OS, after a link, reads next to the link's target.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ class ModelRoots:
         if model_id in BUILT_IN_MODELS:
             return True
         if not model_id or "\0" in model_id:
+            return False
+        if ".." in Path(model_id).parts:  # after a link, the OS would climb from its target
             return False
         path = os.path.normpath(os.path.abspath(os.path.expanduser(model_id)))
         return any(path != str(root) and os.path.commonpath([path, str(root)]) == str(root)

@@ -365,3 +365,21 @@ def test_cutting_before_tokenizing_changes_no_result(sparse_runtime, pieces):
 
     text = "".join(word + " " * spaces for word, spaces in pieces) + " ".join(["sky"] * (len(pieces) % 700))
     assert tokenize_cut(sparse_runtime, [text]) == sparse_runtime.tokenize([text])
+
+
+def test_a_dot_dot_after_a_link_inside_a_root_cannot_reach_outside_it(tmp_path):
+    """`root/link/../x` collapses to `root/x` as text, but the OS resolves `link/..` to the
+    link target's parent: a request could load any directory next to where a link points.
+    A model path naming `..` is refused whatever it collapses to (found by a hostile test)."""
+    from inference_enrich.server.model_sources import ModelRoots
+
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (outside / "model").mkdir(parents=True)
+    root.mkdir()
+    (root / "link").symlink_to(outside / "model")
+    roots = ModelRoots.of([str(root)])
+    assert roots.allows(str(root / "link"))  # a link the operator placed is followed
+    escape = f"{root}/link/../model"  # the OS reads outside/model; as text it is root/model
+    assert os.path.realpath(escape) == str(outside / "model")
+    assert not roots.allows(escape)
+    assert not roots.allows(f"{root}/sub/../link")
