@@ -35,7 +35,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from inference_enrich.inference.errors import InferenceEnrichError
 from inference_enrich.pipelines.config import JobConfig
-from inference_enrich.pipelines.publish import LOCK, release_lock, success_marker
+from inference_enrich.pipelines.publish import LOCK, SUCCESS, release_lock, success_marker
 from inference_enrich.transforms.bundle_files import STAGING_PREFIX
 
 LOG = logging.getLogger(__name__)
@@ -73,6 +73,11 @@ def lock_lease(job: JobConfig, runner: str | None) -> float:
 def check_save_mode(job: JobConfig) -> None:
     """Refuse an output directory the save mode does not allow (see module docstring)."""
     fs, output = fsspec.core.url_to_fs(job.output.rstrip("/"))
+    if fs.exists(output) and not fs.isdir(output):
+        raise OutputRefused(f"output {job.output} is a file, not a directory: choose a directory for --output")
+    if fs.isdir(f"{output}/{SUCCESS}"):
+        raise OutputRefused(f"output directory {job.output}: its _SUCCESS is a directory, where enrich writes "
+                            "its completion marker; choose another --output")
     entries = [path.rstrip("/").rsplit("/", 1)[-1] for path in fs.ls(output, detail=False)] \
         if fs.isdir(output) else []
     content = [name for name in entries if not name.startswith((STAGING_PREFIX, LOCK))]

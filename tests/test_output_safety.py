@@ -95,6 +95,23 @@ def test_save_modes(tmp_path):
     assert len(read_dead_letters(str(output))) == 1
 
 
+@pytest.mark.parametrize("mode", ["overwrite", "append", None])
+def test_an_output_that_cannot_hold_our_files_is_refused_at_start_in_one_line(tmp_path, mode):
+    """An --output that is a file, or whose _SUCCESS is a directory, used to end in a
+    traceback (the latter only after the whole run, leaving its staging behind)."""
+    source = corpus(tmp_path / "a.jsonl", "a", 2)
+    a_file = tmp_path / "afile"
+    a_file.write_text("mine")
+    marker_dir = tmp_path / "out"
+    (marker_dir / SUCCESS).mkdir(parents=True)
+    for output, problem in ((a_file, "is a file, not a directory"), (marker_dir, "_SUCCESS is a directory")):
+        done = enrich("run", "--input", str(source), "--output", str(output), *(["--mode", mode] if mode else []))
+        assert done.returncode == 2, done.stderr
+        assert problem in done.stderr and "Traceback" not in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+    assert a_file.read_text() == "mine" and [p.name for p in marker_dir.iterdir()] == [SUCCESS]
+
+
 def test_an_output_published_before_the_manifest_existed_is_still_replaced(tmp_path):
     """Outputs of earlier versions have a _SUCCESS without the list of files: their part
     files are the ones with our names (part-<32 hex digits>), and only those go."""
