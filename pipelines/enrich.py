@@ -25,7 +25,9 @@ from inference_enrich.inference.api import embedding_dimensions
 from inference_enrich.inference.remote.runtime import RemoteRuntime, is_remote
 from inference_enrich.inference.results import EMBEDDING_TASK_TYPES
 from inference_enrich.pipelines.config import JobConfig
-from inference_enrich.pipelines.output_guard import OutputLock, check_save_mode, lock_lease, replaces_output
+from inference_enrich.pipelines.output_guard import (
+    DETACHED_LEASE_S, OutputLock, check_save_mode, lock_lease, replaces_output,
+)
 from inference_enrich.pipelines.errors import JobFailed
 from inference_enrich.pipelines.publish import (
     PublishOutput,
@@ -187,11 +189,21 @@ def run_job(job: JobConfig, options: PipelineOptions) -> JobSummary:
             index.close()
     run_files = RunFiles(job.output, new_run_id(), streaming=job.streaming)
     runner = options.view_as(StandardOptions).runner
-    lock = OutputLock(job.output, run_files.run_id, lock_lease(job, runner)).acquire()
+    lease = lock_lease(job, runner)
+    lock = OutputLock(job.output, run_files.run_id, lease).acquire()
+    detached = False
     try:
         return _run_locked(job, options, endpoint, run_files)
+    except JobFailed as error:
+        # Only the launcher's wait failed, maybe: the job may run on and publish, and its own
+        # publish step releases the lock (else the detached lease ends it).
+        detached = error.published is None and lease == DETACHED_LEASE_S
+        raise
     finally:
-        lock.release()
+        if detached:
+            lock.abandon()
+        else:
+            lock.release()
 
 
 def _run_locked(job: JobConfig, options: PipelineOptions, endpoint: Endpoint,

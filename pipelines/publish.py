@@ -36,7 +36,8 @@ from typing import Any, Callable
 
 import apache_beam as beam
 
-from inference_enrich.transforms.bundle_files import RunFiles, read_manifest
+from inference_enrich.pipelines.errors import JobFailed
+from inference_enrich.transforms.bundle_files import HANDED_OVER, RunFiles, read_manifest
 from inference_enrich.transforms.dead_letters import DEAD_LETTER_DIR
 
 LOG = logging.getLogger(__name__)
@@ -125,16 +126,22 @@ def discard_staging(run_files: RunFiles) -> None:
 
 def finish_streaming(run_files: RunFiles) -> None:
     """After a streaming run: its committed bundles' files were published by bundle
-    finalization; what is left in staging was never confirmed committed, so it is kept for
-    inspection rather than published or deleted. ``_SUCCESS`` then lists the files the run
-    added (ours by name, absent from the earlier list), so that the output stays an enrich
-    output whose files a later overwrite may replace."""
+    finalization. A file a finished bundle handed to finalization (``record_handed_over``)
+    that is still in staging was never published: the runner did not finalize its bundle,
+    so the run fails (``JobFailed``), keeping the file. Other files left in staging are
+    orphans of failed bundle attempts, kept for inspection. ``_SUCCESS`` then lists the
+    files the run added (ours by name, absent from the earlier list), so that the output
+    stays an enrich output whose files a later overwrite may replace."""
     fs, output, staging = run_files.paths()
-    left = fs.find(staging) if fs.exists(staging) else []
+    unmoved = [name for name in run_files.handed_over() if fs.exists(f"{staging}/{name}")]
+    if unmoved:
+        raise JobFailed(f"{len(unmoved)} file(s) of this run were never published (the runner did not "
+                        f"finalize their bundles); they are in {run_files.staging}")
+    left = [path for path in fs.find(staging) if f"/{HANDED_OVER}/" not in path] \
+        if fs.exists(staging) else []
     if left:
-        LOG.warning("%d file(s) in %s were not published: the runner did not confirm their "
-                    "bundles (orphans of retried bundles, or a runner without bundle "
-                    "finalization)", len(left), staging)
+        LOG.warning("%d file(s) in %s were not published: orphans of failed bundle attempts",
+                    len(left), staging)
     elif fs.exists(staging):
         fs.rm(staging, recursive=True)
     earlier = published_files(fs, output, success_marker(fs, output))
