@@ -115,10 +115,11 @@ class BundleFileWriter(beam.DoFn):
     def start_bundle(self) -> None:
         self._stream = None
 
-    def process(self, element: Any, run_id: str | None = None,
-                finalizer=beam.DoFn.BundleFinalizerParam) -> None:
-        """``run_id``: the run's id as a side input, made when the pipeline ran (see
-        ``RunFiles.for_run``)."""
+    def process(self, element: Any, finalizer=beam.DoFn.BundleFinalizerParam,
+                run_id: str | None = None) -> None:
+        """``run_id``: the run's id as a side input (by keyword), made when the pipeline ran
+        (``RunFiles.for_run``). It comes after ``finalizer``: Beam would pass the finalizer
+        into a defaulted argument before it."""
         if self._stream is None:
             run_files = self._run_files.for_run(run_id)
             self._fs, _, staging = run_files.paths()

@@ -80,7 +80,7 @@ class WriteAndPublish(beam.PTransform):
         run_files = RunFiles(self._output, RUN_ID_AT_RUN_TIME)
         return (
             elements
-            | "WriteFiles" >> beam.ParDo(self._writer(run_files), run_id)
+            | "WriteFiles" >> beam.ParDo(self._writer(run_files), run_id=run_id)
             | "OneWindow" >> beam.WindowInto(GlobalWindows())
             | "CommitManifest" >> CommitManifest(run_files, run_id)
             | "Publish" >> beam.ParDo(_Publish(run_files, self._announce), run_id)
