@@ -99,13 +99,25 @@ def _plan(run_files: RunFiles, marker: dict, replace: bool) -> tuple[list[str], 
             plan = json.load(stream)
     else:
         names = read_manifest(run_files)
-        earlier = [name for name in published_files(fs, output, marker) if name not in names]
-        remove = earlier if replace else []
+        listed = dict.fromkeys([*published_files(fs, output, marker), *_dead_letters_published(fs, output)])
+        earlier = [name for name in listed if name not in names]
+        nested_marker = f"{DEAD_LETTER_DIR}/{SUCCESS}"
+        remove = [*earlier, *([nested_marker] if fs.isfile(f"{output}/{nested_marker}") else [])] \
+            if replace else []
         kept = [] if replace else [name for name in earlier if fs.isfile(f"{output}/{name}")]
         plan = {"names": names, "remove": remove, "published": sorted({*kept, *names})}
         with fs.open(path, "wt", encoding="utf-8") as stream:
             json.dump(plan, stream)
     return plan["names"], plan["remove"], plan["published"]
+
+
+def _dead_letters_published(fs, output: str) -> list[str]:
+    """The files a public ``WriteDeadLetters(output)`` published, as its own
+    ``_dead_letter/_SUCCESS`` lists them, relative to ``output``: a replacing run removes
+    them (and that ``_SUCCESS``) as it does the files the top ``_SUCCESS`` lists."""
+    directory = f"{output}/{DEAD_LETTER_DIR}"
+    names = published_files(fs, directory, success_marker(fs, directory))
+    return [f"{DEAD_LETTER_DIR}/{name}" for name in names if "/" not in name]
 
 
 def _is_relative_name(name: object) -> bool:

@@ -22,7 +22,7 @@ from inference_enrich.pipelines.errors import JobFailed
 from inference_enrich.pipelines.output_guard import OutputLock, OutputRefused
 from inference_enrich.transforms.bundle_files import MANIFEST, STAGING_PREFIX, RunFiles
 
-from pipeline_helpers import read_dead_letters, write_lines
+from pipeline_helpers import read_dead_letters, run, write_lines
 
 IDS = ["r1", "r2", "r3"]
 
@@ -132,3 +132,17 @@ def test_a_streaming_run_fails_when_finalization_never_moved_its_files(tmp_path)
     run_files.record_handed_over("part-handed.jsonl")
     with pytest.raises(JobFailed, match="1 file.* never published"):
         publish.finish_streaming(run_files)
+
+
+def test_an_overwrite_replaces_dead_letters_a_public_writer_published(tmp_path):
+    """``WriteDeadLetters(dir)`` lists its files in ``_dead_letter/_SUCCESS``; a later
+    ``enrich run --mode overwrite`` into ``dir`` must replace them too, not keep them."""
+    output = tmp_path / "out"
+    pipeline = beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"]))
+    _ = pipeline | beam.Create([{"stage": "old", "error": f"e{i}"} for i in range(3)]) \
+        | WriteDeadLetters(str(output))
+    assert pipeline.run().wait_until_finish() == "DONE"
+    source = write_lines(tmp_path / "in.jsonl", [b'{"id": "a", "text": "the whale"}', b"not json"])
+    run(JobConfig(input=[str(source)], output=str(output), mode="overwrite"))
+    assert [letter["stage"] for letter in read_dead_letters(str(output))] == ["parse"]
+    assert not (output / "_dead_letter" / publish.SUCCESS).exists()
