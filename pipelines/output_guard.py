@@ -17,7 +17,9 @@ One run at a time per output directory: ``OutputLock`` holds ``OUTPUT/.enrich-lo
 (run id, host, pid, heartbeat) for the run. A second run is refused at start. A lock whose
 holder is gone (its process on this host is dead, or its heartbeat is older than its lease)
 is taken over, and the staging directories of runs that no longer hold the lock (killed or
-failed runs) are removed then; a live run's staging never is.
+failed runs) are removed then, after finishing the publish of a run killed while publishing
+(its plan is in its staging); a live run's staging never is. A detached job's launcher that
+stops waiting leaves the lock to the job (``OutputLock.abandon``).
 """
 
 from __future__ import annotations

@@ -5,7 +5,10 @@ their Beam YAML forms) stage their files (``bundle_files``) and then, in the sam
 ``CommitManifest`` (a global combine: it fires once every writing bundle has committed) and
 a step that calls ``publish_output``, the one publisher ``enrich run`` uses too. No runner
 hook is involved: bundle finalization, which Flink and ``BundleBasedDirectRunner`` never
-call, is used only for unbounded input (streaming), where there is no end to wait for.
+call, is used only for unbounded input (streaming), where there is no end to wait for; it is
+refused where the pipeline is built on runners known not to call it (``runner_support``).
+The run id is made when the pipeline runs (a side input), so each run of one graph has its
+own staging and publish.
 
 The publish step may be retried: ``publish_output`` is idempotent (see its module).
 """
