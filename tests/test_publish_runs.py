@@ -146,3 +146,11 @@ def test_an_overwrite_replaces_dead_letters_a_public_writer_published(tmp_path):
     run(JobConfig(input=[str(source)], output=str(output), mode="overwrite"))
     assert [letter["stage"] for letter in read_dead_letters(str(output))] == ["parse"]
     assert not (output / "_dead_letter" / publish.SUCCESS).exists()
+
+
+def test_enrich_run_streaming_is_refused_on_a_runner_without_bundle_finalization(tmp_path):
+    """Refused before any work (no broker is contacted: the address is never used)."""
+    job = JobConfig(source="kafka", kafka_bootstrap="127.0.0.1:9", kafka_topic=["t"], kafka_group="g",
+                    output=str(tmp_path / "out"), streaming=True, stop_after_records=1)
+    with pytest.raises(ValueError, match="never calls bundle finalization"):
+        run(job, ["--runner=BundleBasedDirectRunner", "--streaming"])
