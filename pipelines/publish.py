@@ -37,7 +37,7 @@ from typing import Any, Callable
 import apache_beam as beam
 
 from inference_enrich.pipelines.errors import JobFailed
-from inference_enrich.transforms.bundle_files import HANDED_OVER, RunFiles, read_manifest
+from inference_enrich.transforms.bundle_files import HANDED_OVER, MANIFEST, RunFiles, read_manifest
 from inference_enrich.transforms.dead_letters import DEAD_LETTER_DIR
 
 LOG = logging.getLogger(__name__)
@@ -59,8 +59,8 @@ def publish_output(run_files: RunFiles, replace: bool) -> int:
     """Publish the files the run committed (see module docstring); returns how many."""
     fs, output, staging = run_files.paths()
     marker = success_marker(fs, output)
-    if marker.get("run_id") == run_files.run_id:  # a repeated call that got past step 5
-        _remove(fs, staging)
+    if marker.get("run_id") == run_files.run_id and not _files_left_staged(run_files):
+        _remove(fs, staging)  # a repeated call that got past step 5
         return marker["files"]
     names, remove, published = _plan(run_files, marker, replace)
     if fs.exists(f"{output}/{SUCCESS}"):
@@ -75,6 +75,15 @@ def publish_output(run_files: RunFiles, replace: bool) -> int:
                    "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, stream)
     _remove(fs, staging)
     return len(names)
+
+
+def _files_left_staged(run_files: RunFiles) -> bool:
+    """Whether files the manifest names are still staged: a later run of a graph whose run id
+    was fixed when it was built (only on our Dask runner), not a repeat of a finished publish."""
+    fs, _, staging = run_files.paths()
+    if not fs.exists(f"{staging}/{MANIFEST}"):
+        return False
+    return any(fs.exists(f"{staging}/{name}") for name in read_manifest(run_files))
 
 
 def published_files(fs, output: str, marker: dict) -> list[str]:

@@ -154,3 +154,14 @@ def test_enrich_run_streaming_is_refused_on_a_runner_without_bundle_finalization
                     output=str(tmp_path / "out"), streaming=True, stop_after_records=1)
     with pytest.raises(ValueError, match="never calls bundle finalization"):
         run(job, ["--runner=BundleBasedDirectRunner", "--streaming"])
+
+
+def test_a_second_run_under_the_same_run_id_is_published_not_dropped(tmp_path):
+    """On our Dask runner the public writers' run id is fixed when the graph is built (it
+    computes side inputs per use): a second run of that graph stages under the same id, and
+    its files must be published, not taken for a repeat of the first run's publish."""
+    output = tmp_path / "out"
+    publish.publish_output(_stage(output, "same", 2), replace=False)
+    publish.publish_output(_stage(output, "same", 2), replace=False)
+    assert _parts(output) == ["same"] * 4
+    assert not list(output.glob(f"{STAGING_PREFIX}*"))

@@ -22,7 +22,9 @@ import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
 
 from inference_enrich.transforms.bundle_files import BundleFileWriter, CommitManifest, RunFiles
-from inference_enrich.transforms.runner_support import refuse_lossy_runner, refuse_without_bundle_finalization
+from inference_enrich.transforms.runner_support import (
+    refuse_lossy_runner, refuse_without_bundle_finalization, side_inputs_computed_once,
+)
 
 LOG = logging.getLogger(__name__)
 RUN_ID_AT_RUN_TIME = "run-id-made-at-run-time"
@@ -40,7 +42,7 @@ class _Publish(beam.DoFn):
         self._run_files = run_files
         self._announce = announce
 
-    def process(self, names: list[str], run_id: str) -> Iterator[str]:
+    def process(self, names: list[str], run_id: str | None = None) -> Iterator[str]:
         from inference_enrich.pipelines.publish import publish_output  # see _new_run_id
 
         count = publish_output(self._run_files.for_run(run_id), replace=False)
@@ -78,15 +80,21 @@ class WriteAndPublish(beam.PTransform):
         # The run id is made when the pipeline runs, not when it is built: each run of one
         # graph (a classic template, a notebook's second ``p.run()``) stages and publishes
         # on its own, instead of taking the first run's ``_SUCCESS`` for its own.
-        run_id = beam.pvalue.AsSingleton(
-            elements.pipeline | "Start" >> beam.Create([None]) | "NewRunId" >> beam.Map(_new_run_id))
-        run_files = RunFiles(self._output, RUN_ID_AT_RUN_TIME)
+        # Our Dask runner computes a side input per use, so there the id is made here (a
+        # graph run again then shares it: ``publish_output`` tells such a run by its files).
+        if side_inputs_computed_once(elements.pipeline):
+            run_id = beam.pvalue.AsSingleton(
+                elements.pipeline | "Start" >> beam.Create([None]) | "NewRunId" >> beam.Map(_new_run_id))
+            run_files = RunFiles(self._output, RUN_ID_AT_RUN_TIME)
+        else:
+            run_id, run_files = None, RunFiles(self._output, _new_run_id(None))
+        side = {} if run_id is None else {"run_id": run_id}
         return (
             elements
-            | "WriteFiles" >> beam.ParDo(self._writer(run_files), run_id=run_id)
+            | "WriteFiles" >> beam.ParDo(self._writer(run_files), **side)
             | "OneWindow" >> beam.WindowInto(GlobalWindows())
             | "CommitManifest" >> CommitManifest(run_files, run_id)
-            | "Publish" >> beam.ParDo(_Publish(run_files, self._announce), run_id)
+            | "Publish" >> beam.ParDo(_Publish(run_files, self._announce), **side)
         )
 
 

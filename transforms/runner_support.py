@@ -31,6 +31,9 @@ NO_BUNDLE_FINALIZATION_RUNNERS = {
     "apache_beam.runners.portability.flink_runner.FlinkRunner", "FlinkRunner",
 }
 """They never call bundle finalization callbacks, by which unbounded output is published."""
+PER_USE_SIDE_INPUT_RUNNERS = {OUR_DASK}
+"""They compute a side input anew for each step that reads it: a value made when the
+pipeline runs (a run id) differs from step to step there."""
 
 
 def runner_path(runner: Any) -> str:
@@ -69,3 +72,8 @@ def refuse_without_bundle_finalization(pipeline: beam.Pipeline, what: str) -> No
         raise ValueError(f"{what} from unbounded input cannot run on {runner}: it never calls "
                          "bundle finalization, which publishes each bundle's files; use FnApiRunner "
                          "or Dataflow")
+
+
+def side_inputs_computed_once(pipeline: beam.Pipeline) -> bool:
+    """False on runners that compute a side input per use (``PER_USE_SIDE_INPUT_RUNNERS``)."""
+    return runner_path(getattr(pipeline, "runner", None)) not in PER_USE_SIDE_INPUT_RUNNERS
