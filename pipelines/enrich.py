@@ -25,7 +25,9 @@ from inference_enrich.inference.api import embedding_dimensions
 from inference_enrich.inference.remote.runtime import RemoteRuntime, is_remote
 from inference_enrich.inference.results import EMBEDDING_TASK_TYPES
 from inference_enrich.pipelines.config import JobConfig
-from inference_enrich.pipelines.output_guard import OutputLock, check_save_mode, lock_lease, replaces_output
+from inference_enrich.pipelines.output_guard import (
+    DETACHED_LEASE_S, OutputLock, check_save_mode, lock_lease, replaces_output,
+)
 from inference_enrich.pipelines.errors import JobFailed
 from inference_enrich.pipelines.publish import (
     PublishOutput,
@@ -52,7 +54,9 @@ from inference_enrich.transforms.kafka import (
     plan_partitions,
 )
 from inference_enrich.transforms.read_files import METRICS_NAMESPACE, ReadDocuments
-from inference_enrich.transforms.runner_support import NO_METRICS_RUNNERS, options_runner
+from inference_enrich.transforms.runner_support import (
+    NO_BUNDLE_FINALIZATION_RUNNERS, NO_METRICS_RUNNERS, options_runner,
+)
 from inference_enrich.transforms.write_index import WriteToSearchIndex
 from inference_enrich.transforms.write_parquet import WriteEnrichedParquet, enriched_schema
 
@@ -171,7 +175,7 @@ def run_job(job: JobConfig, options: PipelineOptions) -> JobSummary:
     pipeline has published (and committed the Kafka offsets) itself when it is DONE; the
     accounting check still runs here, but can only report, not hold back, the output.
     """
-    refuse_runner_without_metrics(options)
+    refuse_unfit_runner(job, options)
     check_save_mode(job)
     endpoint = resolve_endpoint(job)
     if is_remote(endpoint):  # a wrong URL or key fails here, in one line, before any work
@@ -187,11 +191,21 @@ def run_job(job: JobConfig, options: PipelineOptions) -> JobSummary:
             index.close()
     run_files = RunFiles(job.output, new_run_id(), streaming=job.streaming)
     runner = options.view_as(StandardOptions).runner
-    lock = OutputLock(job.output, run_files.run_id, lock_lease(job, runner)).acquire()
+    lease = lock_lease(job, runner)
+    lock = OutputLock(job.output, run_files.run_id, lease).acquire()
+    detached = False
     try:
         return _run_locked(job, options, endpoint, run_files)
+    except JobFailed as error:
+        # Only the launcher's wait failed, maybe: the job may run on and publish, and its own
+        # publish step releases the lock (else the detached lease ends it).
+        detached = error.published is None and lease == DETACHED_LEASE_S
+        raise
     finally:
-        lock.release()
+        if detached:
+            lock.abandon()
+        else:
+            lock.release()
 
 
 def _run_locked(job: JobConfig, options: PipelineOptions, endpoint: Endpoint,
@@ -251,10 +265,15 @@ def _run_locked(job: JobConfig, options: PipelineOptions, endpoint: Endpoint,
     )
 
 
-def refuse_runner_without_metrics(options: PipelineOptions) -> None:
+def refuse_unfit_runner(job: JobConfig, options: PipelineOptions) -> None:
     """``enrich run`` checks and summarises a run from Beam's metrics: a runner without them
-    (the Dask runners) is refused before any work, in one line."""
+    (the Dask runners) is refused before any work, in one line; so is a streaming run on a
+    runner that never finalizes bundles (its files would never be published)."""
     runner = options_runner(options)
+    if job.streaming and runner in NO_BUNDLE_FINALIZATION_RUNNERS:
+        raise ValueError(f"enrich run --streaming cannot use {runner}: it never calls bundle "
+                         "finalization, which publishes a streaming run's files and commits its "
+                         "Kafka offsets; use FnApiRunner or Dataflow")
     if runner in NO_METRICS_RUNNERS:
         raise ValueError(f"enrich run cannot use {runner}: it reports no metrics, which the run's "
                          "accounting check and summary need; compose the public transforms in a "

@@ -17,7 +17,9 @@ One run at a time per output directory: ``OutputLock`` holds ``OUTPUT/.enrich-lo
 (run id, host, pid, heartbeat) for the run. A second run is refused at start. A lock whose
 holder is gone (its process on this host is dead, or its heartbeat is older than its lease)
 is taken over, and the staging directories of runs that no longer hold the lock (killed or
-failed runs) are removed then; a live run's staging never is.
+failed runs) are removed then, after finishing the publish of a run killed while publishing
+(its plan is in its staging); a live run's staging never is. A detached job's launcher that
+stops waiting leaves the lock to the job (``OutputLock.abandon``).
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ from fsspec.implementations.local import LocalFileSystem
 
 from inference_enrich.inference.errors import InferenceEnrichError
 from inference_enrich.pipelines.config import JobConfig
-from inference_enrich.pipelines.publish import LOCK, SUCCESS, release_lock, success_marker
-from inference_enrich.transforms.bundle_files import STAGING_PREFIX
+from inference_enrich.pipelines.publish import LOCK, PUBLISH_PLAN, SUCCESS, publish_output, release_lock, success_marker
+from inference_enrich.transforms.bundle_files import STAGING_PREFIX, RunFiles
 
 LOG = logging.getLogger(__name__)
 HEARTBEAT_S = 30.0
@@ -99,7 +101,8 @@ class OutputLock:
     def __init__(self, output: str, run_id: str, lease_s: float = LEASE_S) -> None:
         self._fs, self._output = fsspec.core.url_to_fs(output.rstrip("/"))
         self._path = f"{self._output}/{LOCK}"
-        self._display = f"{output.rstrip('/')}/{LOCK}"
+        self._url = output.rstrip("/")
+        self._display = f"{self._url}/{LOCK}"
         self._run_id = run_id
         self._lease_s = lease_s
         self._stop = threading.Event()
@@ -127,10 +130,15 @@ class OutputLock:
         return self
 
     def release(self) -> None:
+        self.abandon()
+        release_lock(self._fs, self._output, self._run_id)
+
+    def abandon(self) -> None:
+        """Stop renewing the lock but leave it: for a detached job that may still be running
+        and will release it when it publishes (its lease, ``DETACHED_LEASE_S``, ends it else)."""
         self._stop.set()
         if self._heartbeat is not None:
             self._heartbeat.join()
-        release_lock(self._fs, self._output, self._run_id)
 
     def _content(self) -> bytes:
         return json.dumps({"run_id": self._run_id, "host": socket.gethostname(), "pid": os.getpid(),
@@ -170,11 +178,29 @@ class OutputLock:
                 pass
 
     def _remove_dead_staging(self) -> None:
-        """Staging of runs that do not hold the lock: it is ours now, so they are gone."""
+        """Staging of runs that do not hold the lock: it is ours now, so they are gone. A run
+        that had begun publishing (its plan, ``_publish.json``, is in its staging) succeeded
+        and was killed midway: its publish is finished first, by the same idempotent
+        ``publish_output``, so that no half-published run is left behind."""
         for path in self._fs.ls(self._output, detail=False):
             name = path.rstrip("/").rsplit("/", 1)[-1]
-            if name.startswith(STAGING_PREFIX) and name != f"{STAGING_PREFIX}{self._run_id}":
+            if not name.startswith(STAGING_PREFIX) or name == f"{STAGING_PREFIX}{self._run_id}":
+                continue
+            if self._fs.exists(f"{path.rstrip('/')}/{PUBLISH_PLAN}"):
+                self._finish_publish(name[len(STAGING_PREFIX):])
+            if self._fs.exists(path):
                 self._fs.rm(path, recursive=True)
+
+    def _finish_publish(self, run_id: str) -> None:
+        try:
+            count = publish_output(RunFiles(self._url, run_id), replace=False)  # the plan decides
+        except Exception as error:
+            raise OutputRefused(
+                f"run {run_id} was killed while publishing into {self._url} and its publish could not "
+                f"be finished ({type(error).__name__}: {error}); inspect {self._url}/{STAGING_PREFIX}{run_id}"
+            ) from error
+        LOG.warning("finished publishing %d file(s) of run %s, which was killed while publishing",
+                    count, run_id)
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):

@@ -36,7 +36,8 @@ from typing import Any, Callable
 
 import apache_beam as beam
 
-from inference_enrich.transforms.bundle_files import RunFiles, read_manifest
+from inference_enrich.pipelines.errors import JobFailed
+from inference_enrich.transforms.bundle_files import HANDED_OVER, MANIFEST, RunFiles, read_manifest
 from inference_enrich.transforms.dead_letters import DEAD_LETTER_DIR
 
 LOG = logging.getLogger(__name__)
@@ -58,8 +59,8 @@ def publish_output(run_files: RunFiles, replace: bool) -> int:
     """Publish the files the run committed (see module docstring); returns how many."""
     fs, output, staging = run_files.paths()
     marker = success_marker(fs, output)
-    if marker.get("run_id") == run_files.run_id:  # a repeated call that got past step 5
-        _remove(fs, staging)
+    if marker.get("run_id") == run_files.run_id and not _files_left_staged(run_files):
+        _remove(fs, staging)  # a repeated call that got past step 5
         return marker["files"]
     names, remove, published = _plan(run_files, marker, replace)
     if fs.exists(f"{output}/{SUCCESS}"):
@@ -74,6 +75,15 @@ def publish_output(run_files: RunFiles, replace: bool) -> int:
                    "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, stream)
     _remove(fs, staging)
     return len(names)
+
+
+def _files_left_staged(run_files: RunFiles) -> bool:
+    """Whether files the manifest names are still staged: a later run of a graph whose run id
+    was fixed when it was built (only on our Dask runner), not a repeat of a finished publish."""
+    fs, _, staging = run_files.paths()
+    if not fs.exists(f"{staging}/{MANIFEST}"):
+        return False
+    return any(fs.exists(f"{staging}/{name}") for name in read_manifest(run_files))
 
 
 def published_files(fs, output: str, marker: dict) -> list[str]:
@@ -98,13 +108,25 @@ def _plan(run_files: RunFiles, marker: dict, replace: bool) -> tuple[list[str], 
             plan = json.load(stream)
     else:
         names = read_manifest(run_files)
-        earlier = [name for name in published_files(fs, output, marker) if name not in names]
-        remove = earlier if replace else []
+        listed = dict.fromkeys([*published_files(fs, output, marker), *_dead_letters_published(fs, output)])
+        earlier = [name for name in listed if name not in names]
+        nested_marker = f"{DEAD_LETTER_DIR}/{SUCCESS}"
+        remove = [*earlier, *([nested_marker] if fs.isfile(f"{output}/{nested_marker}") else [])] \
+            if replace else []
         kept = [] if replace else [name for name in earlier if fs.isfile(f"{output}/{name}")]
         plan = {"names": names, "remove": remove, "published": sorted({*kept, *names})}
         with fs.open(path, "wt", encoding="utf-8") as stream:
             json.dump(plan, stream)
     return plan["names"], plan["remove"], plan["published"]
+
+
+def _dead_letters_published(fs, output: str) -> list[str]:
+    """The files a public ``WriteDeadLetters(output)`` published, as its own
+    ``_dead_letter/_SUCCESS`` lists them, relative to ``output``: a replacing run removes
+    them (and that ``_SUCCESS``) as it does the files the top ``_SUCCESS`` lists."""
+    directory = f"{output}/{DEAD_LETTER_DIR}"
+    names = published_files(fs, directory, success_marker(fs, directory))
+    return [f"{DEAD_LETTER_DIR}/{name}" for name in names if "/" not in name]
 
 
 def _is_relative_name(name: object) -> bool:
@@ -125,16 +147,22 @@ def discard_staging(run_files: RunFiles) -> None:
 
 def finish_streaming(run_files: RunFiles) -> None:
     """After a streaming run: its committed bundles' files were published by bundle
-    finalization; what is left in staging was never confirmed committed, so it is kept for
-    inspection rather than published or deleted. ``_SUCCESS`` then lists the files the run
-    added (ours by name, absent from the earlier list), so that the output stays an enrich
-    output whose files a later overwrite may replace."""
+    finalization. A file a finished bundle handed to finalization (``record_handed_over``)
+    that is still in staging was never published: the runner did not finalize its bundle,
+    so the run fails (``JobFailed``), keeping the file. Other files left in staging are
+    orphans of failed bundle attempts, kept for inspection. ``_SUCCESS`` then lists the
+    files the run added (ours by name, absent from the earlier list), so that the output
+    stays an enrich output whose files a later overwrite may replace."""
     fs, output, staging = run_files.paths()
-    left = fs.find(staging) if fs.exists(staging) else []
+    unmoved = [name for name in run_files.handed_over() if fs.exists(f"{staging}/{name}")]
+    if unmoved:
+        raise JobFailed(f"{len(unmoved)} file(s) of this run were never published (the runner did not "
+                        f"finalize their bundles); they are in {run_files.staging}")
+    left = [path for path in fs.find(staging) if f"/{HANDED_OVER}/" not in path] \
+        if fs.exists(staging) else []
     if left:
-        LOG.warning("%d file(s) in %s were not published: the runner did not confirm their "
-                    "bundles (orphans of retried bundles, or a runner without bundle "
-                    "finalization)", len(left), staging)
+        LOG.warning("%d file(s) in %s were not published: orphans of failed bundle attempts",
+                    len(left), staging)
     elif fs.exists(staging):
         fs.rm(staging, recursive=True)
     earlier = published_files(fs, output, success_marker(fs, output))

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, BinaryIO, Iterator
 
 import apache_beam as beam
@@ -37,6 +37,8 @@ from inference_enrich.transforms.read_files import METRICS_NAMESPACE
 LOG = logging.getLogger(__name__)
 STAGING_PREFIX = ".staging-"
 MANIFEST = "_manifest.json"
+HANDED_OVER = "_handed_over"
+"""Streaming: ``<staging>/_handed_over/<name>`` notes a file handed to bundle finalization."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,11 @@ class RunFiles:
         public writer given unbounded input (bounded input is published by pipeline steps,
         ``publishing.WriteAndPublish``, since not every runner finalizes bundles)."""
         return cls(output, uuid.uuid4().hex, streaming=True)
+
+    def for_run(self, run_id: str | None) -> "RunFiles":
+        """These files for the run id a pipeline made when it ran (a side input), or as they
+        are when it is None (``enrich run`` makes its run id before it builds the pipeline)."""
+        return self if run_id is None else replace(self, run_id=run_id)
 
     @property
     def staging(self) -> str:
@@ -75,6 +82,22 @@ class RunFiles:
         fs.mv(staged, target)
 
 
+    def record_handed_over(self, name: str) -> None:
+        """Note that the staged file ``name`` was handed to bundle finalization by a bundle
+        that finished: ``finish_streaming`` fails the run if it is still in staging (an
+        orphan of a failed bundle attempt is never noted, so it is told apart)."""
+        fs, _, staging = self.paths()
+        marker = f"{staging}/{HANDED_OVER}/{name}"
+        fs.makedirs(marker.rsplit("/", 1)[0], exist_ok=True)
+        fs.pipe_file(marker, b"")
+
+    def handed_over(self) -> list[str]:
+        """The names ``record_handed_over`` noted, relative to staging."""
+        fs, _, staging = self.paths()
+        root = f"{staging}/{HANDED_OVER}"
+        return [path[len(root) + 1:] for path in fs.find(root)] if fs.isdir(root) else []
+
+
 class BundleFileWriter(beam.DoFn):
     """Base class: subclasses say how to open, write to and close one file. Writes one file
     per bundle into ``<staging>/<subdir>/`` and emits its relative name when the bundle
@@ -89,22 +112,26 @@ class BundleFileWriter(beam.DoFn):
         self._written = Metrics.counter(METRICS_NAMESPACE, self.counter_name)
         self._stream: BinaryIO | None = None
 
-    def setup(self) -> None:
-        self._fs, _, staging = self._run_files.paths()
-        self._directory = f"{staging}/{self._subdir}" if self._subdir else staging
-        self._fs.makedirs(self._directory, exist_ok=True)
-
     def start_bundle(self) -> None:
         self._stream = None
 
-    def process(self, element: Any, finalizer=beam.DoFn.BundleFinalizerParam) -> None:
+    def process(self, element: Any, finalizer=beam.DoFn.BundleFinalizerParam,
+                run_id: str | None = None) -> None:
+        """``run_id``: the run's id as a side input (by keyword), made when the pipeline ran
+        (``RunFiles.for_run``). It comes after ``finalizer``: Beam would pass the finalizer
+        into a defaulted argument before it."""
         if self._stream is None:
+            run_files = self._run_files.for_run(run_id)
+            self._fs, _, staging = run_files.paths()
+            directory = f"{staging}/{self._subdir}" if self._subdir else staging
+            self._fs.makedirs(directory, exist_ok=True)
             file_name = f"part-{uuid.uuid4().hex}{self.suffix}"
             self._name = f"{self._subdir}/{file_name}" if self._subdir else file_name
-            self._stream = self._fs.open(f"{self._directory}/{file_name}", "wb")
+            self._stream = self._fs.open(f"{directory}/{file_name}", "wb")
             self.open_file(self._stream)
-            if self._run_files.streaming:
-                name, run_files = self._name, self._run_files
+            self._bundle_files = run_files
+            if run_files.streaming:
+                name = self._name
                 finalizer.register(lambda: run_files.publish_file(name))
         self.write(element)
         self._written.inc()
@@ -115,7 +142,9 @@ class BundleFileWriter(beam.DoFn):
         self.close_file()
         self._stream.close()
         self._stream = None
-        if not self._run_files.streaming:
+        if self._bundle_files.streaming:
+            self._bundle_files.record_handed_over(self._name)
+        else:
             yield WindowedValue(self._name, GlobalWindow().max_timestamp(), [GlobalWindow()])
 
     def teardown(self) -> None:
@@ -147,11 +176,12 @@ class _WriteManifest(beam.DoFn):
     def __init__(self, run_files: RunFiles) -> None:
         self._run_files = run_files
 
-    def process(self, names: list[str]) -> Iterator[list[str]]:
-        fs, _, staging = self._run_files.paths()
+    def process(self, names: list[str], run_id: str | None = None) -> Iterator[list[str]]:
+        run_files = self._run_files.for_run(run_id)
+        fs, _, staging = run_files.paths()
         fs.makedirs(staging, exist_ok=True)
         with fs.open(f"{staging}/{MANIFEST}", "wt", encoding="utf-8") as stream:
-            json.dump({"run_id": self._run_files.run_id, "files": sorted(names)}, stream)
+            json.dump({"run_id": run_files.run_id, "files": sorted(names)}, stream)
         yield sorted(names)
 
 
@@ -161,16 +191,19 @@ class CommitManifest(beam.PTransform):
     ``ToList`` is a global combine: it emits once, after every upstream bundle has
     committed, and an empty list when nothing was written, so a successful run always
     leaves a manifest. Rewriting it on a retry writes the same content. Its output is the
-    manifest's names, once, for a step that publishes them in the pipeline.
+    manifest's names, once, for a step that publishes them in the pipeline. ``run_id``: a
+    side input (``RunFiles.for_run``) for a run id made when the pipeline runs.
     """
 
-    def __init__(self, run_files: RunFiles) -> None:
+    def __init__(self, run_files: RunFiles, run_id: Any = None) -> None:
         super().__init__()
         self._run_files = run_files
+        self._run_id = run_id
 
     def expand(self, names):
+        side = () if self._run_id is None else (self._run_id,)
         return (
             names
             | "GatherNames" >> beam.combiners.ToList()
-            | "WriteManifest" >> beam.ParDo(_WriteManifest(self._run_files))
+            | "WriteManifest" >> beam.ParDo(_WriteManifest(self._run_files), *side)
         )

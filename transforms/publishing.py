@@ -5,7 +5,10 @@ their Beam YAML forms) stage their files (``bundle_files``) and then, in the sam
 ``CommitManifest`` (a global combine: it fires once every writing bundle has committed) and
 a step that calls ``publish_output``, the one publisher ``enrich run`` uses too. No runner
 hook is involved: bundle finalization, which Flink and ``BundleBasedDirectRunner`` never
-call, is used only for unbounded input (streaming), where there is no end to wait for.
+call, is used only for unbounded input (streaming), where there is no end to wait for; it is
+refused where the pipeline is built on runners known not to call it (``runner_support``).
+The run id is made when the pipeline runs (a side input), so each run of one graph has its
+own staging and publish.
 
 The publish step may be retried: ``publish_output`` is idempotent (see its module).
 """
@@ -19,9 +22,13 @@ import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
 
 from inference_enrich.transforms.bundle_files import BundleFileWriter, CommitManifest, RunFiles
-from inference_enrich.transforms.runner_support import refuse_lossy_runner
+from inference_enrich.transforms.runner_support import (
+    refuse_lossy_runner, refuse_without_bundle_finalization, side_inputs_computed_once,
+)
 
 LOG = logging.getLogger(__name__)
+RUN_ID_AT_RUN_TIME = "run-id-made-at-run-time"
+"""Stands in for the run id until the pipeline runs (each step gets it as a side input)."""
 
 
 class _Publish(beam.DoFn):
@@ -35,10 +42,10 @@ class _Publish(beam.DoFn):
         self._run_files = run_files
         self._announce = announce
 
-    def process(self, names: list[str]) -> Iterator[str]:
-        from inference_enrich.pipelines.publish import publish_output  # see _run_files
+    def process(self, names: list[str], run_id: str | None = None) -> Iterator[str]:
+        from inference_enrich.pipelines.publish import publish_output  # see _new_run_id
 
-        count = publish_output(self._run_files, replace=False)
+        count = publish_output(self._run_files.for_run(run_id), replace=False)
         if self._announce:
             print(f"published {count} file(s) in {self._run_files.output}", flush=True)
         else:
@@ -67,22 +74,34 @@ class WriteAndPublish(beam.PTransform):
     def expand(self, elements):
         refuse_lossy_runner(elements.pipeline, f"writing {self._output}")
         if not elements.is_bounded:
+            refuse_without_bundle_finalization(elements.pipeline, f"writing {self._output}")
             return elements | "WriteFiles" >> beam.ParDo(
                 self._writer(RunFiles.published_per_bundle(self._output)))
-        run_files = _run_files(self._output)
+        # The run id is made when the pipeline runs, not when it is built: each run of one
+        # graph (a classic template, a notebook's second ``p.run()``) stages and publishes
+        # on its own, instead of taking the first run's ``_SUCCESS`` for its own.
+        # Our Dask runner computes a side input per use, so there the id is made here (a
+        # graph run again then shares it: ``publish_output`` tells such a run by its files).
+        if side_inputs_computed_once(elements.pipeline):
+            run_id = beam.pvalue.AsSingleton(
+                elements.pipeline | "Start" >> beam.Create([None]) | "NewRunId" >> beam.Map(_new_run_id))
+            run_files = RunFiles(self._output, RUN_ID_AT_RUN_TIME)
+        else:
+            run_id, run_files = None, RunFiles(self._output, _new_run_id(None))
+        side = {} if run_id is None else {"run_id": run_id}
         return (
             elements
-            | "WriteFiles" >> beam.ParDo(self._writer(run_files))
+            | "WriteFiles" >> beam.ParDo(self._writer(run_files), **side)
             | "OneWindow" >> beam.WindowInto(GlobalWindows())
-            | "CommitManifest" >> CommitManifest(run_files)
-            | "Publish" >> beam.ParDo(_Publish(run_files, self._announce))
+            | "CommitManifest" >> CommitManifest(run_files, run_id)
+            | "Publish" >> beam.ParDo(_Publish(run_files, self._announce), **side)
         )
 
 
-def _run_files(output: str) -> RunFiles:
-    """A new run's files for ``output``. The publisher lives in ``pipelines/publish.py``
+def _new_run_id(_: None) -> str:
+    """A new run id (``publish.new_run_id``). The publisher lives in ``pipelines/publish.py``
     (``enrich run`` publishes with it too), which imports the sinks' modules: imported here,
     not at the top, so that the sinks can import this module."""
     from inference_enrich.pipelines.publish import new_run_id
 
-    return RunFiles(output, new_run_id())
+    return new_run_id()

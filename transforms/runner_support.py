@@ -13,6 +13,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 BEAM_DASK = "apache_beam.runners.dask.dask_runner.DaskRunner"
 OUR_DASK = "inference_enrich.pipelines.dask_runner.DaskRunner"
+BUNDLE_BASED_DIRECT = "apache_beam.runners.direct.direct_runner.BundleBasedDirectRunner"
 LOSSY_RUNNERS = {
     BEAM_DASK: ("Beam's DaskRunner runs only the pipeline's last branch, sends a ParDo's tagged "
                 f"outputs to every consumer and drops finish_bundle outputs; use --runner {OUR_DASK}"),
@@ -22,8 +23,17 @@ NO_SPLITTABLE_DOFN_RUNNERS = {
     BEAM_DASK, OUR_DASK,
     # It checks that a restriction is done before it has consumed the outputs of ``process``
     # (a generator), so a splittable read that streams its records always fails there.
-    "apache_beam.runners.direct.direct_runner.BundleBasedDirectRunner",
+    BUNDLE_BASED_DIRECT,
 }
+
+NO_BUNDLE_FINALIZATION_RUNNERS = {
+    BUNDLE_BASED_DIRECT, "BundleBasedDirectRunner",
+    "apache_beam.runners.portability.flink_runner.FlinkRunner", "FlinkRunner",
+}
+"""They never call bundle finalization callbacks, by which unbounded output is published."""
+PER_USE_SIDE_INPUT_RUNNERS = {OUR_DASK}
+"""They compute a side input anew for each step that reads it: a value made when the
+pipeline runs (a run id) differs from step to step there."""
 
 
 def runner_path(runner: Any) -> str:
@@ -52,3 +62,18 @@ def supports_splittable_dofns(pipeline: beam.Pipeline) -> bool:
     """False on runners that cannot run a splittable DoFn (``NO_SPLITTABLE_DOFN_RUNNERS``):
     a reader then reads each file whole."""
     return runner_path(getattr(pipeline, "runner", None)) not in NO_SPLITTABLE_DOFN_RUNNERS
+
+
+def refuse_without_bundle_finalization(pipeline: beam.Pipeline, what: str) -> None:
+    """Raises ValueError, in one line, when ``pipeline``'s runner never finalizes bundles:
+    unbounded output, published only by bundle finalization, would stay in staging."""
+    runner = runner_path(getattr(pipeline, "runner", None))
+    if runner in NO_BUNDLE_FINALIZATION_RUNNERS:
+        raise ValueError(f"{what} from unbounded input cannot run on {runner}: it never calls "
+                         "bundle finalization, which publishes each bundle's files; use FnApiRunner "
+                         "or Dataflow")
+
+
+def side_inputs_computed_once(pipeline: beam.Pipeline) -> bool:
+    """False on runners that compute a side input per use (``PER_USE_SIDE_INPUT_RUNNERS``)."""
+    return runner_path(getattr(pipeline, "runner", None)) not in PER_USE_SIDE_INPUT_RUNNERS
