@@ -107,9 +107,11 @@ class OutputLock:
         self._lease_s = lease_s
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
+        self._made_output = False
 
     def acquire(self) -> "OutputLock":
         """Take the lock, or raise ``OutputRefused`` naming the run that holds it."""
+        self._made_output = not self._fs.exists(self._output)
         self._fs.makedirs(self._output, exist_ok=True)
         for _ in range(3):
             if self._create():
@@ -130,8 +132,12 @@ class OutputLock:
         return self
 
     def release(self) -> None:
+        """Release the lock; an output directory the lock itself created and nothing was
+        written to (the run failed before any output) is removed again."""
         self.abandon()
         release_lock(self._fs, self._output, self._run_id)
+        if self._made_output and self._fs.isdir(self._output) and not self._fs.ls(self._output):
+            self._fs.rmdir(self._output)
 
     def abandon(self) -> None:
         """Stop renewing the lock but leave it: for a detached job that may still be running
