@@ -51,7 +51,8 @@ from inference_enrich.transforms.kafka import (
     commit_end_offsets,
     plan_partitions,
 )
-from inference_enrich.transforms.read_files import METRICS_NAMESPACE, ReadDocuments
+from inference_enrich.transforms.metrics import METRICS_NAMESPACE
+from inference_enrich.transforms.read_files import ReadDocuments
 from inference_enrich.transforms.runner_support import NO_METRICS_RUNNERS, options_runner
 from inference_enrich.transforms.write_index import WriteToSearchIndex
 from inference_enrich.transforms.write_parquet import WriteEnrichedParquet, enriched_schema

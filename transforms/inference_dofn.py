@@ -42,7 +42,7 @@ from inference_enrich.transforms.documents import (
 )
 from inference_enrich.transforms.buffering import BufferedElement, BufferingDoFn
 from inference_enrich.transforms.failure_guard import SystemicFailureGuard
-from inference_enrich.transforms.read_files import METRICS_NAMESPACE
+from inference_enrich.transforms.metrics import METRICS_NAMESPACE
 from inference_enrich.transforms.writable import unwritable_part
 
 LOG = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ from inference_enrich.transforms.documents import (
     as_enriched_document,
     document_dead_letter,
 )
-from inference_enrich.transforms.read_files import METRICS_NAMESPACE
+from inference_enrich.transforms.metrics import METRICS_NAMESPACE
 from inference_enrich.transforms.writable import UnwritableValue, index_json
 
 INDEX = "index"
