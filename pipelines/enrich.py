@@ -21,8 +21,7 @@ from apache_beam.runners.runner import PipelineState
 
 from inference_enrich.indexes import IndexSpec, open_index
 from inference_enrich.inference import Endpoint, load_endpoints
-from inference_enrich.inference.api import embedding_dimensions
-from inference_enrich.inference.remote.runtime import RemoteRuntime, is_remote
+from inference_enrich.inference.api import embedding_dimensions, probe
 from inference_enrich.inference.results import EMBEDDING_TASK_TYPES
 from inference_enrich.pipelines.config import JobConfig
 from inference_enrich.pipelines.output_guard import OutputLock, check_save_mode, lock_lease, replaces_output
@@ -175,8 +174,7 @@ def run_job(job: JobConfig, options: PipelineOptions) -> JobSummary:
     refuse_runner_without_metrics(options)
     check_save_mode(job)
     endpoint = resolve_endpoint(job)
-    if is_remote(endpoint):  # a wrong URL or key fails here, in one line, before any work
-        RemoteRuntime(endpoint).probe()
+    probe(endpoint)  # a remote endpoint's wrong URL or key fails here, before any work
     if job.sink != "parquet":  # fail fast (bad URL, credentials, mapping) before any work
         spec = IndexSpec(job.text_field, job.output_field, endpoint.task_type,
                          embedding_dimensions(endpoint),

@@ -79,6 +79,8 @@ class RemoteRuntime:
     """Calls one remote endpoint; safe to share between threads (the client serialises
     nothing but bounds the requests in flight for the whole process)."""
 
+    tokenizes_locally = False  # the service tokenises; texts go out by count
+
     def __init__(self, endpoint: Endpoint) -> None:
         if not is_remote(endpoint):
             raise ValueError(f"endpoint '{endpoint.inference_id}' is not remote ({endpoint.service})")
@@ -152,7 +154,7 @@ class RemoteRuntime:
         answer = await self._client.post_json(self._wire.url, self._wire.body(texts),
                                               self._wire.headers, stats)
         if 200 <= answer.status < 300:
-            results = self._wire.parse(answer.body, len(texts))
+            results: list[InferenceResult | RemoteInputError] = [*self._wire.parse(answer.body, len(texts))]
             stats.add_reported_tokens(answer.body)
             return results
         if answer.status not in BAD_INPUT_STATUSES:
