@@ -85,6 +85,7 @@ def build_pipeline(
     fields = RecordFields(job.text_field, job.id_field)
     chunked = endpoint.chunking_settings is not None
     enriched_schema(job.text_field, job.output_field, endpoint.task_type, chunked)  # fail fast on names
+    source: beam.PTransform
     if job.source == "kafka":
         source = ReadKafkaDocuments(job.kafka_settings(), fields, partitions)
     else:
