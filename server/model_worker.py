@@ -370,5 +370,6 @@ class ModelWorker:
                 job.results[index] = result
                 job.remaining -= 1
                 if job.remaining == 0:
-                    job.future.set_result(Outcome(job.results, sum(len(t.ids) for t in job.tokenized)))
+                    done = [result for result in job.results if result is not None]  # all: none remain
+                    job.future.set_result(Outcome(done, sum(len(t.ids) for t in job.tokenized)))
         self._heap.after_batch()

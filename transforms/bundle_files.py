@@ -116,7 +116,7 @@ class BundleFileWriter(beam.DoFn):
         self._stream.close()
         self._stream = None
         if not self._run_files.streaming:
-            yield WindowedValue(self._name, GlobalWindow().max_timestamp(), [GlobalWindow()])
+            yield WindowedValue(self._name, GlobalWindow().max_timestamp(), (GlobalWindow(),))
 
     def teardown(self) -> None:
         if self._stream is not None:  # a failed bundle: its file is an orphan in staging
