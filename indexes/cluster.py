@@ -172,6 +172,7 @@ class ClusterIndex:
 
     def output_mapping(self, spec: IndexSpec) -> tuple[dict, dict]:
         """(output field mapping, index settings) for ``spec``."""
+        index_settings: dict[str, Any]
         if spec.task_type == SPARSE_EMBEDDING:
             embedding_mapping, index_settings = {"type": self.sparse_field_type}, {}
         else:

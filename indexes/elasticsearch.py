@@ -43,7 +43,7 @@ class ElasticsearchIndex(ClusterIndex):
                 **({"ca_certs": settings.ca_certs} if settings.ca_certs else {})}
 
     def streaming_bulk(self, actions: Iterable[dict], **kwargs) -> Iterator[tuple[bool, dict]]:
-        return helpers.streaming_bulk(self._client, actions, **kwargs)
+        yield from helpers.streaming_bulk(self._client, actions, **kwargs)
 
     def dense_mapping(self, dims: int) -> tuple[dict, dict]:
         return {"type": "dense_vector", "dims": dims, "index": True, "similarity": "cosine"}, {}

@@ -105,8 +105,10 @@ class EmbeddedIndex:
             return
         if spec.task_type == SPARSE_EMBEDDING:
             config = qe.EdgeConfig(sparse_vectors={spec.output_field: qe.EdgeSparseVectorParams()})
-        else:
+        elif spec.dims is not None:
             config = qe.EdgeConfig(vectors={spec.output_field: qe.EdgeVectorParams(size=spec.dims, distance=qe.Distance.Cosine)})
+        else:
+            raise ValueError(f"a dense index needs the vector size (dims) of {spec.output_field}")
         self._path.mkdir(parents=True, exist_ok=True)
         shard = qe.EdgeShard.create(str(self._path / "shard"), config)
         try:
@@ -199,7 +201,7 @@ class EmbeddedIndex:
                                      with_payload=True, with_vector=False)
         finally:
             shard.close()
-        payloads = {record.payload[DOC_ID_KEY]: record.payload for record in records}
+        payloads = {payload[DOC_ID_KEY]: payload for payload in map(_payload, records)}
         return [Hit(doc_id, score, {k: v for k, v in payloads[doc_id].items() if k not in HIDDEN_KEYS})
                 for doc_id, score in found]
 
@@ -222,9 +224,9 @@ class EmbeddedIndex:
                     records, offset = shard.scroll(qe.ScrollRequest(
                         offset=offset, limit=1000, filter=first_chunks if spec.chunked else None,
                         with_payload=True, with_vector=False))
-                    for record in records:
-                        ids.append(str(record.payload[DOC_ID_KEY]))
-                        value = record.payload.get(text_field)
+                    for payload in map(_payload, records):
+                        ids.append(str(payload[DOC_ID_KEY]))
+                        value = payload.get(text_field)
                         texts.append(value if isinstance(value, str) else "")
                     if offset is None:
                         break
@@ -282,18 +284,25 @@ def _search_chunks(shard: qe.EdgeShard, query: qe.Query, top_k: int) -> list[Hit
                                              with_payload=[DOC_ID_KEY, START_OFFSET_KEY, END_OFFSET_KEY]))
         best: dict[str, Any] = {}  # doc id -> its best chunk: chunks come best first
         for chunk in chunks:
-            best.setdefault(chunk.payload[DOC_ID_KEY], chunk)
+            best.setdefault(_payload(chunk)[DOC_ID_KEY], chunk)
         if len(best) >= top_k or len(chunks) < limit:
             break
         limit *= CHUNKS_FETCHED
     top = list(best.items())[:top_k]
     first_chunks = shard.retrieve([point_id(doc_id, 0) for doc_id, _ in top], with_payload=True, with_vector=False)
-    documents = {record.payload[DOC_ID_KEY]: record.payload for record in first_chunks}
+    documents = {payload[DOC_ID_KEY]: payload for payload in map(_payload, first_chunks)}
     return [
         Hit(doc_id, float(chunk.score), {k: v for k, v in documents[doc_id].items() if k not in HIDDEN_KEYS},
-            BestChunk(int(chunk.payload[START_OFFSET_KEY]), int(chunk.payload[END_OFFSET_KEY])))
+            BestChunk(int(_payload(chunk)[START_OFFSET_KEY]), int(_payload(chunk)[END_OFFSET_KEY])))
         for doc_id, chunk in top
     ]
+
+
+def _payload(point: Any) -> dict[str, Any]:
+    """A retrieved or found point's payload: every query here asks for it."""
+    if point.payload is None:
+        raise ValueError(f"point {point.id} came back without its payload")
+    return point.payload
 
 
 def _vector(value, vocabulary: dict[str, int]):

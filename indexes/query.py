@@ -4,13 +4,14 @@ written with (sparse: expanded into weighted tokens; dense: one vector), then se
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 from inference_enrich.indexes import Hit, IndexSettings, open_index
 from inference_enrich.indexes.base import QueryVector, index_safe_tokens
 from inference_enrich.indexes.fusion import RANK_CONSTANT
-from inference_enrich.inference import Endpoint, infer_texts, load_runtime
-from inference_enrich.inference.results import EMBEDDING_TASK_TYPES, RERANK, SPARSE_EMBEDDING
+from inference_enrich.inference import Endpoint, ModelRuntime, infer_texts, load_reranker, load_runtime
+from inference_enrich.inference.rerank_results import Reranker
+from inference_enrich.inference.runtime import WholeTextRuntime
+from inference_enrich.inference.results import EMBEDDING_TASK_TYPES, RERANK, SparseEmbedding, TextEmbedding
 
 SEARCHABLE_TASK_TYPES = EMBEDDING_TASK_TYPES
 
@@ -22,14 +23,16 @@ def require_searchable(endpoint: Endpoint) -> None:
                          f"searching needs a {' or '.join(SEARCHABLE_TASK_TYPES)} one")
 
 
-def embed_query(endpoint: Endpoint, runtime: Any, query: str) -> QueryVector:
+def embed_query(endpoint: Endpoint, runtime: ModelRuntime | WholeTextRuntime, query: str) -> QueryVector:
     """``query`` embedded whole, once (never chunked), by ``endpoint``'s loaded ``runtime``;
     sparse tokens follow the index's dot rule, so they match the indexed ones."""
     require_searchable(endpoint)
     (embedded,) = infer_texts(runtime, [query])
-    if endpoint.task_type == SPARSE_EMBEDDING:
+    if isinstance(embedded, SparseEmbedding):
         return index_safe_tokens(embedded.embedding)[0]
-    return list(embedded.embedding)
+    if isinstance(embedded, TextEmbedding):
+        return list(embedded.embedding)
+    raise TypeError(f"endpoint '{endpoint.inference_id}' answered a query with {type(embedded).__name__}")
 
 
 SEARCH_MODES = ("semantic", "bm25", "hybrid")
@@ -46,8 +49,8 @@ class Searcher:
         if reranker is not None:
             reranker.require_task_type(RERANK)
         self._endpoint, self._field, self._text_field = endpoint, field, text_field
-        self._runtime: Any = None
-        self._reranker: Any = load_runtime(reranker) if reranker is not None else None
+        self._runtime: ModelRuntime | WholeTextRuntime | None = None
+        self._reranker: Reranker | None = load_reranker(reranker) if reranker is not None else None
         self._index = open_index(settings)
 
     def search(self, query: str, top_k: int, mode: str = "semantic", rank_window_size: int | None = None,

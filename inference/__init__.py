@@ -25,7 +25,7 @@ from inference_enrich.inference.results import (
 )
 from inference_enrich.inference.runtime import ModelRuntime, TokenizedText
 from inference_enrich.inference.batching import infer_texts
-from inference_enrich.inference.api import load_runtime, perform_inference, resolve_endpoint
+from inference_enrich.inference.api import load_reranker, load_runtime, perform_inference, resolve_endpoint
 
 __all__ = [
     "Endpoint",
@@ -46,6 +46,7 @@ __all__ = [
     "ModelRuntime",
     "TokenizedText",
     "infer_texts",
+    "load_reranker",
     "load_runtime",
     "perform_inference",
     "resolve_endpoint",

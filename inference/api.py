@@ -12,7 +12,7 @@ from inference_enrich.inference.chunked import infer_chunked_texts
 from inference_enrich.inference.endpoints import Endpoint, load_endpoints
 from inference_enrich.inference.models import resolve_model_path
 from inference_enrich.inference.remote.runtime import RemoteRuntime, is_remote
-from inference_enrich.inference.rerank_results import rerank_response
+from inference_enrich.inference.rerank_results import Reranker, rerank_response
 from inference_enrich.inference.results import (
     RERANK,
     SPARSE_EMBEDDING,
@@ -20,7 +20,7 @@ from inference_enrich.inference.results import (
     InferenceResult,
     to_inference_response,
 )
-from inference_enrich.inference.runtime import ModelRuntime, SharedRuntime
+from inference_enrich.inference.runtime import ModelRuntime, SharedRuntime, WholeTextRuntime, takes_whole_texts
 
 RUNTIMES: dict[str, str] = {SPARSE_EMBEDDING: "sparse.SparseEncoder", TEXT_EMBEDDING: "dense.DenseEncoder",
                             RERANK: "rerank.CrossEncoder"}
@@ -39,33 +39,46 @@ def resolve_endpoint(endpoint: str | Endpoint, endpoints_file: str | Path | None
     return load_endpoints(endpoints_file).get(endpoint)
 
 
-def load_runtime(endpoint: Endpoint) -> ModelRuntime | RemoteRuntime:
-    """Load the model behind ``endpoint`` (the expensive step: do it once per process).
+def load_runtime(endpoint: Endpoint) -> ModelRuntime | WholeTextRuntime:
+    """Load the model behind an embedding ``endpoint`` (the expensive step: do it once per
+    process); a rerank endpoint is loaded by ``load_reranker``.
 
     For a remote service, the client to it instead, checked with one request so a wrong URL
     or key fails here, at start-up (``RemoteServiceError``). Either runtime is safe to share
     between threads (see ``SharedRuntime``)."""
-    if is_remote(endpoint) and endpoint.task_type == RERANK:
+    if endpoint.task_type == RERANK:
+        raise ValueError(f"endpoint '{endpoint.inference_id}' is a rerank endpoint: load it with load_reranker")
+    if is_remote(endpoint):
+        remote = RemoteRuntime(endpoint)
+        remote.probe()
+        return remote
+    return SharedRuntime(_load_local(endpoint))
+
+
+def load_reranker(endpoint: Endpoint) -> Reranker:
+    """Load the cross-encoder behind a rerank ``endpoint``, or the client to its remote service."""
+    endpoint.require_task_type(RERANK)
+    if is_remote(endpoint):
         from inference_enrich.inference.remote.rerank import RemoteReranker
 
         return RemoteReranker(endpoint)
-    if is_remote(endpoint):
-        runtime = RemoteRuntime(endpoint)
-        runtime.probe()
-        return runtime
+    return _load_local(endpoint)
+
+
+def _load_local(endpoint: Endpoint) -> Any:
+    """The ``transformers`` service's runtime class of ``endpoint``'s task type, loaded."""
     settings = endpoint.service_settings
     options = {"quantization": settings["quantization"]} if "quantization" in settings else {}
     module, name = RUNTIMES[endpoint.task_type].split(".")
     with _IMPORTING:
         runtime_class = getattr(importlib.import_module(f"inference_enrich.inference.{module}"), name)
-    runtime = runtime_class(
+    return runtime_class(
         resolve_model_path(endpoint.model_id),
         endpoint.model_id,
         settings.get("max_sequence_length"),
         endpoint.task_settings,
         **options,
     )
-    return runtime if endpoint.task_type == RERANK else SharedRuntime(runtime)
 
 
 def perform_inference(endpoint: Endpoint, task_type: str, texts: Sequence[str], query: str | None = None,
@@ -82,21 +95,28 @@ def perform_inference(endpoint: Endpoint, task_type: str, texts: Sequence[str], 
     if task_type == RERANK:
         if query is None:
             raise ValueError("Field [query] cannot be null")
-        return rerank_response(load_runtime(endpoint).rerank(query, texts, top_n, return_documents))
+        return rerank_response(load_reranker(endpoint).rerank(query, texts, top_n, return_documents))
     if query is not None or top_n is not None or return_documents is not None:
         raise ValueError(f"[query], [top_n] and [return_documents] are for the rerank task type, not [{task_type}]")
     return to_inference_response(task_type, infer_endpoint_texts(endpoint, load_runtime(endpoint), texts))
 
 
 def infer_endpoint_texts(
-    endpoint: Endpoint, runtime: ModelRuntime, texts: Sequence[str], max_batch_tokens: int = 8192,
+    endpoint: Endpoint, runtime: ModelRuntime | WholeTextRuntime, texts: Sequence[str], max_batch_tokens: int = 8192,
     max_batch_size: int = 64,
 ) -> list[InferenceResult]:
     """``texts`` through ``endpoint``'s loaded ``runtime``: whole, or chunk by chunk when the
     endpoint has ``chunking_settings``; raises ``TextInferenceError`` for a failed text."""
-    if endpoint.chunking_settings is None:
+    if endpoint.chunking_settings is None or takes_whole_texts(runtime):  # remote: never chunks
         return infer_texts(runtime, texts, max_batch_tokens, max_batch_size)
-    return infer_chunked_texts(runtime, texts, endpoint.chunking_settings, max_batch_tokens, max_batch_size)
+    return [*infer_chunked_texts(runtime, texts, endpoint.chunking_settings, max_batch_tokens, max_batch_size)]
+
+
+def probe(endpoint: Endpoint) -> None:
+    """Ask a remote endpoint one request, so a wrong URL or key fails in one line
+    (``RemoteServiceError``) before any work; a local endpoint needs no probe."""
+    if is_remote(endpoint):
+        RemoteRuntime(endpoint).probe()
 
 
 def embedding_dimensions(endpoint: Endpoint) -> int | None:

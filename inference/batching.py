@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 from inference_enrich.inference.errors import TextInferenceError
-from inference_enrich.inference.remote.runtime import RemoteRuntime
 from inference_enrich.inference.results import InferenceResult
-from inference_enrich.inference.runtime import ModelRuntime, TokenizedText
+from inference_enrich.inference.runtime import ModelRuntime, TokenizedText, WholeTextRuntime, takes_whole_texts
 
 LOG = logging.getLogger(__name__)
 
@@ -51,7 +50,7 @@ def tokenize_each(runtime: ModelRuntime, texts: Sequence[str]) -> list[Tokenized
     """``runtime.tokenize(texts)``, except that a text the tokenizer rejects (a lone UTF-16
     surrogate, say) becomes its own exception instead of failing every text with it."""
     try:
-        return runtime.tokenize(texts)
+        return list[TokenizedText | Exception](runtime.tokenize(texts))
     except Exception as error:
         LOG.warning("tokenizing %d texts failed (%s); tokenizing them singly", len(texts), error)
         return [_tokenize_one(runtime, text) for text in texts]
@@ -80,17 +79,18 @@ class EmbeddedBatch:
 
 def embed_batches(
     runtime: ModelRuntime,
-    tokenized: Sequence[TokenizedText | Exception],
+    tokenized: Sequence[TokenizedText | Exception | None],
     max_batch_tokens: int,
     max_batch_size: int,
 ) -> Iterator[EmbeddedBatch]:
-    """Embed every tokenized text (positions holding an exception are skipped), one
+    """Embed every tokenized text (positions holding an exception or None are skipped), one
     length-sorted batch per forward pass, yielded as each pass ends."""
-    positions = [p for p, item in enumerate(tokenized) if isinstance(item, TokenizedText)]
-    lengths = [len(tokenized[p].ids) for p in positions]
+    texts = {p: item for p, item in enumerate(tokenized) if isinstance(item, TokenizedText)}
+    positions = list(texts)
+    lengths = [len(texts[p].ids) for p in positions]
     for batch in plan_batches(lengths, max_batch_tokens, max_batch_size):
         batch_positions = [positions[i] for i in batch]
-        items = [tokenized[p] for p in batch_positions]
+        items = [texts[p] for p in batch_positions]
         started = time.perf_counter()
         try:
             results: list[InferenceResult | Exception] = list(runtime.embed(items))
@@ -112,7 +112,7 @@ def _embed_one(runtime: ModelRuntime, item: TokenizedText) -> InferenceResult | 
 
 
 def infer_texts(
-    runtime: ModelRuntime | RemoteRuntime,
+    runtime: ModelRuntime | WholeTextRuntime,
     texts: Sequence[str],
     max_batch_tokens: int = 8192,
     max_batch_size: int = 64,
@@ -123,16 +123,18 @@ def infer_texts(
     Raises ``TextInferenceError`` naming the first text that failed (all others are still
     computed first, so the error is the same whatever the batching).
     """
-    results: list[InferenceResult | Exception]
-    if isinstance(runtime, RemoteRuntime):
-        results = list(runtime.infer(texts).results)
+    outcomes: dict[int, InferenceResult | Exception]
+    if takes_whole_texts(runtime):
+        outcomes = dict(enumerate(runtime.infer(texts).results))
     else:
         tokenized = tokenize_each(runtime, texts)
-        results = list(tokenized)
+        outcomes = {position: item for position, item in enumerate(tokenized) if isinstance(item, Exception)}
         for batch in embed_batches(runtime, tokenized, max_batch_tokens, max_batch_size):
-            for position, result in zip(batch.positions, batch.results, strict=True):
-                results[position] = result
-    for position, result in enumerate(results):
+            outcomes.update(zip(batch.positions, batch.results, strict=True))
+    results: list[InferenceResult] = []
+    for position in range(len(texts)):
+        result = outcomes[position]
         if isinstance(result, Exception):
             raise TextInferenceError(position, len(texts), result) from result
-    return results  # type: ignore[return-value]
+        results.append(result)
+    return results

@@ -22,7 +22,13 @@ from typing import Iterator, NamedTuple, Sequence
 from inference_enrich.inference.batching import EmbeddedBatch, embed_batches, tokenize_each
 from inference_enrich.inference.chunking import Chunk, ChunkingSettings, chunk
 from inference_enrich.inference.errors import TextInferenceError
-from inference_enrich.inference.results import ChunkedEmbedding, EmbeddedChunk, InferenceResult
+from inference_enrich.inference.results import (
+    ChunkedEmbedding,
+    EmbeddedChunk,
+    InferenceResult,
+    SparseEmbedding,
+    TextEmbedding,
+)
 from inference_enrich.inference.runtime import ModelRuntime, TokenizedText
 
 
@@ -75,7 +81,7 @@ class ChunkAssembler:
 
     def __init__(self, plan: ChunkPlan) -> None:
         self._plan = plan
-        self._results: list[InferenceResult | None] = [None] * len(plan.texts)
+        self._results: list[SparseEmbedding | TextEmbedding | None] = [None] * len(plan.texts)
         self._missing = list(plan.chunk_counts)
         self._first_chunk = [0] * len(plan.chunk_counts)
         for document in range(1, len(plan.chunk_counts)):
@@ -99,6 +105,8 @@ class ChunkAssembler:
             error = ChunkInferenceError(self._plan.spans[chunk_index], result)
             error.__cause__ = result
             return document, error
+        if isinstance(result, ChunkedEmbedding):  # a runtime embeds each chunk whole
+            raise TypeError(f"chunk {chunk_index} came back chunked")
         self._results[chunk_index] = result
         self._missing[document] -= 1
         if self._missing[document]:
@@ -109,7 +117,8 @@ class ChunkAssembler:
     def _assemble(self, document: int) -> ChunkedEmbedding:
         first = self._first_chunk[document]
         indices = range(first, first + self._plan.chunk_counts[document])
-        results = [self._results[i] for i in indices]
+        results = [result for result in (self._results[i] for i in indices) if result is not None]
+        assert len(results) == len(indices), "a document is assembled once all its chunks are in"
         for i in indices:
             self._results[i] = None  # released: hold no more than the documents still open
         chunks = tuple(
@@ -180,7 +189,10 @@ def infer_chunked_texts(
     for event in embed_chunked(runtime, texts, settings, max_batch_tokens, max_batch_size):
         if isinstance(event, ChunkedOutcome):
             results[event.document] = event.result
+    embedded: list[ChunkedEmbedding] = []
     for position, result in enumerate(results):
         if isinstance(result, Exception):
             raise TextInferenceError(position, len(texts), result) from result
-    return results  # type: ignore[return-value]
+        assert result is not None, "embed_chunked yields every document's outcome"
+        embedded.append(result)
+    return embedded

@@ -26,6 +26,7 @@ class DenseEncoder:
     """Dense sentence embeddings from an encoder model directory."""
 
     task_type = TEXT_EMBEDDING
+    tokenizes_locally = True
 
     def __init__(
         self,

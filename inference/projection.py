@@ -131,5 +131,5 @@ class Int8Projection:
         return maxima.to(torch.float32) * doc_scales[:, None] * weight_scales[None, :] + self._bias
 
 
-PROJECTIONS = {"none": ExactProjection, "int8": Int8Projection}
+PROJECTIONS: dict[str, type[ExactProjection] | type[Int8Projection]] = {"none": ExactProjection, "int8": Int8Projection}
 """``service_settings.quantization`` -> projection strategy."""

@@ -15,7 +15,7 @@ request, else from the endpoint's ``task_settings``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 from inference_enrich.inference.results import RERANK
 
@@ -33,6 +33,17 @@ class RankedDocument:
         if self.text is not None:
             shown["text"] = self.text
         return shown
+
+
+class Reranker(Protocol):
+    """A loaded rerank endpoint, local (``inference/rerank.py``) or remote
+    (``inference/remote/rerank.py``): ``load_reranker`` returns one."""
+
+    task_type: str
+
+    def rerank(self, query: str, documents: Sequence[str], top_n: int | None = None,
+               return_documents: bool | None = None) -> list[RankedDocument]:
+        """``documents`` ranked by relevance to ``query``."""
 
 
 def ranked(scores: Sequence[float], documents: Sequence[str], top_n: int | None = None,

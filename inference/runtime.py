@@ -18,6 +18,9 @@ from inference_enrich.inference.results import InferenceResult
 
 if TYPE_CHECKING:  # torch is imported where a batch is padded, so the Beam-free API imports light
     import torch
+    from typing_extensions import TypeIs  # typing.TypeIs is 3.13+
+
+    from inference_enrich.inference.remote.runtime import RemoteOutcome
 
 
 @dataclass(frozen=True)
@@ -28,10 +31,20 @@ class TokenizedText:
     is_truncated: bool
 
 
-class ModelRuntime(Protocol):
-    """The seam every local model plugs into."""
+class Runtime(Protocol):
+    """What every runtime, a local model or a remote service, tells its callers: its task
+    and how texts go to it. Callers ask this, never the runtime's class, so the core
+    (``batching.py``, the Beam DoFn) knows no plugin."""
 
     task_type: str
+    tokenizes_locally: bool
+    """True: a ``ModelRuntime`` (``tokenize``, then ``embed`` batches under a token budget);
+    False: a ``WholeTextRuntime`` (texts go out whole, by count; the service tokenises)."""
+
+
+class ModelRuntime(Runtime, Protocol):
+    """The seam every local model plugs into."""
+
     max_sequence_length: int
 
     def tokenize(self, texts: Sequence[str]) -> list[TokenizedText]:
@@ -39,6 +52,19 @@ class ModelRuntime(Protocol):
 
     def embed(self, batch: Sequence[TokenizedText]) -> list[InferenceResult]:
         """One forward pass over ``batch``; results in the same order."""
+
+
+class WholeTextRuntime(Runtime, Protocol):
+    """The seam of a remote service: whole texts in, one result or refusal per text out."""
+
+    def infer(self, texts: Sequence[str]) -> RemoteOutcome:
+        """``results[i]`` for ``texts[i]`` and what the requests did (raises
+        ``RemoteServiceError`` when the service keeps failing)."""
+
+
+def takes_whole_texts(runtime: ModelRuntime | WholeTextRuntime) -> TypeIs[WholeTextRuntime]:
+    """Whether ``runtime`` is sent whole texts rather than tokenised batches."""
+    return not runtime.tokenizes_locally
 
 
 class Truncator:
@@ -131,6 +157,8 @@ class SharedRuntime:
     once. Per-thread tokenizers would keep both of those costs and add a tokenizer per
     thread. (With ``num_threads`` below the core count, use more processes, not threads.)
     """
+
+    tokenizes_locally = True
 
     def __init__(self, runtime: ModelRuntime) -> None:
         self._runtime = runtime

@@ -37,6 +37,7 @@ class SparseEncoder:
     """SPLADE sparse embeddings from a ``*ForMaskedLM`` model directory."""
 
     task_type = SPARSE_EMBEDDING
+    tokenizes_locally = True
 
     def __init__(
         self,

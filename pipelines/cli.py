@@ -71,6 +71,14 @@ SEARCH_INDEX_SETTINGS = ("es_url", "index", "index_path", "username", "api_key_f
 """The sink settings ``enrich search`` takes as flags too (credentials: files or the environment)."""
 
 
+def _command_parser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    """The subparser of ``command`` (``run`` reports its own usage errors)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[command]
+    raise KeyError(command)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="enrich",
@@ -227,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
     try:
         if args.command == "run":
-            return _run(args, beam_args, parser._subparsers._group_actions[0].choices["run"])
+            return _run(args, beam_args, _command_parser(parser, "run"))
         if args.command == "infer":
             return _infer(args)
         if args.command == "search":

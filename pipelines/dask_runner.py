@@ -79,14 +79,16 @@ class _Visitor(PipelineVisitor):
     consumed: set = dataclasses.field(default_factory=set)
 
     def visit_transform(self, node: AppliedPTransform) -> None:
-        translation = transform_evaluator.TRANSLATIONS.get(node.transform.__class__,
-                                                           transform_evaluator.NoOp)
+        # Concrete op classes: TRANSLATIONS' inferred value type is the abstract base.
+        translation: type[Any] = transform_evaluator.TRANSLATIONS.get(node.transform.__class__,
+                                                                      transform_evaluator.NoOp)
         if translation is transform_evaluator.ParDo:
             translation = _ParDo
         op = translation(node, bag_kwargs=self.bag_kwargs)
         inputs = [value for value in node.inputs if not isinstance(value, pvalue.PBegin)]
         self.consumed.update(inputs)
         input_bags = [self.bags[value] for value in inputs]
+        input_bag: transform_evaluator.OpInput
         if isinstance(op, transform_evaluator.Flatten):
             input_bag = input_bags
         else:
@@ -95,7 +97,8 @@ class _Visitor(PipelineVisitor):
         if node.side_inputs:
             self.consumed.update(side.pvalue for side in node.side_inputs)
             side_inputs = [
-                SideInputMap(type(side), side._view_options(),
+                # Beam annotates view_class as an AsSideInput instance; its own runner passes the class.
+                SideInputMap(type(side), side._view_options(),  # type: ignore[arg-type]
                              transform_evaluator.DaskBagWindowedIterator(
                                  self.bags[side.pvalue], side._window_mapping_fn))
                 for side in node.side_inputs

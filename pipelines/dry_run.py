@@ -58,7 +58,9 @@ def translate_job(job: JobConfig, options: PipelineOptions) -> TranslatedJob:
     # A RunFiles names where files would be staged; nothing is written in a dry run.
     run_files = RunFiles(job.output, new_run_id(), streaming=job.streaming)
     build_pipeline(pipeline, job, resolve_endpoint(job), run_files, partitions, match_inputs=False)
-    submitted = pipeline.run().job
+    # In a dry run DataflowRunner returns a plain PipelineResult with the translated job set
+    # on it as `job`, an attribute PipelineResult does not declare.
+    submitted = pipeline.run().job  # type: ignore[attr-defined]
     proto = submitted.proto_pipeline
     return TranslatedJob(
         runner=runner,

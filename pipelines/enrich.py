@@ -21,8 +21,7 @@ from apache_beam.runners.runner import PipelineState
 
 from inference_enrich.indexes import IndexSpec, open_index
 from inference_enrich.inference import Endpoint, load_endpoints
-from inference_enrich.inference.api import embedding_dimensions
-from inference_enrich.inference.remote.runtime import RemoteRuntime, is_remote
+from inference_enrich.inference.api import embedding_dimensions, probe
 from inference_enrich.inference.results import EMBEDDING_TASK_TYPES
 from inference_enrich.pipelines.config import JobConfig
 from inference_enrich.pipelines.output_guard import (
@@ -53,7 +52,8 @@ from inference_enrich.transforms.kafka import (
     commit_end_offsets,
     plan_partitions,
 )
-from inference_enrich.transforms.read_files import METRICS_NAMESPACE, ReadDocuments
+from inference_enrich.transforms.metrics import METRICS_NAMESPACE
+from inference_enrich.transforms.read_files import ReadDocuments
 from inference_enrich.transforms.runner_support import (
     NO_BUNDLE_FINALIZATION_RUNNERS, NO_METRICS_RUNNERS, options_runner,
 )
@@ -89,6 +89,7 @@ def build_pipeline(
     fields = RecordFields(job.text_field, job.id_field)
     chunked = endpoint.chunking_settings is not None
     enriched_schema(job.text_field, job.output_field, endpoint.task_type, chunked)  # fail fast on names
+    source: beam.PTransform
     if job.source == "kafka":
         source = ReadKafkaDocuments(job.kafka_settings(), fields, partitions)
     else:
@@ -178,8 +179,7 @@ def run_job(job: JobConfig, options: PipelineOptions) -> JobSummary:
     refuse_unfit_runner(job, options)
     check_save_mode(job)
     endpoint = resolve_endpoint(job)
-    if is_remote(endpoint):  # a wrong URL or key fails here, in one line, before any work
-        RemoteRuntime(endpoint).probe()
+    probe(endpoint)  # a remote endpoint's wrong URL or key fails here, before any work
     if job.sink != "parquet":  # fail fast (bad URL, credentials, mapping) before any work
         spec = IndexSpec(job.text_field, job.output_field, endpoint.task_type,
                          embedding_dimensions(endpoint),

@@ -31,9 +31,9 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Protocol
 
-from inference_enrich.indexes import IndexSettings, open_index
+from inference_enrich.indexes import Hit, IndexSettings, open_index
 from inference_enrich.indexes.fusion import reciprocal_rank_fusion
 from inference_enrich.indexes.query import Searcher
 from inference_enrich.inference import Endpoint, load_endpoints
@@ -195,7 +195,13 @@ class MethodResult:
     queries: int
 
 
-def run_method(method: str, searcher: Searcher, beir: Beir) -> tuple[dict[str, dict[str, float]], float]:
+class Searches(Protocol):
+    """What ``run_method`` asks: a ``Searcher``, or ``ThreeWayHybrid`` over two of them."""
+
+    def search(self, query: str, top_k: int, mode: str, rank_window_size: int | None = None) -> list[Hit]: ...
+
+
+def run_method(method: str, searcher: Searches, beir: Beir) -> tuple[dict[str, dict[str, float]], float]:
     """Every judged query's top ``DEPTH`` (as rank-derived scores, so the metrics see exactly
     our order) and the queries per second."""
     mode = {"bm25": "bm25", "hybrid": "hybrid"}.get(method, "semantic")
@@ -234,13 +240,14 @@ def evaluate(directory: str | Path, methods: list[str], sparse_endpoint: Endpoin
         indexes["dense"] = enriched_index(beir, dense_endpoint, base, cache_dir, endpoints_file, log)
     results = {}
     for method in methods:
-        if method == "hybrid" and "dense" in indexes:
+        if method == "hybrid" and "dense" in indexes and dense_endpoint is not None:
             with Searcher(indexes["sparse"], sparse_endpoint) as sparse, \
                     Searcher(indexes["dense"], dense_endpoint) as dense:
                 run, rate = run_method(method, ThreeWayHybrid(sparse, dense), beir)
         else:
             settings, endpoint = ((indexes["dense"], dense_endpoint) if method == "dense"
                                   else (indexes["sparse"], sparse_endpoint))
+            assert endpoint is not None, "--methods dense without --dense-inference-id was refused above"
             with Searcher(settings, endpoint) as searcher:
                 run, rate = run_method(method, searcher, beir)
         results[method] = MethodResult(score_run(beir, run), rate, len(beir.qrels))
@@ -255,7 +262,7 @@ class ThreeWayHybrid:
     def __init__(self, sparse: Searcher, dense: Searcher) -> None:
         self._sparse, self._dense = sparse, dense
 
-    def search(self, query: str, top_k: int, mode: str, rank_window_size: int | None = None) -> list:
+    def search(self, query: str, top_k: int, mode: str, rank_window_size: int | None = None) -> list[Hit]:
         window = max(rank_window_size or top_k, top_k)
         rankings = [self._sparse.search(query, window, "bm25"), self._sparse.search(query, window, "semantic"),
                     self._dense.search(query, window, "semantic")]

@@ -21,7 +21,14 @@ from starlette.routing import Route
 
 from inference_enrich.inference import Endpoint
 from inference_enrich.inference.remote.runtime import is_remote
-from inference_enrich.inference.results import RERANK, SPARSE_EMBEDDING, TEXT_EMBEDDING, InferenceResult, prune
+from inference_enrich.inference.results import (
+    RERANK,
+    SPARSE_EMBEDDING,
+    TEXT_EMBEDDING,
+    InferenceResult,
+    SparseEmbedding,
+    prune,
+)
 from inference_enrich.server.context import ServerContext
 from inference_enrich.server.errors import endpoint_exists, validation_failed
 from inference_enrich.server.media import ELASTICSEARCH_VERSION, json_response
@@ -51,13 +58,20 @@ def prune_sparse(embedding: dict[str, float], task_settings: Mapping[str, Any]) 
     return prune(embedding, task_settings.get("min_weight"), task_settings.get("top_k"))
 
 
+def _sparse(result: InferenceResult) -> dict[str, float]:
+    """A sparse endpoint's result (the server embeds texts whole, never in chunks)."""
+    if not isinstance(result, SparseEmbedding):
+        raise TypeError(f"a sparse_embedding endpoint answered a {type(result).__name__}")
+    return result.embedding
+
+
 def inference_response(endpoint: Endpoint, results: Sequence[InferenceResult]) -> dict[str, Any]:
     """Elasticsearch's body: ``{"sparse_embedding": [{"is_truncated", "embedding": {tok: w}}]}``
     or ``{"text_embedding": [{"embedding": [...]}]}``, one entry per input, in order."""
     if endpoint.task_type == SPARSE_EMBEDDING:
         settings = dict(endpoint.task_settings)
         return {SPARSE_EMBEDDING: [
-            {"is_truncated": result.is_truncated, "embedding": prune_sparse(result.embedding, settings)}
+            {"is_truncated": result.is_truncated, "embedding": prune_sparse(_sparse(result), settings)}
             for result in results]}
     return {TEXT_EMBEDDING: [{"embedding": result.embedding} for result in results]}
 

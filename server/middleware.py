@@ -102,8 +102,8 @@ class RequestGuard:
         except ApiError as error:
             return await error_response(scope["path"], headers, error)(scope, receive, send)
         except ValueError:
-            error = ApiError(400, "illegal_argument_exception", "invalid Content-Length header")
-            return await error_response(scope["path"], headers, error)(scope, receive, send)
+            invalid = ApiError(400, "illegal_argument_exception", "invalid Content-Length header")
+            return await error_response(scope["path"], headers, invalid)(scope, receive, send)
         await self.app(scope, self._limited(receive), send)
 
     def _limited(self, receive: Receive) -> Receive:

@@ -27,7 +27,7 @@ ELASTICSEARCH_SERVICES = ("elasticsearch", "elser")
 """Elasticsearch's services that run its own models (``elser`` is the older name)."""
 ELASTICSEARCH_ONLY_SETTINGS = ("num_allocations", "num_threads", "adaptive_allocations", "deployment_id")
 """Deployment settings of an Elasticsearch ML node: nothing to do here, so dropped."""
-ELASTICSEARCH_MODELS = (
+ELASTICSEARCH_MODELS: tuple[tuple[str, str, str, dict[str, Any], str], ...] = (
     # (model id prefix, task type, packaged model, its settings, what the user should know)
     (".elser_model_2", "sparse_embedding", "splade-tiny", {"max_sequence_length": 512},
      "ELSER v2 is not packaged; SPLADE-tiny is the same kind of model (a learned sparse "
@@ -84,8 +84,9 @@ def map_elasticsearch_service(body: dict[str, Any], task_type: str | None) -> tu
     was mapped (None: the body is not such a body and is returned as it came)."""
     if body.get("service") not in ELASTICSEARCH_SERVICES:
         return body, None
-    settings = body.get("service_settings")
-    model_id = settings.get("model_id") if isinstance(settings, Mapping) else None
+    given = body.get("service_settings")
+    settings: Mapping[str, Any] = given if isinstance(given, Mapping) else {}  # `elser` may give none
+    model_id = settings.get("model_id")
     if body.get("service") == "elser" and model_id is None:
         model_id = ".elser_model_2"
     for prefix, model_task, packaged, extra, note in ELASTICSEARCH_MODELS:

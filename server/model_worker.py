@@ -34,6 +34,7 @@ from typing import Callable, Sequence
 from inference_enrich.inference import Endpoint, ModelRuntime, TokenizedText, load_runtime
 from inference_enrich.inference.batching import embed_batches
 from inference_enrich.inference.memory import HeapTrimmer
+from inference_enrich.inference.runtime import takes_whole_texts
 from inference_enrich.inference.results import InferenceResult
 from inference_enrich.server.tokenizing import tokenize_cut, tokenizer_pool
 
@@ -210,6 +211,11 @@ class ModelWorker:
             self._send_to_tokenizer(job)
         return job.future
 
+    def _loaded(self) -> ModelRuntime:
+        """The model: ``_admit`` loads it before it sends a text to be tokenised."""
+        assert self._runtime is not None, "the model is loaded before its first text"
+        return self._runtime
+
     def _send_to_tokenizer(self, job: _Job) -> None:
         with self._tokenizing_lock:
             self._tokenizing += 1
@@ -220,7 +226,7 @@ class ModelWorker:
         thread, which always gets it back (withdrawn or failed ones too, to count them)."""
         try:
             if job.texts and not job.future.cancelled():
-                job.tokenized = tokenize_cut(self._runtime, job.texts)  # type: ignore[arg-type]
+                job.tokenized = tokenize_cut(self._loaded(), job.texts)
                 job.results = [None] * len(job.tokenized)
                 job.remaining = len(job.tokenized)
         except Exception as error:  # a text the tokenizer refuses fails its own request
@@ -313,7 +319,10 @@ class ModelWorker:
         try:
             if self._runtime is None:
                 started = time.perf_counter()
-                self._runtime = load_runtime(self._endpoint)
+                runtime = load_runtime(self._endpoint)
+                if takes_whole_texts(runtime):  # ModelPool gives a remote endpoint a RemoteWorker
+                    raise TypeError(f"{self.model_id} takes whole texts: it needs a RemoteWorker")
+                self._runtime = runtime
                 LOG.info("loaded %s (%s) in %.1f s", self.model_id, self._endpoint.task_type,
                          time.perf_counter() - started)
             if job.texts is None:
@@ -345,7 +354,7 @@ class ModelWorker:
         tokenized = [text.tokenized for text in texts]
         # next_batch chose texts that fit one pass by the same budget and size, so this
         # plans exactly one pass; embed_batches adds its one-text-at-a-time fallback.
-        for batch in embed_batches(self._runtime, tokenized, self._policy.max_batch_tokens,
+        for batch in embed_batches(self._loaded(), tokenized, self._policy.max_batch_tokens,
                                    self._policy.max_batch_size):
             if batch.latency_s is not None:
                 longest = max(len(tokenized[p].ids) for p in batch.positions)
@@ -361,5 +370,6 @@ class ModelWorker:
                 job.results[index] = result
                 job.remaining -= 1
                 if job.remaining == 0:
-                    job.future.set_result(Outcome(job.results, sum(len(t.ids) for t in job.tokenized)))
+                    done = [result for result in job.results if result is not None]  # all: none remain
+                    job.future.set_result(Outcome(done, sum(len(t.ids) for t in job.tokenized)))
         self._heap.after_batch()

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from inference_enrich.inference.results import TEXT_EMBEDDING
+from inference_enrich.inference.results import TEXT_EMBEDDING, InferenceResult, TextEmbedding
 from inference_enrich.server.context import ServerContext
 from inference_enrich.server.errors import ApiError
 from inference_enrich.server.request_parsing import check_input_count, input_texts, read_json_object
@@ -35,6 +35,13 @@ def encode_vector(vector: list[float], encoding: str) -> list[float] | str:
     if sys.byteorder != "little":
         packed.byteswap()
     return base64.b64encode(packed.tobytes()).decode("ascii")
+
+
+def _dense(result: InferenceResult) -> list[float]:
+    """A text_embedding endpoint's result (the server embeds texts whole, never in chunks)."""
+    if not isinstance(result, TextEmbedding):
+        raise TypeError(f"a text_embedding endpoint answered a {type(result).__name__}")
+    return result.embedding
 
 
 def _model(context: ServerContext, body: dict[str, Any]):
@@ -73,7 +80,7 @@ async def create_embeddings(request: Request) -> Response:
     if dimensions is not None and dimensions != width:
         raise _invalid(f"model `{endpoint.inference_id}` has {width} dimensions and cannot "
                        f"return {dimensions}")
-    data = [{"object": "embedding", "index": index, "embedding": encode_vector(result.embedding, encoding)}
+    data = [{"object": "embedding", "index": index, "embedding": encode_vector(_dense(result), encoding)}
             for index, result in enumerate(outcome.results)]
     return JSONResponse({
         "object": "list",

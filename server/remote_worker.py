@@ -64,7 +64,7 @@ class RemoteWorker:
             if failed is not None:
                 answer.set_exception(failed)
             else:
-                answer.set_result(Outcome(list(outcome.results), 0))
+                answer.set_result(Outcome([r for r in outcome.results if not isinstance(r, Exception)], 0))
 
         remote.add_done_callback(done)
         return answer

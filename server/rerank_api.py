@@ -18,8 +18,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from inference_enrich.inference import Endpoint, load_runtime
-from inference_enrich.inference.rerank_results import rerank_response
+from inference_enrich.inference import Endpoint, load_reranker
+from inference_enrich.inference.rerank_results import Reranker, rerank_response
 from inference_enrich.server.errors import ApiError, parse_failure, validation_failed
 from inference_enrich.server.media import json_response
 from inference_enrich.server.request_parsing import input_texts
@@ -55,14 +55,14 @@ class Rerankers:
     """The loaded rerankers of one app, by endpoint fingerprint."""
 
     def __init__(self) -> None:
-        self._loaded: dict[str, Any] = {}
+        self._loaded: dict[str, Reranker] = {}
         self._lock = threading.Lock()
 
-    def get(self, endpoint: Endpoint) -> Any:
+    def get(self, endpoint: Endpoint) -> Reranker:
         with self._lock:  # one load per endpoint, even when its first requests arrive together
             key = endpoint.fingerprint()
             if key not in self._loaded:
-                self._loaded[key] = load_runtime(endpoint)
+                self._loaded[key] = load_reranker(endpoint)
             return self._loaded[key]
 
     @staticmethod

@@ -188,6 +188,7 @@ def test_a_document_the_model_fails_on_is_dead_lettered(tmp_path, monkeypatch, s
     # the real runtime raises for one document. The rest of its batch must still succeed.
     class FailsOnPoison:
         task_type = sparse_runtime.task_type
+        tokenizes_locally = True
         max_sequence_length = sparse_runtime.max_sequence_length
         poison = sparse_runtime.tokenize(["poison pill"])[0].ids
 

@@ -10,11 +10,13 @@ BEAM_YAML_SUFFIX = ".beam.yaml"
 
 
 def test_ci_runs_the_readme_test_command():
-    ci_command = (REPO / ".ci" / "run").read_text().strip().splitlines()[-1]
+    # CI's last three lines: the README's install, the type check, the README's tests.
+    install, type_check, tests = (REPO / ".ci" / "run").read_text().strip().splitlines()[-3:]
     readme_commands = [line.strip() for line in (REPO / "README.md").read_text().splitlines()
                        if line.startswith("    python3 -m venv")]
     assert len(readme_commands) == 2
-    assert readme_commands[1] == ci_command
+    assert readme_commands[1] == f"{install} && {tests}"
+    assert type_check == ".ci/typecheck.sh .venv/bin/python"
     assert readme_commands[0].endswith("enrich run")
 
 

@@ -316,6 +316,7 @@ class RecordingRuntime:
     def __init__(self, runtime) -> None:
         self._runtime = runtime
         self.task_type = runtime.task_type
+        self.tokenizes_locally = True
         self.max_sequence_length = runtime.max_sequence_length
         self.tokenized: list[tuple[str, int]] = []  # (thread, longest text in characters)
         self.embedded: list[tuple[str, int]] = []  # (thread, longest text in tokens)

@@ -55,7 +55,7 @@ class _DropStringHintNotes(logging.Filter):
 
 logging.getLogger("apache_beam.typehints.native_type_compatibility").addFilter(_DropStringHintNotes())
 
-DEAD_LETTER_ROW = RowTypeConstraint.from_fields([
+_DEAD_LETTER_FIELDS: list[tuple[str, Any]] = [  # Any: Beam types the hints as plain classes
     ("stage", str),
     ("error", str),
     ("source", Optional[str]),
@@ -63,7 +63,8 @@ DEAD_LETTER_ROW = RowTypeConstraint.from_fields([
     ("offset", Optional[int]),
     ("record", Optional[str]),  # the parsed record as JSON; None when only the raw text is known
     ("raw", Optional[str]),
-])
+]
+DEAD_LETTER_ROW = RowTypeConstraint.from_fields(_DEAD_LETTER_FIELDS)
 """Schema of the dead-letter rows of the error outputs."""
 
 
@@ -110,7 +111,9 @@ def fail_on_dead_letter(letter: Mapping[str, Any]) -> None:
     )
 
 
-def _error_output(error_handling: Optional[Mapping[str, Any]]) -> Optional[str]:
+def _error_output(error_handling: object) -> Optional[str]:
+    """The dead-letter output's name. Beam YAML passes the step's ``error_handling`` as the
+    mapping the YAML spelled (``ErrorHandlingConfig`` is the annotation its docs read)."""
     if error_handling is None:
         return None
     if not isinstance(error_handling, Mapping) or set(error_handling) != {"output"}:
@@ -120,7 +123,7 @@ def _error_output(error_handling: Optional[Mapping[str, Any]]) -> Optional[str]:
 
 
 def with_dead_letters(outputs: dict[str, beam.PCollection], letters: beam.PCollection,
-                      error_handling: Optional[Mapping[str, Any]]) -> dict[str, beam.PCollection]:
+                      error_handling: object) -> dict[str, beam.PCollection]:
     """``outputs`` plus the dead letters as the output ``error_handling`` names; without
     ``error_handling``, a step that fails the pipeline on the first dead letter."""
     name = _error_output(error_handling)

@@ -32,7 +32,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
-from inference_enrich.transforms.read_files import METRICS_NAMESPACE
+from inference_enrich.transforms.metrics import METRICS_NAMESPACE
 
 LOG = logging.getLogger(__name__)
 STAGING_PREFIX = ".staging-"
@@ -145,7 +145,7 @@ class BundleFileWriter(beam.DoFn):
         if self._bundle_files.streaming:
             self._bundle_files.record_handed_over(self._name)
         else:
-            yield WindowedValue(self._name, GlobalWindow().max_timestamp(), [GlobalWindow()])
+            yield WindowedValue(self._name, GlobalWindow().max_timestamp(), (GlobalWindow(),))
 
     def teardown(self) -> None:
         if self._stream is not None:  # a failed bundle: its file is an orphan in staging

@@ -20,7 +20,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from inference_enrich.transforms.documents import VALIDATE
-from inference_enrich.transforms.read_files import METRICS_NAMESPACE
+from inference_enrich.transforms.metrics import METRICS_NAMESPACE
 
 REASON, FIELD, STRING_FIELD = "dead_letter_reason", "dead_letter_record_field", "dead_letter_record_string_field"
 COUNTER_KINDS = (REASON, FIELD, STRING_FIELD)

@@ -8,7 +8,7 @@ They are staged and published with the rest of the run's output (see ``bundle_fi
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, BinaryIO
 
 import apache_beam as beam
 
@@ -24,8 +24,11 @@ class JsonLinesBundleWriter(BundleFileWriter):
     suffix = ".jsonl"
     counter_name = "dead_letters_written"
 
+    def open_file(self, stream: BinaryIO) -> None:
+        self._file = stream
+
     def write(self, element: dict[str, Any]) -> None:
-        self._stream.write(dead_letter_line(element))
+        self._file.write(dead_letter_line(element))
 
 
 def dead_letter_line(letter: dict[str, Any]) -> bytes:

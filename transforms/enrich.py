@@ -33,7 +33,7 @@ from inference_enrich.transforms.documents import (
     to_document,
 )
 from inference_enrich.transforms.inference_dofn import BatchingConfig, EnrichDocuments
-from inference_enrich.transforms.read_files import METRICS_NAMESPACE
+from inference_enrich.transforms.metrics import METRICS_NAMESPACE
 from inference_enrich.transforms.runner_support import refuse_lossy_runner
 
 

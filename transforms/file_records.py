@@ -27,10 +27,10 @@ from inference_enrich.transforms.documents import (
     to_document,
 )
 from inference_enrich.transforms.formats import READERS, SourceItem, compression_of, format_of
+from inference_enrich.transforms.metrics import METRICS_NAMESPACE
 from inference_enrich.transforms.resumable_reads import RetryPolicy, TransientReadError, open_resumable
 
 LOG = logging.getLogger(__name__)
-METRICS_NAMESPACE = "inference_enrich"
 READ = "read"
 """Dead-letter stage of a file's unreadable remainder: one letter stands for every record
 after ``line`` (or from ``offset``), and the file is counted in the ``files_cut_short`` metric."""

@@ -99,8 +99,8 @@ def _raw(data: bytes) -> str:
     return data.decode("utf-8", "backslashreplace").rstrip("\r\n")
 
 
-def jsonl_item(position: int, line: bytes, text_field: str) -> SourceItem:
-    """One JSON Lines line (``position``: its line number or byte offset) as an item."""
+def jsonl_item(position: int | None, line: bytes, text_field: str) -> SourceItem:
+    """One JSON Lines line (``position``: its line number, None when not known) as an item."""
     try:
         decoded = line.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -115,7 +115,7 @@ def jsonl_item(position: int, line: bytes, text_field: str) -> SourceItem:
         return SourceItem(position, error=TOO_DEEP, raw=decoded.rstrip("\r\n")[:MAX_RAW_CHARS])
 
 
-def text_item(position: int, line: bytes, text_field: str) -> SourceItem:
+def text_item(position: int | None, line: bytes, text_field: str) -> SourceItem:
     """One plain-text line as an item: a document ``{text_field: line}``, or blank."""
     try:
         decoded = line.decode("utf-8").rstrip("\r\n")
@@ -209,11 +209,11 @@ class _CsvLines:
         for line in self._row:
             in_quotes = _quote_open_after(line, in_quotes)
         while in_quotes:
-            line = next(self._text, None)
-            if line is None:
+            next_line = next(self._text, None)
+            if next_line is None:
                 return False
             self.count += 1
-            in_quotes = _quote_open_after(line, in_quotes)
+            in_quotes = _quote_open_after(next_line, in_quotes)
         return True
 
 
@@ -384,7 +384,7 @@ READERS: dict[str, Callable[[BinaryIO, str], Iterator[SourceItem]]] = {
     "text": read_text,
 }
 FORMATS = tuple(READERS)
-LINE_PARSERS: dict[str, Callable[[int, bytes, str], SourceItem]] = {
+LINE_PARSERS: dict[str, Callable[[int | None, bytes, str], SourceItem]] = {
     "jsonl": jsonl_item,
     "text": text_item,
 }

@@ -31,9 +31,10 @@ from apache_beam.utils.windowed_value import WindowedValue
 from inference_enrich.inference import Endpoint, ModelRuntime, load_runtime
 from inference_enrich.inference.batching import EmbeddedBatch, embed_batches, tokenize_each
 from inference_enrich.inference.chunked import embed_chunked
+from inference_enrich.inference.chunking import ChunkingSettings
 from inference_enrich.inference.memory import HeapTrimmer
-from inference_enrich.inference.remote.runtime import RemoteRuntime
 from inference_enrich.inference.results import InferenceResult
+from inference_enrich.inference.runtime import TokenizedText, WholeTextRuntime, takes_whole_texts
 from inference_enrich.transforms.documents import (
     DEAD_LETTER_TAG,
     INFERENCE,
@@ -42,7 +43,7 @@ from inference_enrich.transforms.documents import (
 )
 from inference_enrich.transforms.buffering import BufferedElement, BufferingDoFn
 from inference_enrich.transforms.failure_guard import SystemicFailureGuard
-from inference_enrich.transforms.read_files import METRICS_NAMESPACE
+from inference_enrich.transforms.metrics import METRICS_NAMESPACE
 from inference_enrich.transforms.writable import unwritable_part
 
 LOG = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ class InferenceDoFn(BufferingDoFn):
         self._num_threads = num_threads
         self._progress_interval_s = progress_interval_s
         self._holder: _RuntimeHolder | None = None
-        self._runtime: ModelRuntime | RemoteRuntime | None = None
+        self._runtime: ModelRuntime | WholeTextRuntime | None = None
         self._documents = Metrics.counter(METRICS_NAMESPACE, "records_enriched")
         self._failed = Metrics.counter(METRICS_NAMESPACE, "inference_errors")
         self._tokens = Metrics.counter(METRICS_NAMESPACE, "tokens")
@@ -144,23 +145,25 @@ class InferenceDoFn(BufferingDoFn):
         self._holder = self._runtime = None  # the model goes once no instance holds it
 
     def flush(self, entries: list[BufferedElement]) -> Iterator[WindowedValue | TaggedOutput]:
-        if isinstance(self._runtime, RemoteRuntime):
-            yield from self._flush_remote(entries)
+        runtime = self._runtime
+        assert runtime is not None, "flush runs between setup and teardown"
+        if takes_whole_texts(runtime):
+            yield from self._flush_remote(runtime, entries)
             return
         if self._endpoint.chunking_settings is not None:
-            yield from self._flush_chunked(entries)
+            yield from self._flush_chunked(runtime, self._endpoint.chunking_settings, entries)
             return
-        tokenized = tokenize_each(self._runtime, [entry.element.text for entry in entries])
+        tokenized = tokenize_each(runtime, [entry.element.text for entry in entries])
         for entry, item in zip(entries, tokenized, strict=True):
             if isinstance(item, Exception):
                 yield self._emit(entry, 0, item)
         batching = self._batching
         for batch in embed_batches(
-            self._runtime, tokenized, batching.max_batch_tokens, batching.max_batch_size
+            runtime, tokenized, batching.max_batch_tokens, batching.max_batch_size
         ):
             self._record_batch(batch)
             self._guard.observe(batch.results)
-            lengths = [len(tokenized[position].ids) for position in batch.positions]
+            lengths = [_token_count(tokenized[position]) for position in batch.positions]
             self._progress.add(len(lengths), sum(lengths))
             for position, tokens, result in zip(batch.positions, lengths, batch.results, strict=True):
                 yield self._emit(entries[position], tokens, result)
@@ -172,15 +175,17 @@ class InferenceDoFn(BufferingDoFn):
         self._batches.inc()
         self._heap.after_batch()
 
-    def _flush_chunked(self, entries: list[BufferedElement]) -> Iterator[WindowedValue | TaggedOutput]:
+    def _flush_chunked(
+        self, runtime: ModelRuntime, settings: ChunkingSettings, entries: list[BufferedElement]
+    ) -> Iterator[WindowedValue | TaggedOutput]:
         """With ``chunking_settings``: the chunks of every buffered document are batched
         together by the token budget; each document is emitted once all its chunks are done,
         or dead-lettered once at its first failed chunk (``inference/chunked.py``)."""
         batching = self._batching
         for event in embed_chunked(
-            self._runtime,
+            runtime,
             [entry.element.text for entry in entries],
-            self._endpoint.chunking_settings,
+            settings,
             batching.max_batch_tokens,
             batching.max_batch_size,
         ):
@@ -195,7 +200,9 @@ class InferenceDoFn(BufferingDoFn):
             yield self._emit(entries[event.document], event.tokens, event.result)
         self._heap.trim()
 
-    def _flush_remote(self, entries: list[BufferedElement]) -> Iterator[WindowedValue | TaggedOutput]:
+    def _flush_remote(
+        self, runtime: WholeTextRuntime, entries: list[BufferedElement]
+    ) -> Iterator[WindowedValue | TaggedOutput]:
         """A remote endpoint: the texts go out by count in concurrent requests (nothing is
         tokenised here); a text the service refuses is a dead letter, and a service that
         keeps failing raises ``RemoteServiceError``, failing the bundle. A text that is not
@@ -209,10 +216,12 @@ class InferenceDoFn(BufferingDoFn):
             else:
                 yield self._emit(entry, 0, UnicodeError(problem))
         if sendable:
-            yield from self._infer_remote(sendable)
+            yield from self._infer_remote(runtime, sendable)
 
-    def _infer_remote(self, entries: list[BufferedElement]) -> Iterator[WindowedValue | TaggedOutput]:
-        outcome = self._runtime.infer([entry.element.text for entry in entries])
+    def _infer_remote(
+        self, runtime: WholeTextRuntime, entries: list[BufferedElement]
+    ) -> Iterator[WindowedValue | TaggedOutput]:
+        outcome = runtime.infer([entry.element.text for entry in entries])
         stats = outcome.stats
         self._remote_requests.inc(stats.requests)
         self._remote_retries.inc(stats.retries)
@@ -243,6 +252,12 @@ class InferenceDoFn(BufferingDoFn):
         if result.is_truncated:
             self._truncated.inc()
         return entry.output(EnrichedDocument(document, result))
+
+
+def _token_count(item: TokenizedText | Exception) -> int:
+    """Tokens of a text ``embed_batches`` embedded (it embeds only tokenised ones)."""
+    assert isinstance(item, TokenizedText), "embed_batches embeds tokenised texts only"
+    return len(item.ids)
 
 
 class _RuntimeHolder:

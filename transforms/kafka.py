@@ -53,7 +53,7 @@ from inference_enrich.transforms.documents import (
 )
 from inference_enrich.transforms.formats import TOO_DEEP
 from inference_enrich.transforms.kafka_client import KafkaUnreachable, consumer as _consumer
-from inference_enrich.transforms.read_files import METRICS_NAMESPACE
+from inference_enrich.transforms.metrics import METRICS_NAMESPACE
 
 LOG = logging.getLogger(__name__)
 UNBOUNDED_END = sys.maxsize

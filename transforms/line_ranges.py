@@ -58,11 +58,12 @@ def is_splittable(file_format: str, url: str, size: int | None) -> bool:
 def plan_ranges(file: MatchedFile, file_format: str | None, split_bytes: int) -> Iterator[FileRange]:
     """The ranges of ``split_bytes`` a matched file is read in (one whole range if it cannot
     be split)."""
-    if not is_splittable(file_format or format_of(file.url), file.url, file.size):
+    size = file.size
+    if size is None or not is_splittable(file_format or format_of(file.url), file.url, size):
         yield FileRange(file.url, 0, 1, True)
         return
-    for start in range(0, file.size, split_bytes):
-        yield FileRange(file.url, start, min(start + split_bytes, file.size), False)
+    for start in range(0, size, split_bytes):
+        yield FileRange(file.url, start, min(start + split_bytes, size), False)
 
 
 class _RangeRestrictions(RestrictionProvider):

@@ -33,10 +33,11 @@ from inference_enrich.inference import (
     resolve_endpoint,
 )
 from inference_enrich.inference.api import infer_endpoint_texts
+from inference_enrich.inference.runtime import WholeTextRuntime
 from inference_enrich.transforms.inference_dofn import BatchingConfig
 
 
-class EndpointModelHandler(ModelHandler[str, PredictionResult, ModelRuntime]):
+class EndpointModelHandler(ModelHandler[str, PredictionResult, ModelRuntime | WholeTextRuntime]):
     """A Beam ``ModelHandler`` over one of our inference endpoints.
 
     endpoint: an inference id in ``endpoints_file`` (the packaged ``configs/endpoints.yaml``
@@ -72,7 +73,7 @@ class EndpointModelHandler(ModelHandler[str, PredictionResult, ModelRuntime]):
         self._batching = batching
         self._num_threads = num_threads
 
-    def load_model(self) -> ModelRuntime:
+    def load_model(self) -> ModelRuntime | WholeTextRuntime:
         if self._num_threads:
             import torch
 
@@ -82,7 +83,7 @@ class EndpointModelHandler(ModelHandler[str, PredictionResult, ModelRuntime]):
     def run_inference(
         self,
         batch: Sequence[str],
-        model: ModelRuntime,
+        model: ModelRuntime | WholeTextRuntime,
         inference_args: Optional[dict[str, Any]] = None,
     ) -> list[PredictionResult]:
         for position, text in enumerate(batch):

@@ -18,14 +18,14 @@ import apache_beam as beam
 from apache_beam.pvalue import TaggedOutput
 
 from inference_enrich.transforms.documents import DEAD_LETTER_TAG, Document, RecordFields
-from inference_enrich.transforms.file_records import METRICS_NAMESPACE, READ, RecordOutputs, read_whole_file
+from inference_enrich.transforms.file_records import READ, RecordOutputs, read_whole_file
 from inference_enrich.transforms.formats import READERS
 from inference_enrich.transforms.line_ranges import DEFAULT_SPLIT_BYTES, ReadRanges, plan_ranges
 from inference_enrich.transforms.match_files import MatchedFile, MatchFiles, require_matches
 from inference_enrich.transforms.resumable_reads import RetryPolicy
 from inference_enrich.transforms.runner_support import supports_splittable_dofns
 
-__all__ = ["METRICS_NAMESPACE", "READ", "ReadDocuments", "ReadFileRecords"]
+__all__ = ["READ", "ReadDocuments", "ReadFileRecords"]
 
 
 class ReadFileRecords(beam.DoFn):

@@ -97,7 +97,8 @@ class ResumableStream(io.RawIOBase):
         return self._offset
 
     def readinto(self, buffer) -> int:
-        count = self._call(lambda file: file.readinto(buffer))
+        # typing.BinaryIO declares no readinto; every file fsspec opens has it.
+        count = self._call(lambda file: file.readinto(buffer))  # type: ignore[attr-defined]
         self._offset += count
         return count
 

@@ -26,7 +26,7 @@ from inference_enrich.transforms.documents import (
     as_enriched_document,
     document_dead_letter,
 )
-from inference_enrich.transforms.read_files import METRICS_NAMESPACE
+from inference_enrich.transforms.metrics import METRICS_NAMESPACE
 from inference_enrich.transforms.writable import UnwritableValue, index_json
 
 INDEX = "index"
@@ -46,12 +46,14 @@ def index_source(enriched: EnrichedDocument, spec: IndexSpec) -> tuple[dict[str,
         raise ValueError(f"document '{document.id}' has a {type(result).__name__}, but the index is "
                          f"{'' if spec.chunked else 'not '}chunked: its IndexSpec must match the endpoint's "
                          "chunking_settings")
-    if spec.chunked:
-        embedding, renamed = [], 0
-        for chunk in result.embedding:
-            chunk_embedding, chunk_renamed = _safe_embedding(chunk[CHUNK_EMBEDDING])
-            embedding.append({**chunk, CHUNK_EMBEDDING: chunk_embedding})
+    embedding: list[dict[str, Any]] | dict[str, float] | list[float]
+    if isinstance(result, ChunkedEmbedding):
+        chunks, renamed = [], 0
+        for chunk in result.chunks:
+            chunk_embedding, chunk_renamed = _safe_embedding(chunk.embedding)
+            chunks.append({**chunk.to_dict(), CHUNK_EMBEDDING: chunk_embedding})
             renamed += chunk_renamed
+        embedding = chunks
     else:
         embedding, renamed = _safe_embedding(result.embedding)
     source = {k: v for k, v in document.record.items() if k != spec.text_field}
@@ -87,7 +89,7 @@ def write_by_id(index: SearchIndex, documents: Sequence[tuple[str, dict[str, Any
         if sent:
             raise RuntimeError(f"the index gave no outcome for {len(sent)} of {len(positions)} "
                                f"documents (e.g. '{next(iter(sent))}')")
-    return outcomes
+    return [outcome for outcome in outcomes if outcome is not None]  # every one: checked above
 
 
 def _rounds_of_unique_ids(documents: Sequence[tuple[str, Any]]) -> list[list[int]]:
@@ -133,6 +135,7 @@ class WriteToIndexDoFn(BufferingDoFn):
             self._renamed.inc(renamed)
             bodies.append((enriched.document.id, source))
             sendable.append(entry)
+        assert self._index is not None, "flush runs between setup and teardown"
         outcomes = write_by_id(self._index, bodies)  # in buffer order, matched by id
         for entry, outcome in zip(sendable, outcomes):
             if outcome.error is None:

@@ -68,6 +68,11 @@ def enriched_schema(text_field: str, output_field: str, task_type: str, chunked:
     )
 
 
+def _column_value(embedding: dict[str, float] | list[float]) -> list[tuple[str, float]] | list[float]:
+    """An embedding as its column takes it: a sparse map as (token, weight) pairs."""
+    return list(embedding.items()) if isinstance(embedding, dict) else embedding
+
+
 class ParquetBundleWriter(BundleFileWriter):
     """One Parquet file per bundle, written in row groups of ``ROW_GROUP_ROWS``."""
 
@@ -80,7 +85,6 @@ class ParquetBundleWriter(BundleFileWriter):
         self._text_field = text_field
         self._output_field = output_field
         self._schema = enriched_schema(text_field, output_field, task_type, chunked)
-        self._sparse = task_type == SPARSE_EMBEDDING
         self._chunked = chunked
 
     def open_file(self, stream: BinaryIO) -> None:
@@ -120,14 +124,16 @@ class ParquetBundleWriter(BundleFileWriter):
     def _output_value(self, result: InferenceResult):
         """``result`` as its output column takes it (a sparse map as (token, weight) pairs)."""
         if not self._chunked:
-            return list(result.embedding.items()) if self._sparse else result.embedding
+            if isinstance(result, ChunkedEmbedding):
+                raise TypeError("an output that is not chunked takes whole-text results, got ChunkedEmbedding")
+            return _column_value(result.embedding)
         if not isinstance(result, ChunkedEmbedding):
             raise TypeError(f"a chunked output takes chunked results, got {type(result).__name__}")
         return [
             {
                 "start_offset": piece.start_offset,
                 "end_offset": piece.end_offset,
-                "embedding": list(piece.embedding.items()) if self._sparse else piece.embedding,
+                "embedding": _column_value(piece.embedding),
             }
             for piece in result.chunks
         ]

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping, Union
+from typing import Any, Callable, Mapping, Union
 
 from inference_enrich.inference.errors import EndpointConfigError
 
@@ -156,6 +156,12 @@ class _Validation:
             message = "Validation Failed: " + "".join(f"{n}: {e};" for n, e in enumerate(self.errors, 1))
             raise ChunkingSettingsError(message, self.errors)
 
+    @staticmethod
+    def present(value: int | None) -> int:
+        """A required value once ``fail_if_errors`` passed: a missing one was an error."""
+        assert value is not None, "fail_if_errors raises for a missing required value"
+        return value
+
     def _type_error(self, key: str, value: Any, expected: str) -> None:
         self.errors.append(
             f"field [{key}] is not of the expected type. The value [{_java_str(value)}] cannot be converted to a [{expected}]"
@@ -230,7 +236,7 @@ def _sentence(settings: Mapping[str, Any]) -> SentenceChunkingSettings:
     elif sentence_overlap not in (0, 1):
         check.errors.append(f"{SENTENCE_OVERLAP}[{sentence_overlap}] must be either 0 or 1")
     check.fail_if_errors()
-    return SentenceChunkingSettings(max_chunk_size, sentence_overlap)
+    return SentenceChunkingSettings(check.present(max_chunk_size), sentence_overlap)
 
 
 def _word(settings: Mapping[str, Any]) -> WordChunkingSettings:
@@ -242,7 +248,7 @@ def _word(settings: Mapping[str, Any]) -> WordChunkingSettings:
     if max_chunk_size is not None:
         overlap = check.required_positive_int(OVERLAP, maximum=max_chunk_size // 2)
     check.fail_if_errors()
-    return WordChunkingSettings(max_chunk_size, overlap)
+    return WordChunkingSettings(check.present(max_chunk_size), check.present(overlap))
 
 
 def _recursive(settings: Mapping[str, Any]) -> RecursiveChunkingSettings:
@@ -272,8 +278,8 @@ def _recursive(settings: Mapping[str, Any]) -> RecursiveChunkingSettings:
             check.errors.append(f"Recursive chunking settings separator [{separator}] is not a valid regular expression: {error}")
     check.fail_if_errors()
     if separators is None:
-        return RecursiveChunkingSettings(max_chunk_size)
-    return RecursiveChunkingSettings(max_chunk_size, tuple(separators))
+        return RecursiveChunkingSettings(check.present(max_chunk_size))
+    return RecursiveChunkingSettings(check.present(max_chunk_size), tuple(separators))
 
 
 def _none(settings: Mapping[str, Any]) -> NoneChunkingSettings:
@@ -282,7 +288,7 @@ def _none(settings: Mapping[str, Any]) -> NoneChunkingSettings:
     return NoneChunkingSettings()
 
 
-_PARSERS = {"sentence": _sentence, "word": _word, "recursive": _recursive, "none": _none}
+_PARSERS: dict[str, Callable[[Mapping[str, Any]], ChunkingSettings]] = {"sentence": _sentence, "word": _word, "recursive": _recursive, "none": _none}
 
 
 def parse_chunking_settings(settings: Mapping[str, Any] | None) -> ChunkingSettings | None:

@@ -178,14 +178,15 @@ class RemoteClient:
         """One request, once a slot in flight and a start time under the rate limit are ours."""
         import aiohttp
 
-        if self._semaphore is None:  # created on the loop that uses them
-            self._semaphore = asyncio.Semaphore(self.settings.max_concurrent_requests)
-            self._session = aiohttp.ClientSession(
+        semaphore, session = self._semaphore, self._session
+        if semaphore is None or session is None:  # created on the loop that uses them
+            semaphore = self._semaphore = asyncio.Semaphore(self.settings.max_concurrent_requests)
+            session = self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.settings.timeout_s),
                 connector=aiohttp.TCPConnector(limit=self.settings.max_concurrent_requests,
                                                ssl=self.settings.ssl_context()),
             )
-        async with self._semaphore:
+        async with semaphore:
             wait = self._limiter.reserve()
             if wait > 0:
                 stats.throttled_waits += 1
@@ -193,7 +194,7 @@ class RemoteClient:
             stats.requests += 1
             started = time.perf_counter()
             try:
-                async with self._session.post(url, data=json.dumps(body), headers=dict(headers)) as response:
+                async with session.post(url, data=json.dumps(body), headers=dict(headers)) as response:
                     # JSON is UTF-8; response.text() would guess the charset of every body
                     # without one (charset detection: ~100 ms of CPU per answer here).
                     text = (await response.read()).decode("utf-8", "replace")

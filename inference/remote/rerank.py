@@ -30,7 +30,12 @@ from inference_enrich.inference.errors import RemoteServiceError
 from inference_enrich.inference.remote.http import error_message
 from inference_enrich.inference.endpoints import SERVICES, Endpoint
 from inference_enrich.inference.errors import EndpointConfigError
-from inference_enrich.inference.remote.settings import ELASTICSEARCH_REMOTE, secret_from
+from inference_enrich.inference.remote.settings import (
+    ELASTICSEARCH_REMOTE,
+    ElasticsearchRemoteServiceSettings,
+    RerankApiServiceSettings,
+    secret_from,
+)
 from inference_enrich.inference.rerank_results import RankedDocument, rerank_options
 from inference_enrich.inference.results import RERANK
 from inference_enrich.inference.secrets import redact_url
@@ -44,14 +49,17 @@ class RemoteReranker:
 
     def __init__(self, endpoint: Endpoint) -> None:
         self._endpoint = endpoint
-        self._settings = settings = SERVICES[endpoint.service].settings.model_validate(
+        settings = SERVICES[endpoint.service].settings.model_validate(
             dict(endpoint.service_settings), context={"task_type": endpoint.task_type})
+        if not isinstance(settings, ElasticsearchRemoteServiceSettings | RerankApiServiceSettings):
+            raise TypeError(f"endpoint '{endpoint.inference_id}': the {endpoint.service} service does not rerank")
+        self._settings = settings
         try:
             self._headers = self._auth_headers(endpoint, settings)
         except ValueError as error:  # a credential's environment variable is not set
             raise EndpointConfigError(f"endpoint '{endpoint.inference_id}': service_settings.{error}") from None
         self._url = (f"{settings.url.rstrip('/')}/_inference/rerank/{quote(settings.inference_id, safe='')}"
-                     if endpoint.service == ELASTICSEARCH_REMOTE else settings.url)
+                     if isinstance(settings, ElasticsearchRemoteServiceSettings) else settings.url)
         self._name = f"{endpoint.service} {redact_url(self._url)}"
 
     @staticmethod
@@ -79,7 +87,7 @@ class RemoteReranker:
             body: dict[str, Any] = {"query": query, "input": list(documents), "return_documents": return_documents}
         else:
             body = {"query": query, "documents": list(documents), "return_documents": return_documents}
-            if self._settings.model_id:
+            if isinstance(self._settings, RerankApiServiceSettings) and self._settings.model_id:
                 body["model"] = self._settings.model_id
         if top_n is not None:
             body["top_n"] = top_n

@@ -41,7 +41,8 @@ from inference_enrich.inference.remote.settings import (
     ELASTICSEARCH_REMOTE,
     OPENAI,
     RERANK_API,
-    RemoteServiceSettings,
+    ElasticsearchRemoteServiceSettings,
+    OpenAIServiceSettings,
 )
 from inference_enrich.inference.results import InferenceResult
 from inference_enrich.inference.secrets import reveal
@@ -60,7 +61,7 @@ class WireFormat(Protocol):
 
     def body(self, texts: Sequence[str]) -> dict[str, Any]: ...
 
-    def parse(self, body: Any, count: int) -> list[InferenceResult]: ...
+    def parse(self, body: Any, count: int) -> Sequence[InferenceResult]: ...
 
 
 @dataclass(frozen=True)
@@ -79,17 +80,21 @@ class RemoteRuntime:
     """Calls one remote endpoint; safe to share between threads (the client serialises
     nothing but bounds the requests in flight for the whole process)."""
 
+    tokenizes_locally = False  # the service tokenises; texts go out by count
+
     def __init__(self, endpoint: Endpoint) -> None:
         if not is_remote(endpoint):
             raise ValueError(f"endpoint '{endpoint.inference_id}' is not remote ({endpoint.service})")
         self.task_type = endpoint.task_type
-        settings: RemoteServiceSettings = SERVICES[endpoint.service].settings.model_validate(
+        settings = SERVICES[endpoint.service].settings.model_validate(
             dict(endpoint.service_settings), context={"task_type": endpoint.task_type})
         try:
-            if endpoint.service == OPENAI:
+            if isinstance(settings, OpenAIServiceSettings):
                 self._wire: WireFormat = OpenAIEmbeddings(settings, endpoint.task_settings)
-            else:
+            elif isinstance(settings, ElasticsearchRemoteServiceSettings):
                 self._wire = ElasticsearchInference(settings, endpoint.task_type)
+            else:
+                raise TypeError(f"endpoint '{endpoint.inference_id}': the {endpoint.service} service embeds nothing")
         except ValueError as error:  # a credential's environment variable is not set
             raise EndpointConfigError(
                 f"endpoint '{endpoint.inference_id}': service_settings.{error}") from None
@@ -152,7 +157,7 @@ class RemoteRuntime:
         answer = await self._client.post_json(self._wire.url, self._wire.body(texts),
                                               self._wire.headers, stats)
         if 200 <= answer.status < 300:
-            results = self._wire.parse(answer.body, len(texts))
+            results: list[InferenceResult | RemoteInputError] = [*self._wire.parse(answer.body, len(texts))]
             stats.add_reported_tokens(answer.body)
             return results
         if answer.status not in BAD_INPUT_STATUSES:
