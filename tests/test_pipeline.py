@@ -201,6 +201,8 @@ def test_a_document_the_model_fails_on_is_dead_lettered(tmp_path, monkeypatch, s
             return sparse_runtime.embed(batch)
 
     monkeypatch.setattr(inference_dofn, "load_runtime", lambda endpoint: FailsOnPoison())
+    # One model per process: an earlier test's real runtime for this endpoint must not serve.
+    monkeypatch.setattr(inference_dofn, "_SHARED_RUNTIMES", {})
     source = write_lines(
         tmp_path / "in.jsonl",
         [b'{"id": "ok-1", "text": "fine text"}', b'{"id": "bad", "text": "poison pill"}',
