@@ -69,7 +69,7 @@ def test_dead_letters_carry_and_write_any_string_as_json_that_restores_it(tmp_pa
 
     stream = io.BytesIO()
     writer = JsonLinesBundleWriter(RunFiles.published_per_bundle(str(tmp_path / "direct")))
-    writer._stream = stream
+    writer.open_file(stream)
     by_hand = {"stage": "custom", "error": "e \ud83d", "record": record}
     writer.write(by_hand)
     assert json.loads(stream.getvalue().decode("utf-8")) == by_hand

@@ -91,6 +91,23 @@ def test_csv_rows_with_multiline_fields_bad_bytes_and_extra_fields():
     assert (got[3].line, got[3].value) == (6, {"id": "4", "text": "fine"})
 
 
+def test_a_csv_row_with_extra_fields_keeps_the_whole_row_in_its_dead_letter():
+    """The letter's raw text is the row (id and text included), not just the extra cells."""
+    got = items(read_csv, b"id,text,extra\nc3,a,b,c,d\nc4,fine,x\n")
+    assert got[0].error == "row has more fields than the header" and got[0].raw == "c3,a,b,c,d"
+    assert got[1].value == {"id": "c4", "text": "fine", "extra": "x"}
+
+
+def test_a_csv_quoted_field_that_never_closes_is_the_rest_of_the_file_in_one_dead_letter():
+    """At the end of the file csv gives back the open field as if it had closed, so the rows
+    after it became one record's text; now they are one read letter, as documented."""
+    got = items(read_csv, b'id,text\nx1,"never closed\nx2,second\nx3,third\n')
+    assert len(got) == 1 and got[0].value is None and got[0].rest_unread
+    assert got[0].line == 2 and "never closes" in got[0].error and got[0].raw.startswith('x1,"never closed')
+    sloppy = items(read_csv, b'id,text\nt1,a 5" screen\n')  # a quote inside an unquoted field
+    assert sloppy[0].value == {"id": "t1", "text": 'a 5" screen'}
+
+
 def test_text_lines_are_documents_and_blank_lines_are_separators():
     got = items(read_text, b"first line\n\n  \nsecond\n")
     assert [(i.line, i.value, i.blank) for i in got] == [

@@ -167,12 +167,16 @@ def read_csv(stream: BinaryIO, text_field: str) -> Iterator[SourceItem]:
                 return
             yield SourceItem(line, error=f"invalid CSV: {error}", raw=raw)
             continue
+        if lines.open_quote_at_end():  # csv closes a field the file's end left open
+            yield SourceItem(line, error="invalid CSV: a quoted field never closes, so the rest of the "
+                             "file belongs to this row", raw=lines.row_text(), rest_unread=True)
+            return
         values = [v for v in row.values() if isinstance(v, str)]
         if any(_has_surrogates(v) for v in values):
             raw = ",".join(v.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") for v in values)
             yield SourceItem(line, error="not valid UTF-8", raw=raw)
         elif None in row:
-            yield SourceItem(line, error="row has more fields than the header", raw=json.dumps(row.get(None)))
+            yield SourceItem(line, error="row has more fields than the header", raw=lines.row_text().rstrip("\r\n"))
         else:
             yield SourceItem(line, value=dict(row))
 
@@ -187,12 +191,17 @@ class _CsvLines:
         self._text = text
         self.count = 0
         self._row: list[str] = []
+        self._ended = False
 
     def __iter__(self) -> "_CsvLines":
         return self
 
     def __next__(self) -> str:
-        line = next(self._text)
+        try:
+            line = next(self._text)
+        except StopIteration:
+            self._ended = True
+            raise
         self.count += 1
         self._row.append(line)
         return line
@@ -202,6 +211,16 @@ class _CsvLines:
 
     def row_text(self) -> str:
         return "".join(self._row)[:MAX_RAW_CHARS]
+
+    def open_quote_at_end(self) -> bool:
+        """Whether the file ended inside a quoted field of the current row: csv then returns
+        the row as if the field had closed, with every later line in it."""
+        if not self._ended:
+            return False
+        in_quotes = False
+        for line in self._row:
+            in_quotes = _quote_open_after(line, in_quotes)
+        return in_quotes
 
     def skip_rest_of_row(self) -> bool:
         """Consume the lines left in the current row; False if the file ends inside a quoted field."""
