@@ -137,7 +137,10 @@ def test_queued_requests_are_pooled_so_passes_pad_little_and_answers_stay_exact(
     padded_tokens = sum(padded for _, padded in passes)
     assert sum(documents for documents, _ in passes) == len(texts)
     assert len(passes) <= len(texts) // 4  # texts share passes (one text per pass pads nothing)
-    assert padded_tokens <= 1.25 * real_tokens, (padded_tokens, real_tokens, passes)
+    # Texts are tokenised off the model thread now, so which of them are pooled when a pass
+    # is chosen depends on the tokenizer pool's timing: 1.25x held in most runs, 1.2505x was
+    # seen once; arrival order alone gave 1.40x.
+    assert padded_tokens <= 1.3 * real_tokens, (padded_tokens, real_tokens, passes)
     alone = [dense_runtime.embed(dense_runtime.tokenize([text]))[0].embedding for text in texts]
     for outcome, expected in zip(outcomes, alone, strict=True):
         (result,) = outcome.results
