@@ -15,7 +15,7 @@ import os
 import sys
 import textwrap
 import types
-from typing import Iterable, Literal, Sequence, Union, get_args, get_origin
+from typing import Iterable, Literal, NoReturn, Sequence, Union, get_args, get_origin
 
 from pydantic.fields import FieldInfo
 
@@ -27,6 +27,7 @@ from inference_enrich.indexes.base import IndexUnreachable
 from inference_enrich.transforms.kafka_client import LIBRDKAFKA_LOGGER, KafkaUnreachable
 from inference_enrich.inference.secrets import masked
 from inference_enrich.indexes.settings import INDEX_SINKS, SINK_ALIASES
+from inference_enrich.pipelines.process_exit import run_and_exit
 from inference_enrich.pipelines.config import (
     SECTIONS,
     SETTINGS,
@@ -402,5 +403,11 @@ def _configure_logging(quiet: bool) -> None:
     silence_beam_noise()
 
 
+def entry() -> NoReturn:
+    """The ``enrich`` console script: ``main``, then an exit that no native library thread can
+    turn into an abort (see ``process_exit``)."""
+    run_and_exit(main)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -77,7 +77,8 @@ def _first_record(job: JobConfig) -> dict | None:
     parts = sorted(f"{path}/{name}" for name in published if name.endswith(".parquet") and "/" not in name)
     for part in parts:
         with fs.open(part, "rb") as stream:
-            table = pq.ParquetFile(stream).read_row_group(0) if pq.ParquetFile(stream).num_row_groups else None
+            parquet = pq.ParquetFile(stream)
+            table = parquet.read_row_group(0) if parquet.num_row_groups else None
         if table is not None and table.num_rows:
             return table.slice(0, 1).to_pylist()[0]
     return None
