@@ -78,7 +78,7 @@ from inference_enrich.inference.validation import InvalidSetting, setting_proble
 from inference_enrich.transforms.formats import FORMATS
 
 if TYPE_CHECKING:  # transforms.kafka imports Beam: only a Kafka job needs it
-    from inference_enrich.transforms.kafka import KafkaSettings
+    from inference_enrich.transforms.kafka.reader import KafkaSettings
 
 SECTIONS = ("source", "inference", "sink")
 
@@ -247,7 +247,7 @@ class JobConfig(BaseModel):
         return self
 
     def kafka_settings(self) -> KafkaSettings:
-        from inference_enrich.transforms.kafka import KafkaSettings
+        from inference_enrich.transforms.kafka.reader import KafkaSettings
 
         return KafkaSettings(
             bootstrap=self.kafka_bootstrap or "", topics=tuple(self.kafka_topic),

@@ -46,7 +46,7 @@ from inference_enrich.transforms.dead_letter_digest import (
 from inference_enrich.transforms.dead_letters import WriteDeadLetters
 from inference_enrich.transforms.documents import DEAD_LETTER_TAG, RecordFields
 from inference_enrich.transforms.inference_dofn import BatchingConfig, EnrichDocuments
-from inference_enrich.transforms.kafka import (
+from inference_enrich.transforms.kafka.reader import (
     PartitionRange,
     ReadKafkaDocuments,
     commit_end_offsets,

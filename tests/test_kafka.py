@@ -20,9 +20,9 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from inference_enrich.indexes import IndexSettings, open_index
 from inference_enrich.pipelines.config import JobConfig
-from inference_enrich.transforms import kafka as kafka_module
+from inference_enrich.transforms.kafka import reader as kafka_module
 from inference_enrich.transforms.documents import Document, RecordFields
-from inference_enrich.transforms.kafka import (
+from inference_enrich.transforms.kafka.reader import (
     KafkaSettings,
     PartitionRange,
     ReadKafkaPartitionFn,

@@ -52,7 +52,7 @@ from inference_enrich.transforms.documents import (
     to_document,
 )
 from inference_enrich.transforms.formats import TOO_DEEP
-from inference_enrich.transforms.kafka_client import KafkaUnreachable, consumer as _consumer
+from inference_enrich.transforms.kafka.client import KafkaUnreachable, consumer as _consumer
 from inference_enrich.transforms.metrics import METRICS_NAMESPACE
 
 LOG = logging.getLogger(__name__)

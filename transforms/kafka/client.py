@@ -7,7 +7,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
-    from inference_enrich.transforms.kafka import KafkaSettings
+    from inference_enrich.transforms.kafka.reader import KafkaSettings
 
 LIBRDKAFKA_LOGGER = "inference_enrich.librdkafka"
 """Where librdkafka's own log lines go (Python logging, not straight to stderr): an

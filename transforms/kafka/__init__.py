@@ -1,0 +1,1 @@
+"""The Kafka source (``reader``) and its confluent-kafka consumer (``client``, Beam-free)."""
