@@ -24,7 +24,7 @@ from inference_enrich.pipelines.config import JobConfig
 from inference_enrich.pipelines.enrich import build_pipeline, resolve_endpoint
 from inference_enrich.pipelines.publish import new_run_id
 from inference_enrich.transforms.bundle_files import RunFiles
-from inference_enrich.transforms.kafka.reader import plan_partitions
+from inference_enrich.transforms.kafka import plan_partitions
 
 DRY_RUN_RUNNERS = ("DataflowRunner",)
 """Runners that honour ``--dry_run``; the others would run the job for real."""

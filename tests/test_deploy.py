@@ -157,7 +157,7 @@ def test_dry_run_reaches_no_network(tmp_path):
 def test_cli_dry_run_with_a_kafka_source_commits_nothing(streaming, kafka_bootstrap, tmp_path):
     from test_kafka import committed_offsets, new_topic, produce
 
-    from inference_enrich.transforms.kafka.reader import KafkaSettings
+    from inference_enrich.transforms.kafka import KafkaSettings
 
     topic = new_topic(kafka_bootstrap)
     produce(kafka_bootstrap, topic, 0, 20)

@@ -17,7 +17,7 @@ from inference_enrich.pipelines.config import JobConfig
 from inference_enrich.pipelines.enrich import JobFailed, build_pipeline, resolve_endpoint
 from inference_enrich.pipelines.publish import SUCCESS, new_run_id, publish_output
 from inference_enrich.transforms.bundle_files import STAGING_PREFIX, RunFiles, read_manifest
-from inference_enrich.transforms.kafka.reader import plan_partitions
+from inference_enrich.transforms.kafka import plan_partitions
 
 from cutting_http_server import CuttingHttpServer
 from pipeline_helpers import IN_PROCESS, read_dead_letters, read_output, run, write_lines
