@@ -24,7 +24,7 @@ from inference_enrich.inference import InferenceEnrichError, load_endpoints, per
 from inference_enrich.inference.results import RERANK, TASK_TYPES
 from inference_enrich.indexes import Hit
 from inference_enrich.indexes.base import IndexUnreachable
-from inference_enrich.transforms.kafka_client import LIBRDKAFKA_LOGGER, KafkaUnreachable
+from inference_enrich.transforms.kafka import LIBRDKAFKA_LOGGER, KafkaUnreachable
 from inference_enrich.inference.secrets import masked
 from inference_enrich.indexes.settings import INDEX_SINKS, SINK_ALIASES
 from inference_enrich.pipelines.process_exit import run_and_exit

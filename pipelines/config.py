@@ -55,7 +55,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -76,9 +76,7 @@ from inference_enrich.inference.errors import InferenceEnrichError
 from inference_enrich.inference.secrets import masked, protect_secrets
 from inference_enrich.inference.validation import InvalidSetting, setting_problems, yaml_problem
 from inference_enrich.transforms.formats import FORMATS
-
-if TYPE_CHECKING:  # transforms.kafka imports Beam: only a Kafka job needs it
-    from inference_enrich.transforms.kafka import KafkaSettings
+from inference_enrich.transforms.kafka import KafkaSettings
 
 SECTIONS = ("source", "inference", "sink")
 
@@ -247,8 +245,6 @@ class JobConfig(BaseModel):
         return self
 
     def kafka_settings(self) -> KafkaSettings:
-        from inference_enrich.transforms.kafka import KafkaSettings
-
         return KafkaSettings(
             bootstrap=self.kafka_bootstrap or "", topics=tuple(self.kafka_topic),
             group=self.kafka_group, auto_offset_reset=self.kafka_auto_offset_reset,
