@@ -47,7 +47,7 @@ Each setting is declared once, as a field of ``JobConfig``: type, default, const
 description, plus a ``Setting`` marker naming its file section (and its key there, where the
 file's name differs from the field's). The file reader, the validation, the error messages
 (``FILE: section.key: problem``, or ``command line: --flag: problem``) and the flags of
-``enrich run`` (pipelines/cli.py) all come from that declaration.
+``enrich run`` (pipelines/cli_options.py) all come from that declaration.
 """
 
 from __future__ import annotations

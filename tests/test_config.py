@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 import inference_enrich.pipelines.config as config_module
-from inference_enrich.pipelines.cli import build_parser, given_settings
+from inference_enrich.pipelines.cli import build_parser
+from inference_enrich.pipelines.cli_options import given_settings
 from inference_enrich.pipelines.config import (
     FILE_KEYS,
     SETTINGS,
