@@ -8,7 +8,7 @@ import sys
 
 from inference_enrich.inference import load_endpoints
 from inference_enrich.pipelines.cli_options import add_command, add_job_settings, given_settings
-from inference_enrich.pipelines.config import load_job_config
+from inference_enrich.pipelines.config_file import load_job_config
 from inference_enrich.pipelines.placeholders import LOCATION_SETTINGS, check_placeholders
 
 DEFAULT_RUNNER = "FnApiRunner"

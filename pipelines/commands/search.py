@@ -12,7 +12,7 @@ from inference_enrich.indexes.settings import INDEX_SINKS, SINK_ALIASES
 from inference_enrich.inference import load_endpoints
 from inference_enrich.inference.results import RERANK
 from inference_enrich.pipelines.cli_options import add_command, add_setting_flags, given_settings
-from inference_enrich.pipelines.config import load_job_config
+from inference_enrich.pipelines.config_file import load_job_config
 
 SEARCH_INDEX_SETTINGS = ("es_url", "index", "index_path", "username", "api_key_file", "password_file",
                          "ca_certs", "verify_certs")
