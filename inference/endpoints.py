@@ -133,17 +133,30 @@ class Service:
     settings: type[BaseModel]
     task_types: tuple[str, ...]
     task_settings: type[BaseModel] | None = None
-    chunks: bool = True  # chunking_settings apply: chunks are cut and batched by a local tokenizer
+    tokenizes_locally: bool = True
+    """True: the model runs in this process, whose tokenizer counts, chunks
+    (``chunking_settings`` apply) and batches the texts by tokens. False: the service runs
+    the model and takes whole texts by count; only it knows the tokens (it may report them).
+    The runtime the factory (``api.load_runtime``) builds for the endpoint says the same."""
+    task_settings_in_requests: bool = False
+    """True: the endpoint's ``task_settings`` go into the service's requests, so they cannot
+    be overridden per request and results are not shared with endpoints of other task
+    settings. False: they are applied here, to each request's results."""
 
 
 SERVICES: dict[str, Service] = {
     "transformers": Service(TransformersServiceSettings, TASK_TYPES),
-    OPENAI: Service(OpenAIServiceSettings, (TEXT_EMBEDDING,), OpenAITaskSettings, chunks=False),
-    ELASTICSEARCH_REMOTE: Service(ElasticsearchRemoteServiceSettings, TASK_TYPES, NoTaskSettings, chunks=False),
-    RERANK_API: Service(RerankApiServiceSettings, (RERANK,), chunks=False),
+    OPENAI: Service(OpenAIServiceSettings, (TEXT_EMBEDDING,), OpenAITaskSettings, tokenizes_locally=False,
+                    task_settings_in_requests=True),
+    ELASTICSEARCH_REMOTE: Service(ElasticsearchRemoteServiceSettings, TASK_TYPES, NoTaskSettings,
+                                  tokenizes_locally=False, task_settings_in_requests=True),
+    RERANK_API: Service(RerankApiServiceSettings, (RERANK,), tokenizes_locally=False,
+                        task_settings_in_requests=True),
 }
-"""service name -> Service. The remote ones are declared in ``inference/remote/settings.py``
-(credentials held as ``SecretStr``)."""
+"""service name -> Service: the one place that says which services run their model here
+and which elsewhere (everyone else asks ``Endpoint.service_info`` or the runtime). The
+remote ones' settings are declared in ``inference/remote/settings.py`` (credentials held as
+``SecretStr``)."""
 
 
 class EndpointBody(Settings):
@@ -180,6 +193,11 @@ class Endpoint:
         Elasticsearch endpoint: the cluster's inference id)."""
         settings = self.service_settings
         return settings["model_id"] if "model_id" in settings else settings["inference_id"]
+
+    @property
+    def service_info(self) -> Service:
+        """What the endpoint's service is: how texts go to it, where its task settings apply."""
+        return SERVICES[self.service]
 
     def fingerprint(self) -> str:
         """A digest of everything the endpoint says, secrets included: equal for equal
@@ -232,7 +250,7 @@ class Endpoint:
             raise fail("chunking_settings", str(error)) from None
         if chunking_settings is not None and task_type == RERANK:
             raise fail("chunking_settings", "not supported by the rerank task type (it scores whole texts)")
-        if chunking_settings is not None and not service.chunks:
+        if chunking_settings is not None and not service.tokenizes_locally:
             raise fail("chunking_settings", f"not supported by service '{parsed.service}' (texts are "
                        "sent whole; chunk them before the job, or use a local model)")
         return cls(inference_id, task_type, parsed.service,
