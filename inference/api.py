@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from inference_enrich.inference.batching import infer_texts
 from inference_enrich.inference.chunked import infer_chunked_texts
-from inference_enrich.inference.endpoints import Endpoint, load_endpoints
+from inference_enrich.inference.endpoint_store import load_endpoints
+from inference_enrich.inference.endpoints import Endpoint
 from inference_enrich.inference.models import resolve_model_path
 from inference_enrich.inference.rerank_results import Reranker, rerank_response
 from inference_enrich.inference.results import (

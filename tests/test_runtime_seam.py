@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from inference_enrich.inference.endpoints import SERVICES
+from inference_enrich.inference.services import SERVICES
 
 PLUGIN = ("inference_enrich.inference.remote.runtime", "inference_enrich.inference.remote.http")
 

@@ -25,7 +25,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Awaitable, Protocol, Sequence
 
-from inference_enrich.inference.endpoints import SERVICES, Endpoint
+from inference_enrich.inference.endpoints import Endpoint
+from inference_enrich.inference.services import SERVICES
 from inference_enrich.inference.errors import EndpointConfigError, RemoteInputError, RemoteServiceError
 from inference_enrich.inference.remote.elasticsearch import ElasticsearchInference
 from inference_enrich.inference.remote.http import (
