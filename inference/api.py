@@ -1,4 +1,8 @@
-"""The Beam-free inference API: endpoint -> loaded runtime, and Elasticsearch's one-request call."""
+"""The Beam-free inference API: endpoint -> loaded runtime, and Elasticsearch's one-request call.
+
+The loaders here are the runtime factory, the one place that picks a local model or a remote
+service's client (by ``Endpoint.service_info``); everyone else asks the runtime protocol
+(``runtime.py``), and the remote plugin is imported only when a remote endpoint is used."""
 
 from __future__ import annotations
 
