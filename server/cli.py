@@ -115,7 +115,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from inference_enrich.inference.endpoint_store import store_path
     from inference_enrich.server.app import create_app
     from inference_enrich.server.context import ServerSettings
-    from inference_enrich.server.model_worker import BatchPolicy
+    from inference_enrich.server.batch_policy import BatchPolicy
     from inference_enrich.server.security import load_api_keys
 
     if args.num_threads:

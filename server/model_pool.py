@@ -13,7 +13,8 @@ import json
 from typing import Any, Callable, Sequence
 
 from inference_enrich.inference import Endpoint
-from inference_enrich.server.model_worker import BatchObserver, BatchPolicy, ModelWorker
+from inference_enrich.server.batch_policy import BatchObserver, BatchPolicy
+from inference_enrich.server.model_worker import ModelWorker
 from inference_enrich.server.tokenizing import tokenizer_pool
 
 
