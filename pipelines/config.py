@@ -65,7 +65,7 @@ def _current_sink_name(value: Any) -> Any:
 
 
 Strings = Annotated[list[str], BeforeValidator(_one_or_many)]
-Format = Literal[FORMATS]  # type: ignore[valid-type]  # the readers transforms/formats.py has
+Format = Literal[FORMATS]  # type: ignore[valid-type]  # the readers transforms/formats/ has
 SinkKind = Annotated[Literal[("parquet", *INDEX_SINKS)], BeforeValidator(_current_sink_name)]  # type: ignore[valid-type]
 ClientConfig = Annotated[dict[str, Any], AfterValidator(protect_secrets)]
 

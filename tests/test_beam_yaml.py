@@ -16,20 +16,13 @@ import pytest
 
 from inference_enrich.indexes import IndexSettings, open_index
 from inference_enrich.pipelines.config import JobConfig, sample_corpus_path
+from inference_enrich.transforms.beam_yaml import providers_block
 
 from pipeline_helpers import read_dead_letters, read_output, run, sparse, write_lines
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "configs" / "enrich.beam.yaml"
-PROVIDERS = """
-providers:
-  - type: python
-    config: {}
-    transforms:
-      ReadDocuments: inference_enrich.transforms.beam_yaml.ReadDocuments
-      Enrich: inference_enrich.transforms.beam_yaml.Enrich
-      WriteToSearchIndex: inference_enrich.transforms.beam_yaml.WriteToSearchIndex
-"""
+PROVIDERS = "\n" + providers_block()
 
 
 def readme_command() -> list[str]:
@@ -211,3 +204,13 @@ def test_the_examples_output_folders_are_git_ignored():
     for path in ("enrich-output-yaml/part-0.parquet", "enriched/part-0.parquet"):
         done = subprocess.run(["git", "check-ignore", "-q", path], cwd=REPO)
         assert done.returncode == 0, f"{path} is not git-ignored"
+
+
+def test_the_example_config_names_every_transform_the_module_offers():
+    """The example's providers block is the module's own, naming every transform it offers."""
+    import apache_beam as beam
+
+    from inference_enrich.transforms import beam_yaml as module
+
+    assert providers_block() in EXAMPLE.read_text()
+    assert all(issubclass(getattr(module, name), beam.PTransform) for name in module.TRANSFORMS)

@@ -9,16 +9,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from inference_enrich.transforms import formats
-from inference_enrich.transforms.formats import (
-    compression_of,
-    format_of,
-    read_csv,
-    read_json,
-    read_jsonl,
-    read_parquet,
-    read_text,
-)
+from inference_enrich.transforms.formats import compression_of, csv_reader, format_of, json_stream, source_item
+from inference_enrich.transforms.formats.csv_reader import read_csv
+from inference_enrich.transforms.formats.json_reader import read_json, read_jsonl
+from inference_enrich.transforms.formats.parquet_reader import read_parquet
+from inference_enrich.transforms.formats.text_reader import read_text
 
 
 def items(reader, data: bytes):
@@ -48,7 +43,7 @@ class CountingStream(io.BytesIO):
 
 @pytest.mark.parametrize("chunk", [1, 7, 65536])
 def test_json_array_is_parsed_element_by_element_across_chunk_boundaries(monkeypatch, chunk):
-    monkeypatch.setattr(formats, "JSON_CHUNK_CHARS", chunk)
+    monkeypatch.setattr(json_stream, "JSON_CHUNK_CHARS", chunk)
     data = '[\n {"text": "a b", "id": 1},\n 12345678901,\n "x" , {"text": "été"}, []\n]'.encode()
     got = items(read_json, data)
     assert [(i.line, i.value) for i in got] == [
@@ -160,7 +155,7 @@ def test_csv_field_of_200k_characters_costs_no_other_row():
 
 
 def test_csv_row_over_the_field_bound_is_one_dead_letter_and_reading_resumes_at_the_next_row(monkeypatch):
-    monkeypatch.setattr(formats, "MAX_CSV_FIELD_CHARS", 1000)
+    monkeypatch.setattr(csv_reader, "MAX_CSV_FIELD_CHARS", 1000)
     long = "x" * 700
     data = (
         f'id,text\n1,a\n2,"{long}\n{long}\n""quoted"", {long}"\n3,{long}{long},tail\n'
@@ -189,12 +184,12 @@ def test_json_array_with_a_malformed_element_reads_no_unbounded_remainder():
     (cut,) = got[1000:]
     assert cut.line == 1001 and cut.rest_unread and "array element 1000" in cut.error
     assert cut.raw.startswith("{bad element}")
-    assert stream.bytes_read < len(head) + 4 * formats.MAX_RAW_CHARS < len(data) // 10
+    assert stream.bytes_read < len(head) + 4 * source_item.MAX_RAW_CHARS < len(data) // 10
 
 
 def test_json_array_element_over_the_size_bound_stops_reading(monkeypatch):
-    monkeypatch.setattr(formats, "MAX_JSON_ELEMENT_CHARS", 10_000)
-    monkeypatch.setattr(formats, "JSON_CHUNK_CHARS", 100)
+    monkeypatch.setattr(json_stream, "MAX_JSON_ELEMENT_CHARS", 10_000)
+    monkeypatch.setattr(json_stream, "JSON_CHUNK_CHARS", 100)
     data = b'[{"text": "ok"}, {"text": "' + b"x" * 1_000_000 + b'"}, {"text": "after"}]'
     stream = CountingStream(data)
     got = list(read_json(stream, "text"))

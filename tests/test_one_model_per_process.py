@@ -18,7 +18,7 @@ import pytest
 from apache_beam.utils import shared
 
 from inference_enrich.inference import load_endpoints
-from inference_enrich.transforms import inference_dofn
+from inference_enrich.transforms import shared_runtimes
 from inference_enrich.transforms.inference_dofn import InferenceDoFn
 
 
@@ -29,13 +29,13 @@ class Built:
 @pytest.fixture
 def counted_loads(monkeypatch):
     loads: list[str] = []
-    real = inference_dofn.load_runtime
+    real = shared_runtimes.load_runtime
 
     def counting(endpoint):
         loads.append(endpoint.inference_id)
         return real(endpoint)
 
-    monkeypatch.setattr(inference_dofn, "load_runtime", counting)
+    monkeypatch.setattr(shared_runtimes, "load_runtime", counting)
     return loads
 
 

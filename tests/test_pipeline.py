@@ -19,7 +19,7 @@ from apache_beam.transforms import window
 
 from inference_enrich.inference import infer_texts
 from inference_enrich.pipelines.config import JobConfig
-from inference_enrich.transforms import inference_dofn
+from inference_enrich.transforms import shared_runtimes
 from inference_enrich.transforms.documents import DEAD_LETTER_TAG, Document
 from inference_enrich.transforms.inference_dofn import BatchingConfig, InferenceDoFn
 
@@ -200,9 +200,9 @@ def test_a_document_the_model_fails_on_is_dead_lettered(tmp_path, monkeypatch, s
                 raise RuntimeError("simulated kernel failure")
             return sparse_runtime.embed(batch)
 
-    monkeypatch.setattr(inference_dofn, "load_runtime", lambda endpoint: FailsOnPoison())
+    monkeypatch.setattr(shared_runtimes, "load_runtime", lambda endpoint: FailsOnPoison())
     # One model per process: an earlier test's real runtime for this endpoint must not serve.
-    monkeypatch.setattr(inference_dofn, "_SHARED_RUNTIMES", {})
+    monkeypatch.setattr(shared_runtimes, "_SHARED_RUNTIMES", {})
     source = write_lines(
         tmp_path / "in.jsonl",
         [b'{"id": "ok-1", "text": "fine text"}', b'{"id": "bad", "text": "poison pill"}',

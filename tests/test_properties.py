@@ -25,7 +25,10 @@ from inference_enrich.inference.results import SparseEmbedding
 from inference_enrich.pipelines.cli import main
 from inference_enrich.transforms.dead_letters import dead_letter_line
 from inference_enrich.transforms.documents import Document, EnrichedDocument, RecordFields, dead_letter, to_document, InvalidRecord
-from inference_enrich.transforms.formats import read_csv, read_json, read_jsonl, read_parquet, read_text
+from inference_enrich.transforms.formats.csv_reader import read_csv
+from inference_enrich.transforms.formats.json_reader import read_json, read_jsonl
+from inference_enrich.transforms.formats.parquet_reader import read_parquet
+from inference_enrich.transforms.formats.text_reader import read_text
 from inference_enrich.transforms.write_index import WriteToSearchIndex
 
 from pipeline_helpers import IN_PROCESS, read_dead_letters

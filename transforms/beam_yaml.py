@@ -289,3 +289,14 @@ class WriteDeadLetters(beam.PTransform):
 
     def expand(self, letters):
         return {"files": letters | "AsDeadLetters" >> beam.Map(dead_letter_dict) | "Write" >> self._write}
+
+
+TRANSFORMS = ("ReadDocuments", "Enrich", "WriteEnrichedParquet", "WriteToSearchIndex", "WriteDeadLetters")
+"""The transforms this module offers Beam YAML, each under its class's name."""
+
+
+def providers_block() -> str:
+    """The ``providers:`` block (as in the module's docstring) that lets a Beam YAML pipeline name every transform
+    of ``TRANSFORMS``: one place that spells their fully qualified names."""
+    names = "".join(f"      {name}: inference_enrich.transforms.beam_yaml.{name}\n" for name in TRANSFORMS)
+    return f"providers:\n  - type: python\n    config: {{}}\n    transforms:\n{names}"

@@ -13,14 +13,13 @@ from __future__ import annotations
 import logging
 from typing import Iterator
 
-from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
 from inference_enrich.transforms.documents import (
     DEAD_LETTER_TAG, PARSE, Document, RecordFields, dead_letter, document_or_dead_letter,
 )
 from inference_enrich.transforms.formats import READERS, SourceItem, compression_of, format_of
-from inference_enrich.transforms.metrics import METRICS_NAMESPACE
+from inference_enrich.transforms.metrics import StepMetrics
 from inference_enrich.transforms.resumable_reads import RetryPolicy, TransientReadError, open_resumable
 
 LOG = logging.getLogger(__name__)
@@ -34,24 +33,20 @@ class RecordOutputs:
 
     def __init__(self, fields: RecordFields) -> None:
         self.fields = fields
-        self._records = Metrics.counter(METRICS_NAMESPACE, "records_read")
-        self._parse_errors = Metrics.counter(METRICS_NAMESPACE, "parse_errors")
-        self._invalid = Metrics.counter(METRICS_NAMESPACE, "invalid_records")
-        self._blank = Metrics.counter(METRICS_NAMESPACE, "blank_lines_skipped")
-        self.files = Metrics.counter(METRICS_NAMESPACE, "files_read")
-        self._cut_short = Metrics.counter(METRICS_NAMESPACE, "files_cut_short")
+        self.metrics = StepMetrics(("records_read", "parse_errors", "invalid_records", "blank_lines_skipped",
+                                    "files_read", "files_cut_short"))
 
     def of_item(self, item: SourceItem, url: str, offset: int | None = None) -> Iterator[Document | TaggedOutput]:
         """``item`` as a document, a dead letter, or nothing (a blank text line)."""
         if item.blank:
-            self._blank.inc()
+            self.metrics.inc("blank_lines_skipped")
             return
-        self._records.inc()
+        self.metrics.inc("records_read")
         if item.error is not None:
-            self._parse_errors.inc()
+            self.metrics.inc("parse_errors")
             if item.rest_unread:
                 LOG.warning("cannot read %s past line %s: %s", url, item.line, item.error)
-                self._cut_short.inc()
+                self.metrics.inc("files_cut_short")
             yield TaggedOutput(DEAD_LETTER_TAG, dead_letter(
                 READ if item.rest_unread else PARSE, item.error, url, raw=item.raw, line=item.line, offset=offset))
             return
@@ -59,16 +54,16 @@ class RecordOutputs:
         if isinstance(element, Document):
             yield element
         else:
-            self._invalid.inc()
+            self.metrics.inc("invalid_records")
             yield TaggedOutput(DEAD_LETTER_TAG, element)
 
     def rest_unreadable(self, url: str, where: str, error: Exception, *, line: int | None = None,
                         offset: int | None = None) -> TaggedOutput:
         """One ``read`` dead letter for what could not be read after ``where``."""
         LOG.warning("cannot read the rest of %s after %s: %s", url, where, error)
-        self._records.inc()
-        self._parse_errors.inc()
-        self._cut_short.inc()
+        self.metrics.inc("records_read")
+        self.metrics.inc("parse_errors")
+        self.metrics.inc("files_cut_short")
         return TaggedOutput(DEAD_LETTER_TAG, dead_letter(
             READ, f"cannot read the rest of the file after {where}: {type(error).__name__}: {error}",
             url, line=line, offset=offset))
@@ -89,4 +84,4 @@ def read_whole_file(url: str, file_format: str | None, outputs: RecordOutputs,
         raise TransientReadError(f"{error} (records up to line {last_line} were read)") from error
     except Exception as error:  # a corrupt file must not fail the job or vanish
         yield outputs.rest_unreadable(url, f"line {last_line}", error, line=last_line + 1)
-    outputs.files.inc()
+    outputs.metrics.inc("files_read")

@@ -7,8 +7,7 @@ letter. With the endpoint's ``chunking_settings``, the buffered documents are cu
 chunks and the chunks of all of them are batched together the same way
 (``inference/chunked.py``); a document is emitted, with a ``ChunkedEmbedding``, once all its
 chunks are done, or dead-lettered once. Each output keeps its input's window and timestamp. The model is loaded once per
-worker process (Beam ``Shared``), however many DoFn instances and threads the runner
-creates; the runtime is safe to share between those threads (``SharedRuntime``).
+worker process (``shared_runtime``), however many DoFn instances and threads the runner creates.
 
 ``EnrichDocuments`` wraps it for the job, over ``Document`` elements; the public ``Enrich``
 (``enrich.py``) puts record parsing and validation in front of the same transform.
@@ -17,18 +16,15 @@ creates; the runtime is safe to share between those threads (``SharedRuntime``).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from typing import Iterator
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
-from apache_beam.utils import shared
 from apache_beam.utils.windowed_value import WindowedValue
 
-from inference_enrich.inference import Endpoint, ModelRuntime, load_runtime
+from inference_enrich.inference import Endpoint, ModelRuntime
 from inference_enrich.inference.batching import EmbeddedBatch, embed_batches, tokenize_each
 from inference_enrich.inference.chunked import embed_chunked
 from inference_enrich.inference.chunking import ChunkingSettings
@@ -43,7 +39,8 @@ from inference_enrich.transforms.documents import (
 )
 from inference_enrich.transforms.buffering import BufferedElement, BufferingDoFn
 from inference_enrich.transforms.failure_guard import SystemicFailureGuard
-from inference_enrich.transforms.metrics import METRICS_NAMESPACE
+from inference_enrich.transforms.metrics import StepMetrics
+from inference_enrich.transforms.shared_runtimes import RuntimeHolder, shared_runtime
 from inference_enrich.transforms.writable import unwritable_part
 
 LOG = logging.getLogger(__name__)
@@ -115,20 +112,13 @@ class InferenceDoFn(BufferingDoFn):
         self._batching = batching
         self._num_threads = num_threads
         self._progress_interval_s = progress_interval_s
-        self._holder: _RuntimeHolder | None = None
+        self._holder: RuntimeHolder | None = None
         self._runtime: ModelRuntime | WholeTextRuntime | None = None
-        self._documents = Metrics.counter(METRICS_NAMESPACE, "records_enriched")
-        self._failed = Metrics.counter(METRICS_NAMESPACE, "inference_errors")
-        self._tokens = Metrics.counter(METRICS_NAMESPACE, "tokens")
-        self._batches = Metrics.counter(METRICS_NAMESPACE, "batches")
-        self._truncated = Metrics.counter(METRICS_NAMESPACE, "truncated")
-        self._latency = Metrics.distribution(METRICS_NAMESPACE, "batch_latency_ms")
-        self._chunks = Metrics.counter(METRICS_NAMESPACE, "chunks")
-        self._chunks_per_document = Metrics.distribution(METRICS_NAMESPACE, "chunks_per_document")
-        self._remote_requests = Metrics.counter(METRICS_NAMESPACE, "remote_requests")
-        self._remote_retries = Metrics.counter(METRICS_NAMESPACE, "remote_retries")
-        self._remote_throttled = Metrics.counter(METRICS_NAMESPACE, "remote_throttled_waits")
-        self._characters = Metrics.counter(METRICS_NAMESPACE, "characters")
+        self._metrics = StepMetrics(
+            ("records_enriched", "inference_errors", "tokens", "batches", "truncated", "chunks", "remote_requests",
+             "remote_retries", "remote_throttled_waits", "characters"),
+            distributions=("batch_latency_ms", "chunks_per_document"),
+        )
 
     def setup(self) -> None:
         if self._num_threads:
@@ -171,8 +161,8 @@ class InferenceDoFn(BufferingDoFn):
 
     def _record_batch(self, batch: EmbeddedBatch) -> None:
         if batch.latency_s is not None:
-            self._latency.update(int(batch.latency_s * 1000))
-        self._batches.inc()
+            self._metrics.update("batch_latency_ms", int(batch.latency_s * 1000))
+        self._metrics.inc("batches")
         self._heap.after_batch()
 
     def _flush_chunked(
@@ -194,8 +184,8 @@ class InferenceDoFn(BufferingDoFn):
                 self._guard.observe(event.results)
                 continue
             if not isinstance(event.result, Exception):
-                self._chunks.inc(event.chunks)
-                self._chunks_per_document.update(event.chunks)
+                self._metrics.inc("chunks", event.chunks)
+                self._metrics.update("chunks_per_document", event.chunks)
                 self._progress.add(1, event.tokens)
             yield self._emit(entries[event.document], event.tokens, event.result)
         self._heap.trim()
@@ -223,17 +213,17 @@ class InferenceDoFn(BufferingDoFn):
     ) -> Iterator[WindowedValue | TaggedOutput]:
         outcome = runtime.infer([entry.element.text for entry in entries])
         stats = outcome.stats
-        self._remote_requests.inc(stats.requests)
-        self._remote_retries.inc(stats.retries)
-        self._remote_throttled.inc(stats.throttled_waits)
+        self._metrics.inc("remote_requests", stats.requests)
+        self._metrics.inc("remote_retries", stats.retries)
+        self._metrics.inc("remote_throttled_waits", stats.throttled_waits)
         for latency_ms in stats.latencies_ms:
-            self._latency.update(latency_ms)
-        self._batches.inc(stats.requests)
+            self._metrics.update("batch_latency_ms", latency_ms)
+        self._metrics.inc("batches", stats.requests)
         # Tokens only as the service reports them (this process tokenises nothing); always
         # the characters of the texts enriched, so the summary has something true to say.
-        self._tokens.inc(stats.reported_tokens or 0)
-        self._characters.inc(sum(len(entry.element.text) for entry, result in zip(entries, outcome.results)
-                                 if not isinstance(result, Exception)))
+        self._metrics.inc("tokens", stats.reported_tokens or 0)
+        self._metrics.inc("characters", sum(len(entry.element.text) for entry, result
+                                            in zip(entries, outcome.results) if not isinstance(result, Exception)))
         self._progress.add(len(entries), stats.reported_tokens or 0)
         self._guard.observe(outcome.results)
         for entry, result in zip(entries, outcome.results, strict=True):
@@ -244,13 +234,13 @@ class InferenceDoFn(BufferingDoFn):
     ) -> WindowedValue | TaggedOutput:
         document = entry.element
         if isinstance(result, Exception):
-            self._failed.inc()
+            self._metrics.inc("inference_errors")
             letter = document_dead_letter(document, INFERENCE, f"{type(result).__name__}: {result}")
             return entry.tagged_output(DEAD_LETTER_TAG, letter)
-        self._documents.inc()
-        self._tokens.inc(tokens)
+        self._metrics.inc("records_enriched")
+        self._metrics.inc("tokens", tokens)
         if result.is_truncated:
-            self._truncated.inc()
+            self._metrics.inc("truncated")
         return entry.output(EnrichedDocument(document, result))
 
 
@@ -258,30 +248,6 @@ def _token_count(item: TokenizedText | Exception) -> int:
     """Tokens of a text ``embed_batches`` embedded (it embeds only tokenised ones)."""
     assert isinstance(item, TokenizedText), "embed_batches embeds tokenised texts only"
     return len(item.ids)
-
-
-class _RuntimeHolder:
-    """``Shared.acquire`` needs a weak-referenceable object; runtimes may not be."""
-
-    def __init__(self, endpoint: Endpoint) -> None:
-        self.runtime = load_runtime(endpoint)
-
-
-_SHARED_RUNTIMES: dict[str, shared.Shared] = {}
-_SHARED_LOCK = threading.Lock()
-
-
-def shared_runtime(endpoint: Endpoint) -> _RuntimeHolder:
-    """This process's one runtime for ``endpoint``, loaded by the first caller.
-
-    One ``Shared`` handle per endpoint fingerprint for the whole process, not per DoFn: every
-    instance (copies of one transform, or several transforms on one endpoint) gets the same
-    model. ``Shared`` holds it weakly (and keeps only the object acquired last alive), so
-    each instance keeps the holder itself: the model lives while any instance uses it."""
-    fingerprint = endpoint.fingerprint()
-    with _SHARED_LOCK:
-        handle = _SHARED_RUNTIMES.setdefault(fingerprint, shared.Shared())
-    return handle.acquire(lambda: _RuntimeHolder(endpoint), tag=fingerprint)
 
 
 class EnrichDocuments(beam.PTransform):

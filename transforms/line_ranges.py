@@ -121,7 +121,7 @@ def read_line_range(url: str, file_format: str, tracker, outputs: RecordOutputs,
                     break  # the file is shorter than when it was matched
                 line: bytes | None = raw
                 if position == 0:
-                    outputs.files.inc()
+                    outputs.metrics.inc("files_read")
                     line = first_line_without_bom(raw)
                 if line is not None:
                     yield from outputs.of_item(parse(line_number, line, outputs.fields.text_field), url, position)

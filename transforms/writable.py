@@ -40,28 +40,36 @@ def unwritable_part(value: Any, skip_field: str | None = None) -> str | None:
     ``skip_field`` is a top-level field someone else checks (the text, which the tokenizer
     rejects with its own reason)."""
     try:
-        _check(value, "", 0, skip_field)
+        _walk(value, "", 0, as_json=False, skip_field=skip_field)
     except UnwritableValue as problem:
         return str(problem)
     return None
 
 
-def _check(value: Any, path: str, depth: int, skip_field: str | None = None) -> None:
+def _walk(value: Any, path: str, depth: int, as_json: bool, skip_field: str | None = None) -> Any:
+    """The one walk over a record's values: every string (names too) checked for lone
+    surrogates, nesting bounded, and the record rebuilt. ``as_json``: names must be strings
+    and every other value becomes JSON (``_json_leaf``); else such values pass as they are."""
     if isinstance(value, str):
         _check_text(value, path)
-    elif isinstance(value, (dict, list, tuple)):
-        if depth >= MAX_NESTING_DEPTH:
-            raise UnwritableValue(f"{_where(path)} is nested deeper than {MAX_NESTING_DEPTH} levels")
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if depth == 0 and key == skip_field:
-                    continue
-                if isinstance(key, str):
-                    _check_text(key, f"{path}.{_ascii(key)}" if path else _ascii(key), "its name")
-                _check(item, f"{path}.{_ascii(key)}" if path else _ascii(key), depth + 1)
-        else:
-            for position, item in enumerate(value):
-                _check(item, f"{path}[{position}]", depth + 1)
+        return value
+    if not isinstance(value, (dict, list, tuple)):
+        return _json_leaf(value, path) if as_json else value
+    if depth >= MAX_NESTING_DEPTH:
+        raise UnwritableValue(f"{_where(path)} is nested deeper than {MAX_NESTING_DEPTH} levels")
+    if not isinstance(value, dict):
+        return [_walk(item, f"{path}[{position}]", depth + 1, as_json) for position, item in enumerate(value)]
+    converted: dict[Any, Any] = {}
+    for key, item in value.items():
+        if depth == 0 and skip_field is not None and key == skip_field:
+            continue
+        inner = f"{path}.{_ascii(key)}" if path else _ascii(key)
+        if isinstance(key, str):
+            _check_text(key, inner, "its name")
+        elif as_json:
+            raise UnwritableValue(f"{_where(inner)}: a name of type {type(key).__name__}, not a string")
+        converted[key] = _walk(item, inner, depth + 1, as_json)
+    return converted
 
 
 def _check_text(text: str, path: str, what: str = "") -> None:
@@ -89,32 +97,21 @@ def index_json(value: Any, path: str = "", depth: int = 0) -> Any:
     ``Decimal`` to a float, tuples to lists, UUIDs to strings. Refused: bytes, sets and
     other types JSON has no form for, NaN and infinities (not JSON), lone surrogates, keys
     that are not strings, nesting deeper than ``MAX_NESTING_DEPTH``."""
+    return _walk(value, path, depth, as_json=True)
+
+
+def _json_leaf(value: Any, path: str) -> Any:
+    """A value that is neither a string nor a container, as JSON (``index_json``)."""
     if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
             raise UnwritableValue(f"{_where(path)} holds {value!r}, which is not JSON (NaN or infinite)")
         return value
-    if isinstance(value, str):
-        _check_text(value, path)
-        return value
-    if isinstance(value, (dict, list, tuple)):
-        if depth >= MAX_NESTING_DEPTH:
-            raise UnwritableValue(f"{_where(path)} is nested deeper than {MAX_NESTING_DEPTH} levels")
-        if isinstance(value, dict):
-            converted = {}
-            for key, item in value.items():
-                inner = f"{path}.{_ascii(key)}" if path else _ascii(key)
-                if not isinstance(key, str):
-                    raise UnwritableValue(f"{_where(inner)}: a name of type {type(key).__name__}, not a string")
-                _check_text(key, inner, "its name")
-                converted[key] = index_json(item, inner, depth + 1)
-            return converted
-        return [index_json(item, f"{path}[{position}]", depth + 1) for position, item in enumerate(value)]
     if isinstance(value, (datetime.date, datetime.time)):
         return value.isoformat()
     if isinstance(value, decimal.Decimal):
-        return index_json(float(value), path, depth)
+        return _json_leaf(float(value), path)
     if isinstance(value, uuid.UUID):
         return str(value)
     raise UnwritableValue(f"{_where(path)} holds a value of type {type(value).__name__}, which a search index "
