@@ -84,8 +84,8 @@ class WriteAndPublish(beam.PTransform):
         # Our Dask runner computes a side input per use, so there the id is made here (a
         # graph run again then shares it: ``publish_output`` tells such a run by its files).
         if side_inputs_computed_once(elements.pipeline):
-            run_id = beam.pvalue.AsSingleton(
-                elements.pipeline | "Start" >> beam.Create([None]) | "NewRunId" >> beam.Map(lambda _: new_run_id()))
+            run_id = beam.pvalue.AsSingleton(elements.pipeline | "Start" >> beam.Create([None])
+                                             | "NewRunId" >> beam.Map(lambda _: new_run_id()))
             run_files = RunFiles(self._output, RUN_ID_AT_RUN_TIME)
         else:
             run_id, run_files = None, RunFiles(self._output, new_run_id())
