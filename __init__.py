@@ -24,7 +24,8 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # the real types for static tools; at run time ``__getattr__`` imports them
     from inference_enrich.indexes import IndexSettings, IndexSpec
-    from inference_enrich.inference.endpoints import Endpoint, load_endpoints
+    from inference_enrich.inference.endpoint_store import load_endpoints
+    from inference_enrich.inference.endpoints import Endpoint
     from inference_enrich.transforms.dead_letters import WriteDeadLetters
     from inference_enrich.transforms.documents import DEAD_LETTER_TAG, RecordFields
     from inference_enrich.transforms.enrich import Enrich, EnrichOutputs
@@ -48,7 +49,7 @@ _EXPORTS = {
     "DEAD_LETTER_TAG": "inference_enrich.transforms.documents",
     # endpoints and index settings
     "Endpoint": "inference_enrich.inference.endpoints",
-    "load_endpoints": "inference_enrich.inference.endpoints",
+    "load_endpoints": "inference_enrich.inference.endpoint_store",
     "IndexSettings": "inference_enrich.indexes",
     "IndexSpec": "inference_enrich.indexes",
 }

@@ -17,6 +17,7 @@ REQUIRED = (
     "inference_enrich/transforms/enrich.py",
     "inference_enrich/transforms/model_handler.py",
     "inference_enrich/transforms/beam_yaml.py",
+    "inference_enrich/transforms/kafka/reader.py",
     "inference_enrich/inference/endpoints.py",
     "inference_enrich/inference/chunking/chunkers.py",
     "inference_enrich/inference/remote/runtime.py",

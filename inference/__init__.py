@@ -6,7 +6,9 @@ notebook or a REST app.
     perform_inference(endpoint, "sparse_embedding", ["The sky above the port ..."])
 """
 
-from inference_enrich.inference.endpoints import Endpoint, EndpointRegistry, load_endpoints
+from inference_enrich.inference.endpoint_files import EndpointRegistry
+from inference_enrich.inference.endpoint_store import load_endpoints
+from inference_enrich.inference.endpoints import Endpoint
 from inference_enrich.inference.errors import (
     EndpointConfigError,
     IncompatibleTaskTypeError,

@@ -1,17 +1,21 @@
-"""The Beam-free inference API: endpoint -> loaded runtime, and Elasticsearch's one-request call."""
+"""The Beam-free inference API: endpoint -> loaded runtime, and Elasticsearch's one-request call.
+
+The loaders here are the runtime factory, the one place that picks a local model or a remote
+service's client (by ``Endpoint.service_info``); everyone else asks the runtime protocol
+(``runtime.py``), and the remote plugin is imported only when a remote endpoint is used."""
 
 from __future__ import annotations
 
 import importlib
 import threading
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from inference_enrich.inference.batching import infer_texts
 from inference_enrich.inference.chunked import infer_chunked_texts
-from inference_enrich.inference.endpoints import Endpoint, load_endpoints
+from inference_enrich.inference.endpoint_store import load_endpoints
+from inference_enrich.inference.endpoints import Endpoint
 from inference_enrich.inference.models import resolve_model_path
-from inference_enrich.inference.remote.runtime import RemoteRuntime, is_remote
 from inference_enrich.inference.rerank_results import Reranker, rerank_response
 from inference_enrich.inference.results import (
     RERANK,
@@ -21,6 +25,9 @@ from inference_enrich.inference.results import (
     to_inference_response,
 )
 from inference_enrich.inference.runtime import ModelRuntime, SharedRuntime, WholeTextRuntime, takes_whole_texts
+
+if TYPE_CHECKING:
+    from inference_enrich.inference.remote.runtime import RemoteRuntime
 
 RUNTIMES: dict[str, str] = {SPARSE_EMBEDDING: "sparse.SparseEncoder", TEXT_EMBEDDING: "dense.DenseEncoder",
                             RERANK: "rerank.CrossEncoder"}
@@ -48,21 +55,29 @@ def load_runtime(endpoint: Endpoint) -> ModelRuntime | WholeTextRuntime:
     between threads (see ``SharedRuntime``)."""
     if endpoint.task_type == RERANK:
         raise ValueError(f"endpoint '{endpoint.inference_id}' is a rerank endpoint: load it with load_reranker")
-    if is_remote(endpoint):
-        remote = RemoteRuntime(endpoint)
-        remote.probe()
-        return remote
-    return SharedRuntime(_load_local(endpoint))
+    if endpoint.service_info.tokenizes_locally:
+        return SharedRuntime(_load_local(endpoint))
+    remote = _remote_runtime(endpoint)
+    remote.probe()
+    return remote
 
 
 def load_reranker(endpoint: Endpoint) -> Reranker:
     """Load the cross-encoder behind a rerank ``endpoint``, or the client to its remote service."""
     endpoint.require_task_type(RERANK)
-    if is_remote(endpoint):
-        from inference_enrich.inference.remote.rerank import RemoteReranker
+    if endpoint.service_info.tokenizes_locally:
+        return _load_local(endpoint)
+    from inference_enrich.inference.remote.rerank import RemoteReranker
 
-        return RemoteReranker(endpoint)
-    return _load_local(endpoint)
+    return RemoteReranker(endpoint)
+
+
+def _remote_runtime(endpoint: Endpoint) -> RemoteRuntime:
+    """The client of a service that runs the model elsewhere: the remote plugin is imported
+    here, when such an endpoint is used, so the core never imports it."""
+    from inference_enrich.inference.remote.runtime import RemoteRuntime
+
+    return RemoteRuntime(endpoint)
 
 
 def _load_local(endpoint: Endpoint) -> Any:
@@ -107,7 +122,7 @@ def infer_endpoint_texts(
 ) -> list[InferenceResult]:
     """``texts`` through ``endpoint``'s loaded ``runtime``: whole, or chunk by chunk when the
     endpoint has ``chunking_settings``; raises ``TextInferenceError`` for a failed text."""
-    if endpoint.chunking_settings is None or takes_whole_texts(runtime):  # remote: never chunks
+    if endpoint.chunking_settings is None or takes_whole_texts(runtime):  # whole texts: never chunked
         return infer_texts(runtime, texts, max_batch_tokens, max_batch_size)
     return [*infer_chunked_texts(runtime, texts, endpoint.chunking_settings, max_batch_tokens, max_batch_size)]
 
@@ -115,8 +130,8 @@ def infer_endpoint_texts(
 def probe(endpoint: Endpoint) -> None:
     """Ask a remote endpoint one request, so a wrong URL or key fails in one line
     (``RemoteServiceError``) before any work; a local endpoint needs no probe."""
-    if is_remote(endpoint):
-        RemoteRuntime(endpoint).probe()
+    if not endpoint.service_info.tokenizes_locally:
+        _remote_runtime(endpoint).probe()
 
 
 def embedding_dimensions(endpoint: Endpoint) -> int | None:
@@ -124,8 +139,8 @@ def embedding_dimensions(endpoint: Endpoint) -> int | None:
     loading weights; a remote service is asked with one request); None for sparse endpoints."""
     if endpoint.task_type != TEXT_EMBEDDING:
         return None
-    if is_remote(endpoint):
-        return endpoint.service_settings.get("dimensions") or len(RemoteRuntime(endpoint).probe().embedding)
+    if not endpoint.service_info.tokenizes_locally:
+        return endpoint.service_settings.get("dimensions") or len(_remote_runtime(endpoint).probe().embedding)
     from transformers import AutoConfig
 
     return int(AutoConfig.from_pretrained(resolve_model_path(endpoint.model_id)).hidden_size)

@@ -12,13 +12,15 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence, TypeVar
 
 from inference_enrich.inference.errors import TextInferenceError
 from inference_enrich.inference.results import InferenceResult
 from inference_enrich.inference.runtime import ModelRuntime, TokenizedText, WholeTextRuntime, takes_whole_texts
 
 LOG = logging.getLogger(__name__)
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
 
 
 def plan_batches(
@@ -53,13 +55,15 @@ def tokenize_each(runtime: ModelRuntime, texts: Sequence[str]) -> list[Tokenized
         return list[TokenizedText | Exception](runtime.tokenize(texts))
     except Exception as error:
         LOG.warning("tokenizing %d texts failed (%s); tokenizing them singly", len(texts), error)
-        return [_tokenize_one(runtime, text) for text in texts]
+        return [_alone(runtime.tokenize, text) for text in texts]
 
 
-def _tokenize_one(runtime: ModelRuntime, text: str) -> TokenizedText | Exception:
+def _alone(step: Callable[[list[_In]], Sequence[_Out]], item: _In) -> _Out | Exception:
+    """``step`` (a runtime's ``tokenize`` or ``embed``) on ``item`` alone: its one output,
+    or the exception it raised, so a failing text costs that text only."""
     try:
-        (item,) = runtime.tokenize([text])
-        return item
+        (output,) = step([item])
+        return output
     except Exception as error:
         return error
 
@@ -98,17 +102,9 @@ def embed_batches(
                 raise RuntimeError(f"the model returned {len(results)} results for {len(items)} texts")
         except Exception as error:  # isolate the document that fails, keep the others
             LOG.warning("batch of %d failed (%s); retrying documents singly", len(items), error)
-            yield EmbeddedBatch(batch_positions, [_embed_one(runtime, item) for item in items], None)
+            yield EmbeddedBatch(batch_positions, [_alone(runtime.embed, item) for item in items], None)
         else:
             yield EmbeddedBatch(batch_positions, results, time.perf_counter() - started)
-
-
-def _embed_one(runtime: ModelRuntime, item: TokenizedText) -> InferenceResult | Exception:
-    try:
-        (result,) = runtime.embed([item])
-        return result
-    except Exception as error:
-        return error
 
 
 def infer_texts(

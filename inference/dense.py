@@ -6,43 +6,24 @@ Pooling(mean) -> Normalize), so results match its ``encode`` output (tested to 1
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import torch
 from transformers import AutoModel
 
-from inference_enrich.inference.loading import load_pretrained
+from inference_enrich.inference.encoder import LocalEncoder
 from inference_enrich.inference.results import TEXT_EMBEDDING, TextEmbedding
-from inference_enrich.inference.runtime import (
-    TokenizedText,
-    Truncator,
-    choose_length_limit,
-    model_length_limit,
-    pad_batch,
-)
+from inference_enrich.inference.runtime import TokenizedText, pad_batch
 
 
-class DenseEncoder:
+class DenseEncoder(LocalEncoder):
     """Dense sentence embeddings from an encoder model directory."""
 
     task_type = TEXT_EMBEDDING
-    tokenizes_locally = True
+    model_class = AutoModel
 
-    def __init__(
-        self,
-        model_path: str,
-        model_id: str,
-        max_sequence_length: int | None = None,
-        task_settings: Mapping[str, Any] | None = None,
-    ) -> None:
-        tokenizer, self._model = load_pretrained(AutoModel, model_path)
-        self.max_sequence_length = choose_length_limit(
-            max_sequence_length,
-            model_length_limit(model_path, self._model.config, tokenizer),
-            model_id,
-        )
-        self.tokenize = Truncator(tokenizer, self.max_sequence_length)
-        self._pad_id = tokenizer.pad_token_id
+    def _start(self, tokenizer: Any, model: Any, task_settings: dict[str, Any], **options: Any) -> None:
+        self._model = model
 
     @torch.inference_mode()
     def embed(self, batch: Sequence[TokenizedText]) -> list[TextEmbedding]:

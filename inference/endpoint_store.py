@@ -23,14 +23,14 @@ from typing import Any, Mapping
 
 import yaml
 
-from inference_enrich.inference.endpoints import (
-    Endpoint,
+from inference_enrich.inference.endpoint_files import (
     EndpointRegistry,
     default_endpoints_path,
     parse_endpoints,
     read_endpoints_document,
     read_endpoints_file,
 )
+from inference_enrich.inference.endpoints import Endpoint
 from inference_enrich.inference.secrets import reveal
 
 HOME_ENV = "ENRICH_HOME"
@@ -73,6 +73,12 @@ def load_store(path: str | Path | None = None, must_exist: bool | None = None) -
     endpoints = {**packaged_endpoints(), **read_overlay(path, must_exist)}
     where = f"{path}{'' if path.exists() else ' (not written yet)'} over the packaged endpoints"
     return EndpointRegistry(endpoints, where)
+
+
+def load_endpoints(path: str | Path | None = None) -> EndpointRegistry:
+    """The endpoints every command reads: the packaged ones overlaid by ``path``'s (which
+    must exist), or by the default store's when ``path`` is None."""
+    return load_store(path)
 
 
 def write_store(path: Path, endpoints: Mapping[str, Endpoint]) -> None:

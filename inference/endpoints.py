@@ -12,11 +12,11 @@
         chunking_settings: {strategy: sentence, max_chunk_size: 250, sentence_overlap: 1}
 
 Everything is validated when the file is loaded, so a typo fails at start-up with the file,
-the endpoint and the key in the message, not hours into a job. Each block of the body is a
-pydantic model declared once below (unknown keys, wrong types and out-of-range values are
-errors); a field's description says what a valid value is, and the error quotes it.
-``Endpoint.from_body`` applies the same checks to a body sent over HTTP, ``to_body`` gives it
-back in the same shape.
+the endpoint and the key in the message, not hours into a job. Each settings block of the
+body is a pydantic model of its service (``services.py``); a field's description says what a
+valid value is, and the error quotes it. ``Endpoint.from_body`` applies the same checks to a
+body sent over HTTP, ``to_body`` gives it back in the same shape; ``endpoint_files.py``
+reads a file of them.
 """
 
 from __future__ import annotations
@@ -24,126 +24,16 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Callable, Mapping
 
-import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ValidationError
 
 from inference_enrich.inference.chunking import ChunkingSettings, parse_chunking_settings
-from inference_enrich.inference.errors import (
-    EndpointConfigError,
-    IncompatibleTaskTypeError,
-    UnknownEndpointError,
-)
-from inference_enrich.inference.models import BUILT_IN_MODELS, is_known_model_id
-from inference_enrich.inference.remote.settings import (
-    ELASTICSEARCH_REMOTE,
-    OPENAI,
-    ElasticsearchRemoteServiceSettings,
-    NoTaskSettings,
-    RERANK_API,
-    RerankApiServiceSettings,
-    OpenAIServiceSettings,
-    OpenAITaskSettings,
-)
-from inference_enrich.inference.results import RERANK, SPARSE_EMBEDDING, TASK_TYPES, TEXT_EMBEDDING
+from inference_enrich.inference.errors import EndpointConfigError, IncompatibleTaskTypeError
+from inference_enrich.inference.results import RERANK, TASK_TYPES
 from inference_enrich.inference.secrets import reveal
-from inference_enrich.inference.validation import InvalidSetting, setting_problems, yaml_problem
-
-
-class Settings(BaseModel):
-    """One block of an endpoint body. Validated with the endpoint's task type as context
-    (``info.context["task_type"]``) for rules that depend on it."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-class TransformersServiceSettings(Settings):
-    """``service: transformers``: a Hugging Face model run locally, inside each worker."""
-
-    model_id: str = Field(
-        min_length=1,
-        description=f"a built-in alias ({', '.join(sorted(BUILT_IN_MODELS))}), a local directory or a hub id",
-    )
-    max_sequence_length: int | None = Field(
-        None, ge=2, description="an integer >= 2 (tokens, special tokens included)"
-    )
-    quantization: Literal["none", "int8"] = Field(
-        "none",
-        description="'none' (exact, the default) or 'int8' (sparse_embedding only: faster, approximate)",
-    )
-
-    @field_validator("model_id")
-    @classmethod
-    def _model_exists(cls, model_id: str) -> str:
-        if not is_known_model_id(model_id):
-            expected = cls.model_fields["model_id"].description
-            raise ValueError(f"unknown model '{model_id}' (expected {expected})")
-        return model_id
-
-    @model_validator(mode="after")
-    def _quantization_fits_task_type(self, info: ValidationInfo) -> "TransformersServiceSettings":
-        task_type = (info.context or {}).get("task_type")
-        if self.quantization != "none" and task_type != SPARSE_EMBEDDING:
-            raise InvalidSetting("quantization", f"only 'none' is available for {task_type}")
-        return self
-
-
-class SparseEmbeddingTaskSettings(Settings):
-    """Pruning of sparse results."""
-
-    top_k: int | None = Field(None, gt=0, description="a positive integer (keep the k highest weights)")
-    min_weight: float | None = Field(None, ge=0, description="a number >= 0 (drop smaller weights)")
-
-
-class TextEmbeddingTaskSettings(Settings):
-    """text_embedding endpoints take no task settings."""
-
-
-class RerankTaskSettings(Settings):
-    """Defaults of a rerank request (the request's own win)."""
-
-    top_n: int | None = Field(None, gt=0, description="a positive integer (keep the n most relevant)")
-    return_documents: bool | None = Field(None, description="true (default) or false: answer with each text")
-
-
-TASK_SETTINGS: dict[str, type[Settings]] = {
-    SPARSE_EMBEDDING: SparseEmbeddingTaskSettings,
-    TEXT_EMBEDDING: TextEmbeddingTaskSettings,
-    RERANK: RerankTaskSettings,
-}
-
-
-@dataclass(frozen=True)
-class Service:
-    """A service an endpoint can name: the model of its ``service_settings``, its task types
-    and, when the service has its own, the model of its ``task_settings`` (else the task
-    type's, ``TASK_SETTINGS``)."""
-
-    settings: type[BaseModel]
-    task_types: tuple[str, ...]
-    task_settings: type[BaseModel] | None = None
-    chunks: bool = True  # chunking_settings apply: chunks are cut and batched by a local tokenizer
-
-
-SERVICES: dict[str, Service] = {
-    "transformers": Service(TransformersServiceSettings, TASK_TYPES),
-    OPENAI: Service(OpenAIServiceSettings, (TEXT_EMBEDDING,), OpenAITaskSettings, chunks=False),
-    ELASTICSEARCH_REMOTE: Service(ElasticsearchRemoteServiceSettings, TASK_TYPES, NoTaskSettings, chunks=False),
-    RERANK_API: Service(RerankApiServiceSettings, (RERANK,), chunks=False),
-}
-"""service name -> Service. The remote ones are declared in ``inference/remote/settings.py``
-(credentials held as ``SecretStr``)."""
+from inference_enrich.inference.services import SERVICES, TASK_SETTINGS, Service, Settings
+from inference_enrich.inference.validation import setting_problems
 
 
 class EndpointBody(Settings):
@@ -180,6 +70,11 @@ class Endpoint:
         Elasticsearch endpoint: the cluster's inference id)."""
         settings = self.service_settings
         return settings["model_id"] if "model_id" in settings else settings["inference_id"]
+
+    @property
+    def service_info(self) -> Service:
+        """What the endpoint's service is: how texts go to it, where its task settings apply."""
+        return SERVICES[self.service]
 
     def fingerprint(self) -> str:
         """A digest of everything the endpoint says, secrets included: equal for equal
@@ -232,7 +127,7 @@ class Endpoint:
             raise fail("chunking_settings", str(error)) from None
         if chunking_settings is not None and task_type == RERANK:
             raise fail("chunking_settings", "not supported by the rerank task type (it scores whole texts)")
-        if chunking_settings is not None and not service.chunks:
+        if chunking_settings is not None and not service.tokenizes_locally:
             raise fail("chunking_settings", f"not supported by service '{parsed.service}' (texts are "
                        "sent whole; chunk them before the job, or use a local model)")
         return cls(inference_id, task_type, parsed.service,
@@ -269,76 +164,3 @@ def _validate(
     except ValidationError as error:
         key, problem = next(setting_problems(error, model, quote_descriptions=True))
         raise fail(f"{section}.{key}" if section else key, problem) from None
-
-
-class EndpointRegistry:
-    """The endpoints of one configuration file, looked up by inference id."""
-
-    def __init__(self, endpoints: Mapping[str, Endpoint], source: str) -> None:
-        self._endpoints = dict(endpoints)
-        self.source = source
-
-    def __iter__(self):
-        return iter(self._endpoints.values())
-
-    def __len__(self) -> int:
-        return len(self._endpoints)
-
-    def get(self, inference_id: str, task_type: str | None = None) -> Endpoint:
-        """The endpoint called ``inference_id``; checks ``task_type`` when one is given."""
-        try:
-            endpoint = self._endpoints[inference_id]
-        except KeyError:
-            known = ", ".join(sorted(self._endpoints)) or "none"
-            raise UnknownEndpointError(
-                f"Inference endpoint not found [{inference_id}] in {self.source} "
-                f"(configured: {known})"
-            ) from None
-        if task_type is not None:
-            endpoint.require_task_type(task_type)
-        return endpoint
-
-
-def default_endpoints_path() -> Path:
-    """The endpoints file that ships with the package (``configs/endpoints.yaml``)."""
-    return Path(str(resources.files("inference_enrich.configs") / "endpoints.yaml"))
-
-
-def load_endpoints(path: str | Path | None = None) -> EndpointRegistry:
-    """The packaged endpoints overlaid by ``path``'s (which must exist), or by the default
-    endpoint store's when ``path`` is None (see ``endpoint_store``: the one store every
-    command reads)."""
-    from inference_enrich.inference.endpoint_store import load_store
-
-    return load_store(path)
-
-
-def read_endpoints_file(path: str | Path) -> EndpointRegistry:
-    """Read and validate one endpoints YAML file, alone."""
-    return parse_endpoints(read_endpoints_document(Path(path)), source=str(path))
-
-
-def read_endpoints_document(path: Path) -> Any:
-    """An endpoints file's YAML, parsed but not validated; errors name the file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise EndpointConfigError(f"{path}: cannot read endpoints file: {error}") from error
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise EndpointConfigError(f"{path}: not valid YAML: {yaml_problem(error)}") from None
-
-
-def parse_endpoints(document: Any, source: str) -> EndpointRegistry:
-    """Validate an already-parsed endpoints document; ``source`` names it in errors."""
-    if not isinstance(document, dict) or set(document) != {"endpoints"}:
-        raise EndpointConfigError(f"{source}: expected a single top-level key 'endpoints'")
-    entries = document["endpoints"]
-    if not isinstance(entries, dict) or not entries:
-        raise EndpointConfigError(f"{source}: 'endpoints' must map inference ids to endpoints")
-    endpoints = {
-        str(inference_id): Endpoint.from_body(str(inference_id), body, source=source)
-        for inference_id, body in entries.items()
-    }
-    return EndpointRegistry(endpoints, source)

@@ -17,42 +17,25 @@ The default result is identical to the textbook order up to float rounding (test
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import torch
 from transformers import AutoModelForMaskedLM
 
-from inference_enrich.inference.loading import load_pretrained
+from inference_enrich.inference.encoder import LocalEncoder
 from inference_enrich.inference.projection import PROJECTIONS, document_bounds
 from inference_enrich.inference.results import SPARSE_EMBEDDING, SparseEmbedding, prune
-from inference_enrich.inference.runtime import (
-    TokenizedText,
-    Truncator,
-    choose_length_limit,
-    model_length_limit,
-    pad_batch,
-)
+from inference_enrich.inference.runtime import TokenizedText, pad_batch
 
-class SparseEncoder:
+
+class SparseEncoder(LocalEncoder):
     """SPLADE sparse embeddings from a ``*ForMaskedLM`` model directory."""
 
     task_type = SPARSE_EMBEDDING
-    tokenizes_locally = True
+    model_class = AutoModelForMaskedLM
 
-    def __init__(
-        self,
-        model_path: str,
-        model_id: str,
-        max_sequence_length: int | None = None,
-        task_settings: Mapping[str, Any] | None = None,
-        quantization: str = "none",
-    ) -> None:
-        tokenizer, model = load_pretrained(AutoModelForMaskedLM, model_path)
-        self.max_sequence_length = choose_length_limit(
-            max_sequence_length, model_length_limit(model_path, model.config, tokenizer), model_id
-        )
-        self.tokenize = Truncator(tokenizer, self.max_sequence_length)
-        self._pad_id = tokenizer.pad_token_id
+    def _start(self, tokenizer: Any, model: Any, task_settings: dict[str, Any], quantization: str = "none",
+               **options: Any) -> None:
         self._encoder = model.base_model
         head = model.get_output_embeddings()
         self._head_transform = _head_transform(model)
@@ -60,9 +43,8 @@ class SparseEncoder:
         vocab_size = head.weight.shape[0]
         self._vocabulary = tokenizer.convert_ids_to_tokens(list(range(vocab_size)))
         self._special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
-        settings = dict(task_settings or {})
-        self._top_k: int | None = settings.get("top_k")
-        self._min_weight: float = float(settings.get("min_weight", 0.0))
+        self._top_k: int | None = task_settings.get("top_k")
+        self._min_weight: float = float(task_settings.get("min_weight", 0.0))
 
     @torch.inference_mode()
     def embed(self, batch: Sequence[TokenizedText]) -> list[SparseEmbedding]:

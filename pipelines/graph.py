@@ -21,7 +21,8 @@ from inference_enrich.transforms.dead_letter_digest import CountDigestKeys, Gath
 from inference_enrich.transforms.dead_letters import WriteDeadLetters
 from inference_enrich.transforms.documents import DEAD_LETTER_TAG, RecordFields
 from inference_enrich.transforms.inference_dofn import BatchingConfig, EnrichDocuments
-from inference_enrich.transforms.kafka import PartitionRange, ReadKafkaDocuments, commit_end_offsets
+from inference_enrich.transforms.kafka import PartitionRange, commit_end_offsets
+from inference_enrich.transforms.kafka.reader import ReadKafkaDocuments
 from inference_enrich.transforms.publishing.write_and_publish import PublishOutput
 from inference_enrich.transforms.read_files import ReadDocuments
 from inference_enrich.transforms.write_index import WriteToSearchIndex

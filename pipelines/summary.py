@@ -8,7 +8,6 @@ import fsspec
 import pyarrow.parquet as pq
 
 from inference_enrich.inference import Endpoint
-from inference_enrich.inference.remote.runtime import is_remote
 from inference_enrich.inference.results import SPARSE_EMBEDDING
 from inference_enrich.pipelines.config import JobConfig
 from inference_enrich.pipelines.enrich import JobSummary
@@ -53,10 +52,10 @@ def format_summary(summary: JobSummary, endpoint: Endpoint, job: JobConfig) -> s
 
 
 def _work_line(summary: JobSummary, endpoint: Endpoint) -> str:
-    """Tokens, counted here for a local model; for a remote endpoint the tokens its service
-    reports, else the characters sent (a zero would be a false count)."""
+    """Tokens, counted here where the endpoint tokenises locally; else the tokens its
+    service reports, or the characters sent (a zero would be a false count)."""
     truncated = f"{summary.truncated:,} truncated"
-    if not is_remote(endpoint):
+    if endpoint.service_info.tokenizes_locally:
         return f"  tokens          {summary.tokens:>10,}   ({summary.tokens_per_second:,.0f} tokens/s, {truncated})"
     if summary.tokens:
         return (f"  tokens          {summary.tokens:>10,}   (as the service reports them, "

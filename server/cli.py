@@ -1,6 +1,6 @@
 """``enrich serve``: its options and how it starts uvicorn.
 
-``pipelines/cli.py`` only calls ``add_serve_command`` and ``run_serve``; the web stack is
+``pipelines/cli.py`` only calls ``add_serve_options`` and ``run_serve``; the web stack is
 imported when the command runs, so ``enrich run`` never pays for it.
 """
 
@@ -17,6 +17,9 @@ from inference_enrich.server.security import API_KEYS_ENV, MANAGE, MONITOR
 DEFAULT_PORT = 9200
 MIB = 1024 * 1024
 
+SERVE_SUMMARY = "serve Elasticsearch's inference API (and OpenAI embeddings) over HTTP"
+SERVE_DESCRIPTION = ("Answer Elasticsearch's inference API over HTTP with the local models: "
+                     "concurrent requests to one model are batched together by a token budget.")
 SERVE_EPILOG = f"""\
 Routes (Elasticsearch's, so elasticsearch-py and its integrations work unchanged):
   POST   /_inference[/TASK_TYPE]/ID   {{"input": "..." | [...], "task_settings": {{...}}}}
@@ -52,16 +55,9 @@ SIGTERM or Ctrl-C: stop accepting connections, answer the requests in flight (fo
 --shutdown-timeout seconds), exit."""
 
 
-def add_serve_command(commands: argparse._SubParsersAction) -> None:
-    serve = commands.add_parser(
-        "serve",
-        help="serve Elasticsearch's inference API (and OpenAI embeddings) over HTTP",
-        description="Answer Elasticsearch's inference API over HTTP with the local models: "
-        "concurrent requests to one model are batched together by a token budget.",
-        epilog=SERVE_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,
-    )
+def add_serve_options(serve: argparse.ArgumentParser) -> None:
+    """The flags of ``enrich serve`` (its parser is made by ``pipelines/cli.py`` like every
+    other command's, with ``SERVE_SUMMARY``, ``SERVE_DESCRIPTION`` and ``SERVE_EPILOG``)."""
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default: 127.0.0.1; 0.0.0.0 for every interface)")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default: {DEFAULT_PORT}")
@@ -115,7 +111,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from inference_enrich.inference.endpoint_store import store_path
     from inference_enrich.server.app import create_app
     from inference_enrich.server.context import ServerSettings
-    from inference_enrich.server.model_worker import BatchPolicy
+    from inference_enrich.server.batch_policy import BatchPolicy
     from inference_enrich.server.security import load_api_keys
 
     if args.num_threads:

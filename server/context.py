@@ -17,7 +17,8 @@ from inference_enrich.server.metrics import ServerMetrics
 from inference_enrich.server.admission import Admission
 from inference_enrich.server.model_pool import ModelPool, model_key
 from inference_enrich.server.model_sources import ModelRoots
-from inference_enrich.server.model_worker import BatchPolicy, Outcome
+from inference_enrich.server.batch_policy import BatchPolicy
+from inference_enrich.server.worker import Outcome
 from inference_enrich.server.request_parsing import format_time_value
 from inference_enrich.server.security import ApiKey, ApiKeyCheck
 from inference_enrich.server.store import EndpointStore

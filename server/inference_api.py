@@ -20,7 +20,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from inference_enrich.inference import Endpoint
-from inference_enrich.inference.remote.runtime import is_remote
 from inference_enrich.inference.results import (
     RERANK,
     SPARSE_EMBEDDING,
@@ -104,7 +103,7 @@ async def perform_inference(request: Request) -> Response:
     endpoint = context.store.get(inference_id, task_type)
     if input_type is not None and endpoint.task_type != TEXT_EMBEDDING:
         raise validation_failed(f"Field [input_type] cannot be specified for task type [{endpoint.task_type}]")
-    if task_settings and is_remote(endpoint):  # they would have to reach the remote's requests
+    if task_settings and endpoint.service_info.task_settings_in_requests:  # applied where they are sent
         raise validation_failed(f"[task_settings] cannot be overridden per request for the remote "
                                 f"service [{endpoint.service}]; update the endpoint instead")
     effective = endpoint if task_settings is None else with_task_settings(endpoint, task_settings)

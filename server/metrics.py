@@ -46,21 +46,21 @@ class ServerMetrics:
         self.batch_seconds = Histogram(
             "enrich_batch_duration_seconds", "Time of one forward pass", ["model_id"],
             buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.rejected = Counter(
-            "enrich_rejected_requests", "Requests refused with 429: the model held --max-queued-texts",
-            ["inference_id"], registry=self.registry)
-        self.remote_requests = Counter(
-            "enrich_remote_requests", "Requests sent to remote inference services", ["inference_id"],
-            registry=self.registry)
-        self.remote_retries = Counter(
-            "enrich_remote_retries", "Retried requests to remote services (429, 5xx, timeouts)",
-            ["inference_id"], registry=self.registry)
-        self.remote_throttled = Counter(
-            "enrich_remote_throttled_waits", "Requests that waited for the rate limit", ["inference_id"],
-            registry=self.registry)
+        self.rejected = self._count_per_endpoint(
+            "enrich_rejected_requests", "Requests refused with 429: the model held --max-queued-texts")
+        self.remote_requests = self._count_per_endpoint(
+            "enrich_remote_requests", "Requests sent to remote inference services")
+        self.remote_retries = self._count_per_endpoint(
+            "enrich_remote_retries", "Retried requests to remote services (429, 5xx, timeouts)")
+        self.remote_throttled = self._count_per_endpoint(
+            "enrich_remote_throttled_waits", "Requests that waited for the rate limit")
         self.remote_seconds = Histogram(
             "enrich_remote_request_duration_seconds", "Time of one request to a remote service",
             ["inference_id"], buckets=LATENCY_BUCKETS, registry=self.registry)
+
+    def _count_per_endpoint(self, name: str, documentation: str) -> Counter:
+        """A counter in this server's registry, one series per inference endpoint."""
+        return Counter(name, documentation, ["inference_id"], registry=self.registry)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()

@@ -13,17 +13,17 @@ import json
 from typing import Any, Callable, Sequence
 
 from inference_enrich.inference import Endpoint
-from inference_enrich.inference.remote.runtime import is_remote
-from inference_enrich.server.model_worker import BatchObserver, BatchPolicy, ModelWorker
+from inference_enrich.server.batch_policy import BatchObserver, BatchPolicy
+from inference_enrich.server.model_worker import ModelWorker
 from inference_enrich.server.tokenizing import tokenizer_pool
 
 
 def model_key(endpoint: Endpoint) -> str:
     """What identifies a loaded model: endpoints equal in this share one worker. Task
-    settings are not part of it; they are applied to each request's results. A remote
-    endpoint is its own (its task settings go into its requests; the remote client, and
-    so its rate limit, is still shared by endpoints with equal settings)."""
-    if is_remote(endpoint):
+    settings are not part of it where they are applied to each request's results. An
+    endpoint whose task settings go into its service's requests is its own (a remote
+    client, and so its rate limit, is still shared by endpoints with equal settings)."""
+    if endpoint.service_info.task_settings_in_requests:
         return f"remote:{endpoint.fingerprint()}"
     return json.dumps([endpoint.task_type, endpoint.service, dict(endpoint.service_settings)],
                       sort_keys=True)
@@ -49,12 +49,12 @@ class ModelPool:
         key = model_key(endpoint)
         worker = self._workers.get(key)
         if worker is None:
-            if is_remote(endpoint):
+            if endpoint.service_info.tokenizes_locally:  # batched by tokens on a model thread
+                worker = ModelWorker(endpoint, self._policy, self._observe, self._tokenizers)
+            else:  # whole texts sent to the service
                 from inference_enrich.server.remote_worker import RemoteWorker
 
                 worker = RemoteWorker(endpoint, self._observe_remote)
-            else:
-                worker = ModelWorker(endpoint, self._policy, self._observe, self._tokenizers)
             self._workers[key] = worker
         return worker
 

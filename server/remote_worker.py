@@ -1,7 +1,7 @@
 """``RemoteWorker``: what ``ModelPool`` holds for an endpoint whose model runs elsewhere.
 
-It has a ``ModelWorker``'s interface (``submit``, ``load``, ``close``), so routes do not care
-where the model runs, but no thread or batching of its own: each request's texts go to the
+It is a ``Worker`` as a ``ModelWorker`` is (``submit``, ``load``, ``close``), so routes do not
+care where the model runs, but it has no thread or batching of its own: each request's texts go to the
 remote service through the process's ``RemoteClient`` (its rate limit, requests in flight and
 retries are shared by every request, see ``inference/remote/http.py``). ``load`` sends the
 probe, so ``PUT`` of an endpoint with a wrong URL or key is refused at once.
@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 from inference_enrich.inference import Endpoint
 from inference_enrich.inference.remote.http import CallStats
 from inference_enrich.inference.remote.runtime import RemoteOutcome, RemoteRuntime
-from inference_enrich.server.model_worker import Outcome
+from inference_enrich.server.worker import Outcome, Worker
 
 LOG = logging.getLogger(__name__)
 
@@ -24,19 +24,10 @@ RemoteObserver = Callable[[str, CallStats], None]
 """Called after each request's remote calls with (inference id, what they did)."""
 
 
-class RemoteWorker:
+class RemoteWorker(Worker[RemoteRuntime]):
     def __init__(self, endpoint: Endpoint, observe: RemoteObserver) -> None:
-        self._endpoint = endpoint
+        super().__init__(endpoint)
         self._observe = observe
-        self._runtime: RemoteRuntime | None = None
-
-    @property
-    def model_id(self) -> str:
-        return self._endpoint.model_id
-
-    @property
-    def loaded(self) -> bool:
-        return self._runtime is not None
 
     def submit(self, texts: Sequence[str]) -> Future:
         """A future of the ``Outcome`` (tokens: 0, the service does not say), or of the
@@ -84,9 +75,6 @@ class RemoteWorker:
         if self._runtime is not None:
             self._runtime.close()
             self._runtime = None
-
-    def join(self, timeout: float | None = None) -> None:
-        pass
 
     def _runtime_now(self) -> RemoteRuntime:
         if self._runtime is None:

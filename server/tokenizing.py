@@ -15,7 +15,7 @@ therefore true exactly when the whole text has more tokens than the model sees.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Sequence
 
 from inference_enrich.inference import ModelRuntime, TokenizedText
@@ -58,3 +58,13 @@ def tokenize_cut(runtime: ModelRuntime, texts: Sequence[str]) -> list[TokenizedT
 def tokenizer_pool() -> ThreadPoolExecutor:
     """The threads that tokenise for every local model of one server."""
     return ThreadPoolExecutor(TOKENIZER_THREADS, thread_name_prefix=THREAD_PREFIX)
+
+
+_SHARED: list[Executor] = []
+
+
+def shared_tokenizer_pool() -> Executor:
+    """The process's tokenizer pool, for workers built without a server's (tests, tools)."""
+    if not _SHARED:
+        _SHARED.append(tokenizer_pool())
+    return _SHARED[0]

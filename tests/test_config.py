@@ -12,16 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-import inference_enrich.pipelines.config as config_module
-from inference_enrich.pipelines.cli import build_parser, given_settings
-from inference_enrich.pipelines.config import (
-    FILE_KEYS,
-    SETTINGS,
-    JobConfig,
-    JobConfigError,
-    load_job_config,
-    sample_corpus_path,
-)
+import inference_enrich.pipelines.config_file as config_file_module
+from inference_enrich.pipelines.cli import build_parser
+from inference_enrich.pipelines.cli_options import given_settings
+from inference_enrich.pipelines.config import SETTINGS, JobConfig, sample_corpus_path
+from inference_enrich.pipelines.config_file import FILE_KEYS, JobConfigError, load_job_config
 
 SECRETS = ("sekrit-api-key", "hunter2", "sasl-s3cret")
 
@@ -54,7 +49,7 @@ def test_every_setting_is_declared_once_and_has_a_flag_unless_secret():
 
 
 def test_the_documented_file_format_loads(tmp_path):
-    example = config_module.__doc__.split("::\n", 1)[1].split("\nRelative local paths")[0]
+    example = config_file_module.__doc__.split("::\n", 1)[1].split("\nRelative local paths")[0]
     path = write(tmp_path, example)
     job = load_job_config(path, {})
     assert {(s, k) for s, body in yaml.safe_load(path.read_text()).items()

@@ -264,7 +264,7 @@ def test_credential_files_are_read_where_the_index_opens_and_stay_out_of_the_job
 
     import fsspec
 
-    from inference_enrich.pipelines.config import load_job_config
+    from inference_enrich.pipelines.config_file import load_job_config
 
     with fsspec.open("memory://secrets/es-password", "wt") as stream:
         stream.write("s3cr3t-password\n")

@@ -1,4 +1,4 @@
-"""Which texts share a forward pass in `enrich serve` (server/model_worker.py).
+"""Which texts share a forward pass in `enrich serve` (server/scheduler.py, server/model_worker.py).
 
 Many concurrent requests to one model are pooled; each pass takes the oldest pooled text
 and the texts nearest its length that arrived soon after it. Tested here: the choice
@@ -14,8 +14,11 @@ import threading
 from concurrent.futures import CancelledError
 
 from inference_enrich.inference import TokenizedText
-from inference_enrich.server import model_worker
-from inference_enrich.server.model_worker import BatchPolicy, ModelWorker
+from inference_enrich.server import scheduler
+from inference_enrich.server.batch_policy import BatchPolicy
+from inference_enrich.server.model_worker import ModelWorker
+from inference_enrich.server.pending import Job, Text
+from inference_enrich.server.worker import Outcome
 
 WORDS = ("harbour lantern quietly measured the northern river while seven grey herons "
          "watched an old ferry drift past warehouses of brick and cedar").split()
@@ -25,10 +28,10 @@ def pool(*texts: tuple[int, float]) -> list:
     """Pending texts of the given (token length, arrival time), in arrival order."""
     pending = []
     for length, arrived in texts:
-        job = model_worker._Job([f"text of {length} tokens"])
+        job = Job([f"text of {length} tokens"])
         job.arrived = arrived
         job.tokenized = [TokenizedText(ids=[7] * length, is_truncated=False)]
-        pending.append(model_worker._Text(job, 0))
+        pending.append(Text(job, 0))
     return pending
 
 
@@ -40,11 +43,11 @@ def test_a_pass_takes_the_oldest_text_and_the_texts_nearest_its_length():
     pending = pool((200, 0.0), (10, 0.01), (190, 0.02), (12, 0.03), (195, 0.04), (60, 0.05))
     policy = BatchPolicy(max_batch_tokens=600, max_batch_size=64, reorder_window_s=1.0)
 
-    first = model_worker.next_batch(pending, policy)
+    first = scheduler.next_batch(pending, policy)
 
     assert sorted(lengths(first)) == [190, 195, 200]  # 3 x 200 = 600 fits; a fourth would not
     assert lengths(pending) == [10, 12, 60]  # the rest stays, in arrival order
-    assert sorted(lengths(model_worker.next_batch(pending, policy))) == [10, 12, 60]
+    assert sorted(lengths(scheduler.next_batch(pending, policy))) == [10, 12, 60]
     assert pending == []
 
 
@@ -52,20 +55,20 @@ def test_the_batch_size_limits_a_pass_too():
     pending = pool(*[(8, i * 0.001) for i in range(10)])
     passes = []
     while pending:
-        passes.append(len(model_worker.next_batch(pending, BatchPolicy(max_batch_size=4))))
+        passes.append(len(scheduler.next_batch(pending, BatchPolicy(max_batch_size=4))))
     assert passes == [4, 4, 2]
 
 
 def test_a_text_longer_than_the_budget_gets_a_pass_of_its_own():
     pending = pool((900, 0.0), (850, 0.01))
     policy = BatchPolicy(max_batch_tokens=512, reorder_window_s=1.0)
-    assert lengths(model_worker.next_batch(pending, policy)) == [900]
-    assert lengths(model_worker.next_batch(pending, policy)) == [850]
+    assert lengths(scheduler.next_batch(pending, policy)) == [900]
+    assert lengths(scheduler.next_batch(pending, policy)) == [850]
 
 
 def test_texts_arriving_after_the_reorder_window_do_not_join_the_oldest():
     pending = pool((100, 0.0), (100, 0.2), (100, 0.3), (100, 0.9))
-    first = model_worker.next_batch(pending, BatchPolicy(max_batch_tokens=1024, reorder_window_s=0.25))
+    first = scheduler.next_batch(pending, BatchPolicy(max_batch_tokens=1024, reorder_window_s=0.25))
     assert [text.job.arrived for text in first] == [0.0, 0.2]
     assert [text.job.arrived for text in pending] == [0.3, 0.9]
 
@@ -74,7 +77,7 @@ def test_a_long_text_is_not_starved_by_a_stream_of_short_newcomers():
     """Short texts keep arriving and would make the cheapest passes forever; the long one
     waiting first is taken by the very next pass all the same."""
     pending = pool((400, 0.0), *[(10, 0.001 * i) for i in range(1, 40)])
-    first = model_worker.next_batch(pending, BatchPolicy(max_batch_tokens=1024, reorder_window_s=10.0))
+    first = scheduler.next_batch(pending, BatchPolicy(max_batch_tokens=1024, reorder_window_s=10.0))
     assert 400 in lengths(first)
 
 
@@ -85,7 +88,7 @@ def test_every_text_is_taken_exactly_once():
     taken: list = []
     policy = BatchPolicy()
     while pending:
-        batch = model_worker.next_batch(pending, policy)
+        batch = scheduler.next_batch(pending, policy)
         assert batch and (len(batch) == 1 or len(batch) * max(lengths(batch)) <= policy.max_batch_tokens)
         taken.extend(batch)
     assert sorted(map(id, taken)) == sorted(map(id, originals))
@@ -131,7 +134,7 @@ def test_queued_requests_are_pooled_so_passes_pad_little_and_answers_stay_exact(
     futures, passes = run_worker(endpoints.get("my-minilm"), BatchPolicy(max_batch_tokens=1024),
                                  [[text] for text in texts] + [[]])
     outcomes = [future.result() for future in futures[:-1]]
-    assert futures[-1].result() == model_worker.Outcome([], 0)  # no texts: answered, not left hanging
+    assert futures[-1].result() == Outcome([], 0)  # no texts: answered, not left hanging
 
     real_tokens = sum(outcome.tokens for outcome in outcomes)
     padded_tokens = sum(padded for _, padded in passes)
@@ -175,7 +178,7 @@ def test_a_request_withdrawn_as_its_pass_is_chosen_does_not_stop_the_worker(endp
     model answered nothing. The moment is too narrow to hit from outside, so the test
     cancels from inside ``next_batch``: a wrapper around the real one (the only stand-in
     here; the model, the worker and the futures are real)."""
-    choose = model_worker.next_batch
+    choose = scheduler.next_batch
     cancelled: list[bool] = []
 
     def choose_then_cancel_the_first_request(pending, policy):
@@ -184,7 +187,7 @@ def test_a_request_withdrawn_as_its_pass_is_chosen_does_not_stop_the_worker(endp
             cancelled.append(batch[0].job.future.cancel())
         return batch
 
-    monkeypatch.setattr(model_worker, "next_batch", choose_then_cancel_the_first_request)
+    monkeypatch.setattr(scheduler, "next_batch", choose_then_cancel_the_first_request)
     futures, passes = run_worker(endpoints.get("my-minilm"), BatchPolicy(reorder_window_s=0.0),
                                  [["first of two", "second of two"], ["answered all the same"]])
     assert cancelled == [True] and futures[0].cancelled()
@@ -198,7 +201,7 @@ def test_an_unexpected_error_choosing_a_pass_fails_the_pooled_requests_and_the_w
     requests in the pool get the error and the model keeps answering (the worker thread
     used to die, and every later request to the model timed out). The bug is injected by
     a wrapper around the real ``next_batch``: a fault the real code cannot be made to have."""
-    choose = model_worker.next_batch
+    choose = scheduler.next_batch
     injected: list[bool] = []
 
     def fail_the_first_choice(pending, policy):
@@ -207,7 +210,7 @@ def test_an_unexpected_error_choosing_a_pass_fails_the_pooled_requests_and_the_w
             raise RuntimeError("injected: a bug in choosing a pass")
         return choose(pending, policy)
 
-    monkeypatch.setattr(model_worker, "next_batch", fail_the_first_choice)
+    monkeypatch.setattr(scheduler, "next_batch", fail_the_first_choice)
     worker = ModelWorker(endpoints.get("my-minilm"), BatchPolicy(), lambda *observed: None)
     try:
         loaded = worker.load()

@@ -14,7 +14,8 @@ from inference_enrich.inference import (
     load_endpoints,
 )
 from inference_enrich.inference.endpoint_store import store_path
-from inference_enrich.inference.endpoints import Endpoint, default_endpoints_path, read_endpoints_file
+from inference_enrich.inference.endpoint_files import default_endpoints_path, read_endpoints_file
+from inference_enrich.inference.endpoints import Endpoint
 
 
 def write(tmp_path, body: str):

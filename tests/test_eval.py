@@ -13,7 +13,7 @@ import pytest
 
 from inference_enrich.indexes import IndexSettings
 from inference_enrich.indexes.query import Searcher
-from inference_enrich.pipelines.eval import read_beir
+from inference_enrich.pipelines.eval.beir import read_beir
 
 from test_dense_search import SAMPLE
 

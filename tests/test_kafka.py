@@ -20,16 +20,11 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from inference_enrich.indexes import IndexSettings, open_index
 from inference_enrich.pipelines.config import JobConfig
-from inference_enrich.transforms import kafka as kafka_module
 from inference_enrich.transforms.documents import Document, RecordFields
-from inference_enrich.transforms.kafka import (
-    KafkaSettings,
-    PartitionRange,
-    ReadKafkaPartitionFn,
-    ReadKafkaDocuments,
-    message_to_document,
-    plan_partitions,
-)
+from inference_enrich.transforms.kafka import KafkaSettings, PartitionRange, plan_partitions
+from inference_enrich.transforms.kafka import reader as kafka_module
+from inference_enrich.transforms.kafka.parsing import message_to_document
+from inference_enrich.transforms.kafka.reader import ReadKafkaDocuments, ReadKafkaPartitionFn
 
 from pipeline_helpers import IN_PROCESS, read_dead_letters, read_output, run
 

@@ -19,7 +19,8 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from inference_enrich.transforms.documents import RecordFields
-from inference_enrich.transforms.kafka import KafkaSettings, PartitionRange, ReadKafkaPartitionFn
+from inference_enrich.transforms.kafka import KafkaSettings, PartitionRange
+from inference_enrich.transforms.kafka.reader import ReadKafkaPartitionFn
 
 pytestmark = pytest.mark.kafka
 

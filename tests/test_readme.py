@@ -29,7 +29,7 @@ def test_example_config_paths_exist():
 
 
 def test_every_example_job_config_is_valid():
-    from inference_enrich.pipelines.config import load_job_config
+    from inference_enrich.pipelines.config_file import load_job_config
 
     jobs = {path.name: load_job_config(path, {}) for path in sorted((REPO / "configs").glob("*.yaml"))
             if path.name != "endpoints.yaml" and not path.name.endswith(BEAM_YAML_SUFFIX)}
@@ -44,7 +44,7 @@ def test_beam_yaml_pipelines_are_valid_beam_yaml_and_not_job_configs():
     import yaml
     from apache_beam.yaml import yaml_transform
 
-    from inference_enrich.pipelines.config import JobConfigError, load_job_config
+    from inference_enrich.pipelines.config_file import JobConfigError, load_job_config
 
     pipelines = sorted((REPO / "configs").glob(f"*{BEAM_YAML_SUFFIX}"))
     assert [path.name for path in pipelines] == ["enrich.beam.yaml"]

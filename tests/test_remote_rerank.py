@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from inference_enrich.inference import perform_inference
-from inference_enrich.inference.endpoints import parse_endpoints
+from inference_enrich.inference.endpoint_files import parse_endpoints
 from inference_enrich.inference.errors import RemoteServiceError
 from inference_enrich.inference.rerank import CrossEncoder
 

@@ -19,7 +19,7 @@ import yaml
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
 from inference_enrich.inference import load_endpoints, perform_inference
-from inference_enrich.inference.endpoints import default_endpoints_path, parse_endpoints
+from inference_enrich.inference.endpoint_files import default_endpoints_path, parse_endpoints
 from inference_enrich.inference.errors import EndpointConfigError, ModelLoadError
 from inference_enrich.inference.models import resolve_model_path
 from inference_enrich.inference.rerank import CrossEncoder

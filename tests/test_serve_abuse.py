@@ -332,6 +332,7 @@ class RecordingRuntime:
 
 def test_tokenizing_runs_off_the_model_thread_on_texts_cut_to_what_the_model_sees(endpoints, monkeypatch):
     from inference_enrich.server import model_worker
+    from inference_enrich.server.batch_policy import BatchPolicy
 
     recorded: list[RecordingRuntime] = []
 
@@ -340,7 +341,7 @@ def test_tokenizing_runs_off_the_model_thread_on_texts_cut_to_what_the_model_see
         return recorded[-1]
 
     monkeypatch.setattr(model_worker, "load_runtime", load)
-    worker = model_worker.ModelWorker(endpoints.get("my-elser-model"), model_worker.BatchPolicy(),
+    worker = model_worker.ModelWorker(endpoints.get("my-elser-model"), BatchPolicy(),
                                       lambda *observed: None)
     huge = "word " * 2_000_000
     try:

@@ -147,6 +147,19 @@ def _escaped_json(record: Any) -> str:
         return _escaped(repr(record)[:1 << 16])
 
 
+def document_or_dead_letter(
+    value: Any, fields: RecordFields, source: str | None, line: int | None = None,
+    offset: int | None = None,
+) -> Document | dict[str, Any]:
+    """``value`` as a document, or the ``validate`` dead letter saying why it is none: every
+    reader ends in this, so that a record the job cannot use never fails a bundle (the runner
+    would read it again, forever) and keeps its place (source, line, offset) in its letter."""
+    try:
+        return to_document(value, fields, source, line, offset)
+    except InvalidRecord as error:
+        return dead_letter(VALIDATE, str(error), source, record=value, line=line, offset=offset)
+
+
 def document_dead_letter(document: Document, stage: str, error: str) -> dict[str, Any]:
     """A dead letter for a document that failed after it was parsed."""
     return dead_letter(stage, error, document.source, record=document.record, line=document.line,

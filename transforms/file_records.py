@@ -17,14 +17,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
 from inference_enrich.transforms.documents import (
-    DEAD_LETTER_TAG,
-    PARSE,
-    VALIDATE,
-    Document,
-    InvalidRecord,
-    RecordFields,
-    dead_letter,
-    to_document,
+    DEAD_LETTER_TAG, PARSE, Document, RecordFields, dead_letter, document_or_dead_letter,
 )
 from inference_enrich.transforms.formats import READERS, SourceItem, compression_of, format_of
 from inference_enrich.transforms.metrics import METRICS_NAMESPACE
@@ -62,12 +55,12 @@ class RecordOutputs:
             yield TaggedOutput(DEAD_LETTER_TAG, dead_letter(
                 READ if item.rest_unread else PARSE, item.error, url, raw=item.raw, line=item.line, offset=offset))
             return
-        try:
-            yield to_document(item.value, self.fields, url, item.line, offset)
-        except InvalidRecord as error:
+        element = document_or_dead_letter(item.value, self.fields, url, item.line, offset)
+        if isinstance(element, Document):
+            yield element
+        else:
             self._invalid.inc()
-            yield TaggedOutput(DEAD_LETTER_TAG, dead_letter(
-                VALIDATE, str(error), url, record=item.value, line=item.line, offset=offset))
+            yield TaggedOutput(DEAD_LETTER_TAG, element)
 
     def rest_unreadable(self, url: str, where: str, error: Exception, *, line: int | None = None,
                         offset: int | None = None) -> TaggedOutput:

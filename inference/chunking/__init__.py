@@ -4,23 +4,22 @@
     for start, end in chunk(text, settings):
         embed(text[start:end])
 
-``settings`` validates an endpoint's ``chunking_settings`` with Elasticsearch's rules and
-messages; ``chunkers`` cuts where Elasticsearch's chunkers cut, on ICU word and sentence
-boundaries (``segmenter``). Beam-free, like the rest of ``inference``.
+``parsing`` validates an endpoint's ``chunking_settings`` with Elasticsearch's rules and
+messages into the typed ``settings``; ``chunkers`` cuts where Elasticsearch's chunkers cut,
+on ICU word and sentence boundaries (``segmenter``). Beam-free, like the rest of ``inference``.
 """
 
 from inference_enrich.inference.chunking.chunkers import Chunk, chunk
 from inference_enrich.inference.chunking.segmenter import count_words
+from inference_enrich.inference.chunking.parsing import ChunkingSettingsError, parse_chunking_settings
 from inference_enrich.inference.chunking.settings import (
     DEFAULT_CHUNKING_SETTINGS,
     SEPARATOR_GROUPS,
     ChunkingSettings,
-    ChunkingSettingsError,
     NoneChunkingSettings,
     RecursiveChunkingSettings,
     SentenceChunkingSettings,
     WordChunkingSettings,
-    parse_chunking_settings,
 )
 
 __all__ = [

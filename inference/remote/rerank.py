@@ -28,7 +28,8 @@ from urllib.parse import quote
 
 from inference_enrich.inference.errors import RemoteServiceError
 from inference_enrich.inference.remote.http import error_message
-from inference_enrich.inference.endpoints import SERVICES, Endpoint
+from inference_enrich.inference.endpoints import Endpoint
+from inference_enrich.inference.services import SERVICES
 from inference_enrich.inference.errors import EndpointConfigError
 from inference_enrich.inference.remote.settings import (
     ELASTICSEARCH_REMOTE,

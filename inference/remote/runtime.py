@@ -25,7 +25,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Awaitable, Protocol, Sequence
 
-from inference_enrich.inference.endpoints import SERVICES, Endpoint
+from inference_enrich.inference.endpoints import Endpoint
+from inference_enrich.inference.services import SERVICES
 from inference_enrich.inference.errors import EndpointConfigError, RemoteInputError, RemoteServiceError
 from inference_enrich.inference.remote.elasticsearch import ElasticsearchInference
 from inference_enrich.inference.remote.http import (
@@ -37,13 +38,7 @@ from inference_enrich.inference.remote.http import (
     error_message,
 )
 from inference_enrich.inference.remote.openai import OpenAIEmbeddings
-from inference_enrich.inference.remote.settings import (
-    ELASTICSEARCH_REMOTE,
-    OPENAI,
-    RERANK_API,
-    ElasticsearchRemoteServiceSettings,
-    OpenAIServiceSettings,
-)
+from inference_enrich.inference.remote.settings import ElasticsearchRemoteServiceSettings, OpenAIServiceSettings
 from inference_enrich.inference.results import InferenceResult
 from inference_enrich.inference.secrets import reveal
 
@@ -72,10 +67,6 @@ class RemoteOutcome:
     stats: CallStats
 
 
-def is_remote(endpoint: Endpoint) -> bool:
-    return endpoint.service in (OPENAI, ELASTICSEARCH_REMOTE, RERANK_API)
-
-
 class RemoteRuntime:
     """Calls one remote endpoint; safe to share between threads (the client serialises
     nothing but bounds the requests in flight for the whole process)."""
@@ -83,7 +74,7 @@ class RemoteRuntime:
     tokenizes_locally = False  # the service tokenises; texts go out by count
 
     def __init__(self, endpoint: Endpoint) -> None:
-        if not is_remote(endpoint):
+        if endpoint.service_info.tokenizes_locally:
             raise ValueError(f"endpoint '{endpoint.inference_id}' is not remote ({endpoint.service})")
         self.task_type = endpoint.task_type
         settings = SERVICES[endpoint.service].settings.model_validate(

@@ -4,10 +4,9 @@ the CLI can name them without importing the pipeline)."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
-if TYPE_CHECKING:
-    from inference_enrich.transforms.kafka import KafkaSettings
+from inference_enrich.transforms.kafka.settings import KafkaSettings
 
 LIBRDKAFKA_LOGGER = "inference_enrich.librdkafka"
 """Where librdkafka's own log lines go (Python logging, not straight to stderr): an
@@ -18,7 +17,7 @@ class KafkaUnreachable(RuntimeError):
     """The brokers could not be asked for the topics' partitions and offsets."""
 
 
-def consumer(settings: "KafkaSettings", on_error: Callable[[Any], None] | None = None):
+def consumer(settings: KafkaSettings, on_error: Callable[[Any], None] | None = None):
     """A consumer for ``settings`` whose log lines go to ``LIBRDKAFKA_LOGGER``; ``on_error``
     gets the client's errors (``KafkaError``), such as each failed connection attempt."""
     from confluent_kafka import Consumer
