@@ -21,8 +21,8 @@ from apache_beam.portability import common_urns
 from apache_beam.portability.api import beam_runner_api_pb2
 
 from inference_enrich.pipelines.config import JobConfig
-from inference_enrich.pipelines.enrich import build_pipeline, resolve_endpoint
-from inference_enrich.pipelines.publish import new_run_id
+from inference_enrich.pipelines.graph import build_pipeline, resolve_endpoint
+from inference_enrich.transforms.publishing.publish import new_run_id
 from inference_enrich.transforms.bundle_files import RunFiles
 from inference_enrich.transforms.kafka import plan_partitions
 

@@ -1,9 +1,6 @@
-"""The enrichment job: files -> InferenceDoFn -> Parquet, with dead letters beside it.
-
-``build_pipeline`` only wires transforms (so tests and other entry points can reuse it);
-``run_job`` runs the pipeline, publishes its staged output only if it succeeded (see
-``publish``; with ``publish: pipeline`` the pipeline's last step does) and returns a
-``JobSummary``.
+"""``enrich run``: check the job, lock its output, run the enrichment graph (``graph``),
+publish its staged output only if it succeeded (``transforms/publishing``; with ``publish:
+pipeline`` the pipeline's last step does) and return a ``JobSummary``.
 """
 
 from __future__ import annotations
@@ -12,127 +9,33 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from functools import partial
-from typing import Sequence
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.runners.runner import PipelineState
 
 from inference_enrich.indexes import IndexSpec, open_index
-from inference_enrich.inference import Endpoint, load_endpoints
+from inference_enrich.inference import Endpoint
 from inference_enrich.inference.api import embedding_dimensions, probe
-from inference_enrich.inference.results import EMBEDDING_TASK_TYPES
 from inference_enrich.pipelines.config import JobConfig
+from inference_enrich.pipelines.errors import JobFailed
+from inference_enrich.pipelines.graph import build_pipeline, resolve_endpoint
 from inference_enrich.pipelines.output_guard import (
     DETACHED_LEASE_S, OutputLock, check_save_mode, lock_lease, replaces_output,
 )
-from inference_enrich.pipelines.errors import JobFailed
-from inference_enrich.pipelines.publish import (
-    PublishOutput,
-    dead_letter_problem,
-    discard_staging,
-    finish_streaming,
-    new_run_id,
-    publish_output,
-)
-from inference_enrich.transforms.bundle_files import CommitManifest, RunFiles
-from inference_enrich.transforms.dead_letter_digest import (
-    CountDigestKeys,
-    GatherDigest,
-    counts_from_counters,
-    describe_dead_letters,
-)
-from inference_enrich.transforms.dead_letters import WriteDeadLetters
-from inference_enrich.transforms.documents import DEAD_LETTER_TAG, RecordFields
-from inference_enrich.transforms.inference_dofn import BatchingConfig, EnrichDocuments
+from inference_enrich.transforms.bundle_files import RunFiles
+from inference_enrich.transforms.dead_letter_digest import counts_from_counters, describe_dead_letters
 from inference_enrich.transforms.kafka import PartitionRange, commit_end_offsets, plan_partitions
-from inference_enrich.transforms.kafka.reader import ReadKafkaDocuments
 from inference_enrich.transforms.metrics import METRICS_NAMESPACE
-from inference_enrich.transforms.read_files import ReadDocuments
+from inference_enrich.transforms.publishing.accounting import dead_letter_problem, unaccounted_records
+from inference_enrich.transforms.publishing.publish import (
+    discard_staging, finish_streaming, new_run_id, publish_output,
+)
 from inference_enrich.transforms.runner_support import (
     NO_BUNDLE_FINALIZATION_RUNNERS, NO_METRICS_RUNNERS, options_runner,
 )
-from inference_enrich.transforms.write_index import WriteToSearchIndex
-from inference_enrich.transforms.write_parquet import WriteEnrichedParquet, enriched_schema
 
 LOG = logging.getLogger(__name__)
-
-
-def resolve_endpoint(job: JobConfig) -> Endpoint:
-    """The job's endpoint, from the job's (or the packaged) endpoints file; one whose results
-    are not embeddings (rerank) is refused here, before any work."""
-    endpoint = load_endpoints(job.endpoints).get(job.inference_id)
-    if endpoint.task_type not in EMBEDDING_TASK_TYPES:
-        raise ValueError(f"endpoint '{endpoint.inference_id}' is a {endpoint.task_type} endpoint; the job "
-                         f"embeds documents with a {' or '.join(EMBEDDING_TASK_TYPES)} endpoint")
-    return endpoint
-
-
-def build_pipeline(
-    pipeline: beam.Pipeline,
-    job: JobConfig,
-    endpoint: Endpoint,
-    run_files: RunFiles,
-    partitions: Sequence[PartitionRange] = (),
-    match_inputs: bool = True,
-) -> None:
-    """Add the enrichment graph for ``job`` to ``pipeline``, staging its files as
-    ``run_files`` says (``partitions``: the Kafka offset ranges planned at launch, for the
-    Kafka source; ``match_inputs=False``: the input patterns stand for the files, unlisted,
-    as a dry run wants). With ``publish: pipeline`` a batch pipeline publishes its output and
-    then commits those ranges' end offsets as its last step."""
-    fields = RecordFields(job.text_field, job.id_field)
-    chunked = endpoint.chunking_settings is not None
-    enriched_schema(job.text_field, job.output_field, endpoint.task_type, chunked)  # fail fast on names
-    source: beam.PTransform
-    if job.source == "kafka":
-        source = ReadKafkaDocuments(job.kafka_settings(), fields, partitions)
-    else:
-        source = ReadDocuments(job.input, job.format, fields, match=match_inputs)
-    read = pipeline | "ReadDocuments" >> source
-    batching = BatchingConfig(job.max_batch_tokens, job.max_batch_size)
-    enriched = read.documents | "Enrich" >> EnrichDocuments(endpoint, batching, job.num_threads)
-    dead_letters = [read[DEAD_LETTER_TAG], enriched[DEAD_LETTER_TAG]]
-    written: list[beam.PCollection] = []  # names of the files each sink staged
-    if job.sink == "parquet":
-        written.append(enriched.enriched | "WriteParquet" >> WriteEnrichedParquet(
-            run_files, job.text_field, job.output_field, endpoint.task_type, chunked=chunked
-        ))
-    else:
-        spec = IndexSpec(job.text_field, job.output_field, endpoint.task_type,
-                         embedding_dimensions(endpoint), chunked=chunked)
-        dead_letters.append(
-            enriched.enriched | "WriteIndex" >> WriteToSearchIndex(job.index_settings(), spec)
-        )
-    all_dead = tuple(dead_letters) | "AllDeadLetters" >> beam.Flatten()
-    written.append(all_dead | "WriteDeadLetters" >> WriteDeadLetters(run_files))
-    digest_keys = all_dead | "DigestDeadLetters" >> beam.ParDo(CountDigestKeys())
-    if not run_files.streaming:
-        manifest = (
-            tuple(written)
-            | "AllWrittenFiles" >> beam.Flatten()
-            | "CommitManifest" >> CommitManifest(run_files)
-        )
-        if job.publish == "pipeline":
-            # Exact element counts (not metrics, which retries can inflate): every record read
-            # must have reached a writer, as output or as a dead letter, before anything is
-            # published or any Kafka offset committed.
-            read_total = ((read.documents, read[DEAD_LETTER_TAG])
-                          | "AllRead" >> beam.Flatten()
-                          | "CountRead" >> beam.combiners.Count.Globally())
-            landed_total = ((enriched.enriched, enriched[DEAD_LETTER_TAG], read[DEAD_LETTER_TAG])
-                            | "AllLanded" >> beam.Flatten()
-                            | "CountLanded" >> beam.combiners.Count.Globally())
-            dead_total = all_dead | "CountDeadLetters" >> beam.combiners.Count.Globally()
-            commit = partial(commit_end_offsets, job.kafka_settings(), tuple(partitions)) if partitions else None
-            describe = partial(describe_dead_letters, text_field=job.text_field, id_field=job.id_field)
-            _ = manifest | "PublishOutput" >> beam.ParDo(
-                PublishOutput(run_files, replace=replaces_output(job), after_publish=commit,
-                              max_dead_letter_ratio=job.max_dead_letter_ratio, describe=describe),
-                beam.pvalue.AsSingleton(read_total), beam.pvalue.AsSingleton(landed_total),
-                beam.pvalue.AsSingleton(dead_total),
-                beam.pvalue.AsSingleton(digest_keys | "GatherDigest" >> GatherDigest()))
 
 
 @dataclass(frozen=True)
@@ -293,28 +196,6 @@ def _failed(run_files: RunFiles, publishes_itself: bool, reason: str) -> JobFail
         return JobFailed(reason, published=None)
     discard_staging(run_files)
     return JobFailed(reason)
-
-
-def unaccounted_records(counters: dict[str, int]) -> str | None:
-    """Why a finished batch run must not count as a success, or None when the records written
-    and dead-lettered add up to at least the records read.
-
-    The last line of defence for "a job never exits 0 with records missing": each stage
-    dead-letters what it cannot handle, and this checks their sum against what was read.
-    Only a shortfall fails: some runners (BundleBasedDirectRunner) also count the work of a
-    retried bundle, which inflates the sum; the published files themselves hold no
-    duplicates (``CommitManifest``). A runner that reports no metrics (``records_read``
-    absent) cannot be checked.
-    """
-    if "records_read" not in counters:
-        return None
-    read = counters["records_read"]
-    written = counters.get("records_written", 0)
-    dead = counters.get("dead_letters_written", 0)
-    if written + dead >= read:
-        return None
-    return (f"{read:,} records were read but only {written + dead:,} accounted for "
-            f"({written:,} written, {dead:,} dead-lettered)")
 
 
 def failure_reason(error: Exception) -> str:

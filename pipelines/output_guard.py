@@ -37,8 +37,12 @@ from fsspec.implementations.local import LocalFileSystem
 
 from inference_enrich.inference.errors import InferenceEnrichError
 from inference_enrich.pipelines.config import JobConfig
-from inference_enrich.pipelines.publish import LOCK, PUBLISH_PLAN, SUCCESS, publish_output, release_lock, success_marker
 from inference_enrich.transforms.bundle_files import STAGING_PREFIX, RunFiles
+from inference_enrich.transforms.publishing.output_dir import (
+    LOCK, PUBLISH_PLAN, SUCCESS, entries, read_lock, success_marker,
+)
+from inference_enrich.transforms.publishing.publish import publish_output, release_lock
+from inference_enrich.transforms.runner_support import runs_in_process
 
 LOG = logging.getLogger(__name__)
 HEARTBEAT_S = 30.0
@@ -48,10 +52,6 @@ DETACHED_LEASE_S = 24 * 3600.0
 """The lease of a run that publishes itself (``publish: pipeline``) on a runner outside this
 process: its launcher may stop waiting (a Flex Template's does) while the job runs on, so
 only the job's own publish step, or this long a silence, ends it."""
-
-
-IN_PROCESS_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner",
-                      "InteractiveRunner")
 
 
 class OutputRefused(InferenceEnrichError):
@@ -68,8 +68,7 @@ def replaces_output(job: JobConfig) -> bool:
 def lock_lease(job: JobConfig, runner: str | None) -> float:
     """``DETACHED_LEASE_S`` for a job that publishes itself on a runner outside this process,
     else ``LEASE_S`` (the launcher's heartbeat, or its death, tells)."""
-    in_process = (runner or "FnApiRunner").rsplit(".", 1)[-1] in IN_PROCESS_RUNNERS
-    return DETACHED_LEASE_S if job.publish == "pipeline" and not in_process else LEASE_S
+    return DETACHED_LEASE_S if job.publish == "pipeline" and not runs_in_process(runner) else LEASE_S
 
 
 def check_save_mode(job: JobConfig) -> None:
@@ -80,9 +79,7 @@ def check_save_mode(job: JobConfig) -> None:
     if fs.isdir(f"{output}/{SUCCESS}"):
         raise OutputRefused(f"output directory {job.output}: its _SUCCESS is a directory, where enrich writes "
                             "its completion marker; choose another --output")
-    entries = [path.rstrip("/").rsplit("/", 1)[-1] for path in fs.ls(output, detail=False)] \
-        if fs.isdir(output) else []
-    content = [name for name in entries if not name.startswith((STAGING_PREFIX, LOCK))]
+    content = [name for name in entries(fs, output) if not name.startswith((STAGING_PREFIX, LOCK))]
     if not content or job.mode in ("overwrite", "append"):
         return
     if job.mode == "error-if-exists":
@@ -168,11 +165,7 @@ class OutputLock:
         return holder is not None and holder.get("run_id") == self._run_id
 
     def _read(self) -> dict | None:
-        try:
-            holder = json.loads(self._fs.cat_file(self._path))
-        except (FileNotFoundError, ValueError):
-            return None
-        return holder if isinstance(holder, dict) else None
+        return read_lock(self._fs, self._output)
 
     def _remove_lock(self, holder: dict | None) -> None:
         """Remove a stale (or unreadable) lock, unless another run replaced it meanwhile."""
@@ -188,11 +181,11 @@ class OutputLock:
         that had begun publishing (its plan, ``_publish.json``, is in its staging) succeeded
         and was killed midway: its publish is finished first, by the same idempotent
         ``publish_output``, so that no half-published run is left behind."""
-        for path in self._fs.ls(self._output, detail=False):
-            name = path.rstrip("/").rsplit("/", 1)[-1]
+        for name in entries(self._fs, self._output):
             if not name.startswith(STAGING_PREFIX) or name == f"{STAGING_PREFIX}{self._run_id}":
                 continue
-            if self._fs.exists(f"{path.rstrip('/')}/{PUBLISH_PLAN}"):
+            path = f"{self._output}/{name}"
+            if self._fs.exists(f"{path}/{PUBLISH_PLAN}"):
                 self._finish_publish(name[len(STAGING_PREFIX):])
             if self._fs.exists(path):
                 self._fs.rm(path, recursive=True)

@@ -11,7 +11,7 @@ from inference_enrich.inference import Endpoint
 from inference_enrich.inference.results import SPARSE_EMBEDDING
 from inference_enrich.pipelines.config import JobConfig
 from inference_enrich.pipelines.enrich import JobSummary
-from inference_enrich.pipelines.publish import SUCCESS
+from inference_enrich.transforms.publishing.output_dir import SUCCESS
 from inference_enrich.transforms.dead_letters import dead_letter_directory
 
 TOP_TOKENS_SHOWN = 10

@@ -18,7 +18,7 @@ import yaml
 from inference_enrich.inference.models import resolve_model_path
 from inference_enrich.pipelines.config import JobConfig
 from inference_enrich.pipelines.enrich import JobFailed
-from inference_enrich.pipelines.publish import SUCCESS
+from inference_enrich.transforms.publishing.output_dir import SUCCESS
 
 from pipeline_helpers import read_output, run, write_lines
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from inference_enrich.pipelines.config import JobConfig
-from inference_enrich.pipelines.publish import SUCCESS, publish_output
+from inference_enrich.transforms.publishing.output_dir import SUCCESS
+from inference_enrich.transforms.publishing.publish import publish_output
 from inference_enrich.transforms.bundle_files import STAGING_PREFIX
 
 from pipeline_helpers import read_dead_letters, read_output, run, write_lines
@@ -189,7 +190,7 @@ def test_a_lock_is_taken_over_only_when_its_run_is_gone(tmp_path):
     """A lock from another host is stale only once its heartbeat is older than its lease; a
     detached run's (publish: pipeline on a remote runner) outlives its launcher's pid."""
     from inference_enrich.pipelines.output_guard import DETACHED_LEASE_S, LEASE_S, OutputLock, OutputRefused
-    from inference_enrich.pipelines.publish import LOCK
+    from inference_enrich.transforms.publishing.output_dir import LOCK
 
     output = tmp_path / "out"
     output.mkdir()

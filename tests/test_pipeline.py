@@ -253,7 +253,7 @@ def test_csv_field_of_200k_characters_loses_no_row(tmp_path):
 
 def test_a_run_that_cannot_account_for_every_record_is_refused():
     """The end-of-job check ``run_job`` applies before publishing: written + dead >= read."""
-    from inference_enrich.pipelines.enrich import unaccounted_records
+    from inference_enrich.transforms.publishing.accounting import unaccounted_records
 
     assert unaccounted_records({"records_read": 12, "records_written": 3, "dead_letters_written": 9}) is None
     assert unaccounted_records({}) is None  # a runner without metrics cannot be checked

@@ -14,8 +14,10 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineState
 
 from inference_enrich.pipelines.config import JobConfig
-from inference_enrich.pipelines.enrich import JobFailed, build_pipeline, resolve_endpoint
-from inference_enrich.pipelines.publish import SUCCESS, new_run_id, publish_output
+from inference_enrich.pipelines.errors import JobFailed
+from inference_enrich.pipelines.graph import build_pipeline, resolve_endpoint
+from inference_enrich.transforms.publishing.output_dir import SUCCESS
+from inference_enrich.transforms.publishing.publish import new_run_id, publish_output
 from inference_enrich.transforms.bundle_files import STAGING_PREFIX, RunFiles, read_manifest
 from inference_enrich.transforms.kafka import plan_partitions
 

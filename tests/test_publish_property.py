@@ -13,7 +13,8 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inference_enrich.pipelines.publish import SUCCESS, new_run_id, publish_output
+from inference_enrich.transforms.publishing.output_dir import SUCCESS
+from inference_enrich.transforms.publishing.publish import new_run_id, publish_output
 from inference_enrich.transforms.bundle_files import MANIFEST, RunFiles
 from inference_enrich.transforms.dead_letters import DEAD_LETTER_DIR
 

@@ -16,7 +16,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_stream import TestStream
 
 from inference_enrich import DEAD_LETTER_TAG, Enrich, ReadDocuments, WriteDeadLetters, WriteEnrichedParquet
-from inference_enrich.pipelines import enrich, publish
+from inference_enrich.pipelines import enrich
+from inference_enrich.transforms.publishing import publish
 from inference_enrich.pipelines.config import JobConfig
 from inference_enrich.pipelines.errors import JobFailed
 from inference_enrich.pipelines.output_guard import OutputLock, OutputRefused

@@ -9,7 +9,7 @@ next step: the names that do are exactly the files of committed bundles.
 
 - **Batch**: ``CommitManifest`` gathers those names with a global combine (it runs once all
   writers' bundles have committed) into ``<staging>/_manifest.json``; once the pipeline has
-  succeeded, ``pipelines/publish.py`` moves exactly those files into the output.
+  succeeded, ``publishing/publish.py`` moves exactly those files into the output.
 - **Streaming** (no end to wait for): each bundle's file is moved into the output by Beam's
   bundle finalization, which the runner calls only after it has durably committed the
   bundle; the runner must support it (FnApiRunner and Dataflow do), as the Kafka
@@ -53,7 +53,7 @@ class RunFiles:
     def published_per_bundle(cls, output: str) -> "RunFiles":
         """Files of ``output`` published by bundle finalization, as in streaming runs: for a
         public writer given unbounded input (bounded input is published by pipeline steps,
-        ``publishing.WriteAndPublish``, since not every runner finalizes bundles)."""
+        ``publishing.write_and_publish``, since not every runner finalizes bundles)."""
         return cls(output, uuid.uuid4().hex, streaming=True)
 
     def for_run(self, run_id: str | None) -> "RunFiles":

@@ -13,9 +13,8 @@ from typing import Any, BinaryIO
 import apache_beam as beam
 
 from inference_enrich.transforms.bundle_files import BundleFileWriter, RunFiles
-from inference_enrich.transforms.publishing import WriteAndPublish
-
-DEAD_LETTER_DIR = "_dead_letter"
+from inference_enrich.transforms.publishing.output_dir import DEAD_LETTER_DIR
+from inference_enrich.transforms.publishing.write_and_publish import WriteAndPublish
 
 
 class JsonLinesBundleWriter(BundleFileWriter):

@@ -22,6 +22,7 @@ from fsspec.core import has_magic
 from fsspec.utils import glob_translate
 
 from inference_enrich.transforms.formats import format_of
+from inference_enrich.transforms.publishing.output_dir import is_hidden
 
 
 class MatchedFile(NamedTuple):
@@ -36,7 +37,7 @@ def match_pattern(pattern: str) -> Iterator[MatchedFile]:
     fs, path = fsspec.core.url_to_fs(pattern)
     if _is_directory(fs, path):
         found = {p: info for p, info in fs.find(path, detail=True).items()
-                 if not _hidden(p[len(path):]) and _known_format(p)}
+                 if not is_hidden(p[len(path):]) and _known_format(p)}
     else:
         found = {p: info for p, info in fs.glob(path, detail=True).items() if info.get("type") != "directory"}
     for p in sorted(found):
@@ -50,9 +51,9 @@ def first_match(pattern: str) -> str | None:
     fs, path = fsspec.core.url_to_fs(pattern)
     if _is_directory(fs, path):
         for directory, subdirectories, files in fs.walk(path):
-            subdirectories[:] = [d for d in subdirectories if not d.startswith((".", "_"))]
+            subdirectories[:] = [d for d in subdirectories if not is_hidden(d)]
             for name in sorted(files):
-                if not name.startswith((".", "_")) and _known_format(name):
+                if not is_hidden(name) and _known_format(name):
                     return fs.unstrip_protocol(f"{directory.rstrip('/')}/{name}")
         return None
     if not has_magic(path):
@@ -111,10 +112,6 @@ def _glob_root(path: str) -> tuple[str, int | None]:
     root = path[: slash + 1] if slash >= 0 else ""
     depth = None if "**" in path else path[slash + 1 :].count("/") + 1
     return root, depth
-
-
-def _hidden(relative: str) -> bool:
-    return any(part.startswith((".", "_")) for part in relative.split("/") if part)
 
 
 def _known_format(path: str) -> bool:

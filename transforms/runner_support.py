@@ -31,6 +31,9 @@ NO_BUNDLE_FINALIZATION_RUNNERS = {
     "apache_beam.runners.portability.flink_runner.FlinkRunner", "FlinkRunner",
 }
 """They never call bundle finalization callbacks, by which unbounded output is published."""
+IN_PROCESS_RUNNERS = {"FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner",
+                      "InteractiveRunner"}
+"""By class name: they run the job inside the launching process, which outlives it."""
 PER_USE_SIDE_INPUT_RUNNERS = {OUR_DASK}
 """They compute a side input anew for each step that reads it: a value made when the
 pipeline runs (a run id) differs from step to step there."""
@@ -45,6 +48,11 @@ def runner_path(runner: Any) -> str:
         return runner
     cls = runner if isinstance(runner, type) else type(runner)
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def runs_in_process(runner: Any) -> bool:
+    """Whether ``runner`` (None: Beam's default, FnApiRunner) runs the job in this process."""
+    return (runner_path(runner) or "FnApiRunner").rsplit(".", 1)[-1] in IN_PROCESS_RUNNERS
 
 
 def options_runner(options: PipelineOptions) -> str:

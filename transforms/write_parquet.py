@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from inference_enrich.inference.results import SPARSE_EMBEDDING, ChunkedEmbedding, InferenceResult
 from inference_enrich.transforms.bundle_files import BundleFileWriter, RunFiles
 from inference_enrich.transforms.documents import EnrichedDocument, as_enriched_document
-from inference_enrich.transforms.publishing import WriteAndPublish
+from inference_enrich.transforms.publishing.write_and_publish import WriteAndPublish
 
 RESERVED_COLUMNS = ("id", "is_truncated", "passthrough")
 ROW_GROUP_ROWS = 4096

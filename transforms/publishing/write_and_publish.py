@@ -3,7 +3,8 @@
 The public writers (``WriteEnrichedParquet(directory)``, ``WriteDeadLetters(directory)`` and
 their Beam YAML forms) stage their files (``bundle_files``) and then, in the same pipeline,
 ``CommitManifest`` (a global combine: it fires once every writing bundle has committed) and
-a step that calls ``publish_output``, the one publisher ``enrich run`` uses too. No runner
+a step that calls ``publish_output`` (``publishing.publish``), the one publisher ``enrich
+run`` uses too; ``PublishOutput`` is that step for ``enrich run --publish pipeline``. No runner
 hook is involved: bundle finalization, which Flink and ``BundleBasedDirectRunner`` never
 call, is used only for unbounded input (streaming), where there is no end to wait for; it is
 refused where the pipeline is built on runners known not to call it (``runner_support``).
@@ -16,12 +17,14 @@ The publish step may be retried: ``publish_output`` is idempotent (see its modul
 from __future__ import annotations
 
 import logging
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
 
 from inference_enrich.transforms.bundle_files import BundleFileWriter, CommitManifest, RunFiles
+from inference_enrich.transforms.publishing.accounting import dead_letter_problem, records_missing
+from inference_enrich.transforms.publishing.publish import new_run_id, publish_output, release_lock
 from inference_enrich.transforms.runner_support import (
     refuse_lossy_runner, refuse_without_bundle_finalization, side_inputs_computed_once,
 )
@@ -43,8 +46,6 @@ class _Publish(beam.DoFn):
         self._announce = announce
 
     def process(self, names: list[str], run_id: str | None = None) -> Iterator[str]:
-        from inference_enrich.pipelines.publish import publish_output  # see _new_run_id
-
         count = publish_output(self._run_files.for_run(run_id), replace=False)
         if self._announce:
             print(f"published {count} file(s) in {self._run_files.output}", flush=True)
@@ -83,11 +84,11 @@ class WriteAndPublish(beam.PTransform):
         # Our Dask runner computes a side input per use, so there the id is made here (a
         # graph run again then shares it: ``publish_output`` tells such a run by its files).
         if side_inputs_computed_once(elements.pipeline):
-            run_id = beam.pvalue.AsSingleton(
-                elements.pipeline | "Start" >> beam.Create([None]) | "NewRunId" >> beam.Map(_new_run_id))
+            run_id = beam.pvalue.AsSingleton(elements.pipeline | "Start" >> beam.Create([None])
+                                             | "NewRunId" >> beam.Map(lambda _: new_run_id()))
             run_files = RunFiles(self._output, RUN_ID_AT_RUN_TIME)
         else:
-            run_id, run_files = None, RunFiles(self._output, _new_run_id(None))
+            run_id, run_files = None, RunFiles(self._output, new_run_id())
         side = {} if run_id is None else {"run_id": run_id}
         return (
             elements
@@ -98,10 +99,37 @@ class WriteAndPublish(beam.PTransform):
         )
 
 
-def _new_run_id(_: None) -> str:
-    """A new run id (``publish.new_run_id``). The publisher lives in ``pipelines/publish.py``
-    (``enrich run`` publishes with it too), which imports the sinks' modules: imported here,
-    not at the top, so that the sinks can import this module."""
-    from inference_enrich.pipelines.publish import new_run_id
+class PublishOutput(beam.DoFn):
+    """Publishes the run's output inside the pipeline, once ``CommitManifest`` has written
+    the manifest (its single output), then runs ``after_publish`` (committing the Kafka end
+    offsets) and releases the run's lock on the output: for launchers that do not wait for
+    the job, such as a Dataflow Flex Template's. A retried attempt finishes what an earlier
+    one began (``publish_output`` is idempotent). It refuses to publish unless the records
+    that reached the writers (output and dead letters) number exactly the records read, and
+    the share of dead letters is within ``max_dead_letter_ratio``: the in-pipeline form of
+    ``run_job``'s checks (``accounting``)."""
 
-    return new_run_id()
+    def __init__(self, run_files: RunFiles, replace: bool,
+                 after_publish: Callable[[], None] | None = None, max_dead_letter_ratio: float = 1.0,
+                 describe: Callable[[list], str] | None = None) -> None:
+        self._run_files = run_files
+        self._replace = replace
+        self._after_publish = after_publish
+        self._max_ratio = max_dead_letter_ratio
+        self._describe = describe
+
+    def process(self, _manifest: Any, records_read: int, records_landed: int, dead_letters: int = 0,
+                digest: list | None = None) -> None:
+        missing = records_missing(records_read, records_landed, exact=True)
+        if missing:
+            raise RuntimeError(f"{missing}: nothing was published")
+        described = self._describe(digest or []) if self._describe is not None else ""
+        problem = dead_letter_problem(records_read, dead_letters, self._max_ratio, described)
+        if problem:
+            raise RuntimeError(f"{problem}: nothing was published")
+        count = publish_output(self._run_files, self._replace)
+        LOG.info("published %d file(s) of run %s", count, self._run_files.run_id)
+        if self._after_publish is not None:
+            self._after_publish()
+        fs, output, _ = self._run_files.paths()
+        release_lock(fs, output, self._run_files.run_id)

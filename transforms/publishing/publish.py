@@ -29,25 +29,17 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 import uuid
-from typing import Any, Callable
-
-import apache_beam as beam
 
 from inference_enrich.pipelines.errors import JobFailed
 from inference_enrich.transforms.bundle_files import HANDED_OVER, MANIFEST, RunFiles, read_manifest
-from inference_enrich.transforms.dead_letters import DEAD_LETTER_DIR
+from inference_enrich.transforms.publishing.output_dir import (
+    DEAD_LETTER_DIR, LOCK, PUBLISH_PLAN, SUCCESS, is_ours, output_files, published_files, read_lock,
+    success_marker, write_success,
+)
 
 LOG = logging.getLogger(__name__)
-SUCCESS = "_SUCCESS"
-LOCK = ".enrich-lock.json"
-"""The run that holds it writes to the output directory (``output_guard.OutputLock``)."""
-PUBLISH_PLAN = "_publish.json"
-OUR_PART = re.compile(r"^part-[0-9a-f]{32}(\.parquet|\.jsonl)?$")
-"""The names ``BundleFileWriter`` gives its files (a uuid4 in hex): what a ``_SUCCESS``
-written before it listed its files tells us is ours."""
 
 
 def new_run_id() -> str:
@@ -70,9 +62,7 @@ def publish_output(run_files: RunFiles, replace: bool) -> int:
             fs.rm(f"{output}/{name}")
     for name in names:
         run_files.publish_file(name)
-    with fs.open(f"{output}/{SUCCESS}", "wt", encoding="utf-8") as stream:
-        json.dump({"run_id": run_files.run_id, "files": len(names), "published": published,
-                   "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, stream)
+    write_success(fs, output, run_files.run_id, len(names), published)
     _remove(fs, staging)
     return len(names)
 
@@ -84,17 +74,6 @@ def _files_left_staged(run_files: RunFiles) -> bool:
     if not fs.exists(f"{staging}/{MANIFEST}"):
         return False
     return any(fs.exists(f"{staging}/{name}") for name in read_manifest(run_files))
-
-
-def published_files(fs, output: str, marker: dict) -> list[str]:
-    """The files earlier enrich runs published in ``output``, as ``_SUCCESS`` (``marker``)
-    lists them. A ``_SUCCESS`` of a version that did not list them: the files with the names
-    our writers give (``part-<32 hex digits>``), the only ones such a run can have written."""
-    if isinstance(marker.get("published"), list):
-        return [name for name in marker["published"] if _is_relative_name(name)]
-    if "run_id" not in marker:
-        return []
-    return [name for name in _listing(fs, output) if OUR_PART.match(name.rsplit("/", 1)[-1])]
 
 
 def _plan(run_files: RunFiles, marker: dict, replace: bool) -> tuple[list[str], list[str], list[str]]:
@@ -129,12 +108,6 @@ def _dead_letters_published(fs, output: str) -> list[str]:
     return [f"{DEAD_LETTER_DIR}/{name}" for name in names if "/" not in name]
 
 
-def _is_relative_name(name: object) -> bool:
-    """A manifest entry that names a file inside the output (never one outside it)."""
-    return isinstance(name, str) and bool(name) and not name.startswith("/") \
-        and ".." not in name.split("/")
-
-
 def discard_staging(run_files: RunFiles) -> None:
     """After a failed run: drop what it staged (best effort; the output was never touched)."""
     fs, output, staging = run_files.paths()
@@ -166,96 +139,22 @@ def finish_streaming(run_files: RunFiles) -> None:
     elif fs.exists(staging):
         fs.rm(staging, recursive=True)
     earlier = published_files(fs, output, success_marker(fs, output))
-    added = [name for name in _listing(fs, output)
-             if OUR_PART.match(name.rsplit("/", 1)[-1]) and name not in earlier]
+    added = [name for name in output_files(fs, output) if is_ours(name) and name not in earlier]
     if not added and fs.exists(f"{output}/{SUCCESS}"):
         return
     fs.makedirs(output, exist_ok=True)
-    with fs.open(f"{output}/{SUCCESS}", "wt", encoding="utf-8") as stream:
-        json.dump({"run_id": run_files.run_id, "files": len(added), "published": sorted({*earlier, *added}),
-                   "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, stream)
-
-
-class PublishOutput(beam.DoFn):
-    """Publishes the run's output inside the pipeline, once ``CommitManifest`` has written
-    the manifest (its single output), then runs ``after_publish`` (committing the Kafka end
-    offsets) and releases the run's lock on the output: for launchers that do not wait for
-    the job, such as a Dataflow Flex Template's. A retried attempt finishes what an earlier
-    one began (``publish_output`` is idempotent). It refuses to publish unless the records
-    that reached the writers (output and dead letters) number exactly the records read, and
-    the share of dead letters is within ``max_dead_letter_ratio``: the in-pipeline form of
-    ``run_job``'s checks."""
-
-    def __init__(self, run_files: RunFiles, replace: bool,
-                 after_publish: Callable[[], None] | None = None, max_dead_letter_ratio: float = 1.0,
-                 describe: Callable[[list], str] | None = None) -> None:
-        self._run_files = run_files
-        self._replace = replace
-        self._after_publish = after_publish
-        self._max_ratio = max_dead_letter_ratio
-        self._describe = describe
-
-    def process(self, _manifest: Any, records_read: int, records_landed: int, dead_letters: int = 0,
-                digest: list | None = None) -> None:
-        if records_landed != records_read:
-            raise RuntimeError(f"{records_read:,} records were read but {records_landed:,} reached "
-                               "the output or the dead letters: nothing was published")
-        described = self._describe(digest or []) if self._describe is not None else ""
-        problem = dead_letter_problem(records_read, dead_letters, self._max_ratio, described)
-        if problem:
-            raise RuntimeError(f"{problem}: nothing was published")
-        count = publish_output(self._run_files, self._replace)
-        LOG.info("published %d file(s) of run %s", count, self._run_files.run_id)
-        if self._after_publish is not None:
-            self._after_publish()
-        fs, output, _ = self._run_files.paths()
-        release_lock(fs, output, self._run_files.run_id)
+    write_success(fs, output, run_files.run_id, len(added), sorted({*earlier, *added}))
 
 
 def release_lock(fs, output: str, run_id: str) -> None:
     """Remove ``output``'s lock if ``run_id`` holds it (the pipeline's publish step calls
     this too, so a launcher that does not wait leaves no lock behind)."""
-    path = f"{output}/{LOCK}"
-    try:
-        holder = json.loads(fs.cat_file(path))
-    except (FileNotFoundError, ValueError):
-        return
-    if isinstance(holder, dict) and holder.get("run_id") == run_id:
+    holder = read_lock(fs, output)
+    if holder is not None and holder.get("run_id") == run_id:
         try:
-            fs.rm(path)
+            fs.rm(f"{output}/{LOCK}")
         except FileNotFoundError:
             pass
-
-
-def dead_letter_problem(read: int, dead: int, max_ratio: float, digest: str) -> str | None:
-    """Why a run whose share of dead letters exceeds ``max_ratio`` fails, in one line, or None."""
-    if not read or dead <= max_ratio * read:
-        return None
-    return (f"{dead:,} of {read:,} records ({dead / read:.0%}) were dead-lettered, more than "
-            f"--max-dead-letter-ratio {max_ratio:g}" + (f"; {digest}" if digest else ""))
-
-
-def success_marker(fs, output: str) -> dict:
-    """What ``_SUCCESS`` says (run id, file count, published files), or {} when there is
-    none, or it is not ours (Spark's is empty)."""
-    try:
-        with fs.open(f"{output}/{SUCCESS}", "rt", encoding="utf-8") as stream:
-            marker = json.load(stream)
-    except (FileNotFoundError, ValueError):  # none, or not ours (an older or torn write)
-        return {}
-    return marker if isinstance(marker, dict) else {}
-
-
-def _listing(fs, output: str) -> list[str]:
-    """The files in ``output`` and in its dead-letter directory, as names relative to it."""
-    names = []
-    for subdir in ("", f"{DEAD_LETTER_DIR}/"):
-        directory = f"{output}/{subdir}".rstrip("/")
-        if fs.isdir(directory):
-            for path in fs.ls(directory, detail=False):
-                if fs.isfile(path):
-                    names.append(f"{subdir}{path.rstrip('/').rsplit('/', 1)[-1]}")
-    return names
 
 
 def _remove(fs, directory: str) -> None:
