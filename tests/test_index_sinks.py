@@ -14,7 +14,7 @@ from inference_enrich.indexes.base import DOT_REPLACEMENT
 from inference_enrich.indexes.embedded import EmbeddedIndex
 from inference_enrich.inference import infer_texts
 from inference_enrich.pipelines.config import JobConfig
-from inference_enrich.indexes.cluster import TransientBulkError
+from inference_enrich.indexes.cluster_bulk import TransientBulkError
 from inference_enrich.indexes.query import search_index
 from inference_enrich.transforms.write_index import (
     MAX_BUFFERING_SECONDS,
