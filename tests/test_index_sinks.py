@@ -211,6 +211,30 @@ def test_bulk_item_429_that_never_clears_raises_instead_of_dead_lettering(elasti
     assert proxy.injected == [("busy", 429)] * 6  # the first attempt and 5 retries
 
 
+@pytest.mark.parametrize("kind", ["elasticsearch", "opensearch"])
+def test_bulk_item_answered_503_is_retried_or_raises_never_a_dead_letter(kind, request, tmp_path):
+    """An unavailable shard (503 for one item) is transient too. elasticsearch-py's
+    ``streaming_bulk`` retries the item itself (its ``retry_on_status``); opensearch-py's
+    retries 429 items only, so there the write raises and the runner retries the bundle."""
+    upstream = settings_for(kind, request, tmp_path)
+    with FaultProxy(upstream.url, item_faults={"shard-down": [503]}) as proxy:
+        index = open_index(IndexSettings(kind, url=proxy.url, index=upstream.index))
+        index.initial_backoff = 0.01
+        try:
+            index.ensure_index(IndexSpec("text", "embedding"))
+            documents = [("fine", body("fine")), ("shard-down", body("shard-down"))]
+            if kind == "elasticsearch":
+                outcomes = write_by_id(index, documents)
+                assert [(o.doc_id, o.error) for o in outcomes] == [("fine", None), ("shard-down", None)]
+                assert index.count() == 2
+            else:
+                with pytest.raises(TransientBulkError, match="1 documents with a transient status"):
+                    write_by_id(index, documents)
+        finally:
+            index.close()
+    assert proxy.injected == [("shard-down", 503)]
+
+
 def test_bulk_answer_missing_an_item_raises(elasticsearch_url):
     """A bulk answer without an item for a document sent: never counted as written."""
     with FaultProxy(elasticsearch_url, item_faults={"lost": [NO_ANSWER]}) as proxy:
