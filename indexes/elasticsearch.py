@@ -42,8 +42,9 @@ class ElasticsearchIndex(ClusterIndex):
         return {"verify_certs": settings.verify_certs,
                 **({"ca_certs": settings.ca_certs} if settings.ca_certs else {})}
 
-    def streaming_bulk(self, actions: Iterable[dict], **kwargs) -> Iterator[tuple[bool, dict]]:
-        yield from helpers.streaming_bulk(self._client, actions, **kwargs)
+    def streaming_bulk(self, actions: Iterable[dict], retry_on_status: tuple[int, ...],
+                       **kwargs: Any) -> Iterator[tuple[bool, dict]]:
+        yield from helpers.streaming_bulk(self._client, actions, retry_on_status=retry_on_status, **kwargs)
 
     def dense_mapping(self, dims: int) -> tuple[dict, dict]:
         return {"type": "dense_vector", "dims": dims, "index": True, "similarity": "cosine"}, {}

@@ -17,7 +17,8 @@ while it holds the shard's lock and extends it there, so every token keeps one n
 
 A chunked index (``IndexSpec.chunked``) stores one point per chunk, carrying the document id
 and the chunk's position and offsets; the first chunk's point also carries the document (its
-text and passthrough fields), so long texts are stored once. Rewriting a document replaces
+text and passthrough fields), so long texts are stored once (``embedded_points``: documents
+as points and back). Rewriting a document replaces
 its chunks and removes those it no longer has. qdrant-edge has no grouped search, so a search
 takes chunks best first, keeps each document's first (best) one, and asks for more chunks
 until it has ``top_k`` documents or the chunks run out: the ranking is exact.
@@ -30,41 +31,24 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import qdrant_edge as qe
 
-from inference_enrich.indexes.base import (
-    CHUNK_EMBEDDING,
-    END_OFFSET,
-    START_OFFSET,
-    BestChunk,
-    BulkOutcome,
-    Hit,
-    IndexSpec,
-    QueryVector,
-    mismatch_error,
+from inference_enrich.indexes.base import BulkOutcome, Hit, IndexSpec, QueryVector, mismatch_error
+from inference_enrich.indexes.embedded_points import (
+    CHUNK_POSITION_KEY,
+    DOC_ID_KEY,
+    HIDDEN_KEYS,
+    point_id,
+    point_payload,
+    points_of,
+    search_chunks,
 )
 from inference_enrich.indexes.fusion import RANK_CONSTANT, hybrid_by_fusion
 from inference_enrich.indexes.lexical import LexicalIndex
 from inference_enrich.inference.results import SPARSE_EMBEDDING
-
-DOC_ID_KEY = "_doc_id"
-CHUNK_POSITION_KEY, START_OFFSET_KEY, END_OFFSET_KEY = "_chunk", "_start_offset", "_end_offset"
-"""Payload keys of a chunk's point in a chunked index (not shown in hits)."""
-HIDDEN_KEYS = (DOC_ID_KEY, CHUNK_POSITION_KEY, START_OFFSET_KEY, END_OFFSET_KEY)
-_ID_NAMESPACE = uuid.UUID("5b0e4a52-3f0c-4c4e-9d59-3a8f1b0c2f11")
-CHUNKS_FETCHED = 4
-"""A chunked search first takes 4 chunks per document asked for, 4 times more each time the
-chunks of fewer documents fill them."""
-
-
-def point_id(doc_id: str, chunk: int | None = None) -> str:
-    """qdrant wants integer or UUID ids; a name-based UUID keeps re-runs idempotent.
-    ``chunk``: the position of a chunk in a chunked index."""
-    return str(uuid.uuid5(_ID_NAMESPACE, doc_id if chunk is None else json.dumps([doc_id, chunk])))
 
 
 class EmbeddedIndex:
@@ -131,7 +115,7 @@ class EmbeddedIndex:
             known = len(vocabulary)
             points, ids, rejected = [], [], []
             for doc_id, source in documents:
-                document_points = _points(spec, doc_id, source, vocabulary)
+                document_points = points_of(spec, doc_id, source, vocabulary)
                 if not document_points:
                     rejected.append(BulkOutcome(doc_id, "a chunked document needs at least one chunk"))
                     continue
@@ -176,7 +160,7 @@ class EmbeddedIndex:
         shard = self._open()
         try:
             if spec.chunked:
-                return _search_chunks(shard, query, top_k)
+                return search_chunks(shard, query, top_k)
             points = shard.query(qe.QueryRequest(limit=top_k, query=query, with_payload=True))
         finally:
             shard.close()
@@ -201,7 +185,7 @@ class EmbeddedIndex:
                                      with_payload=True, with_vector=False)
         finally:
             shard.close()
-        payloads = {payload[DOC_ID_KEY]: payload for payload in map(_payload, records)}
+        payloads = {payload[DOC_ID_KEY]: payload for payload in map(point_payload, records)}
         return [Hit(doc_id, score, {k: v for k, v in payloads[doc_id].items() if k not in HIDDEN_KEYS})
                 for doc_id, score in found]
 
@@ -224,7 +208,7 @@ class EmbeddedIndex:
                     records, offset = shard.scroll(qe.ScrollRequest(
                         offset=offset, limit=1000, filter=first_chunks if spec.chunked else None,
                         with_payload=True, with_vector=False))
-                    for payload in map(_payload, records):
+                    for payload in map(point_payload, records):
                         ids.append(str(payload[DOC_ID_KEY]))
                         value = payload.get(text_field)
                         texts.append(value if isinstance(value, str) else "")
@@ -258,59 +242,6 @@ class EmbeddedIndex:
 
     def close(self) -> None:
         """Nothing stays open between calls."""
-
-
-def _points(spec: IndexSpec, doc_id: str, source: dict[str, Any], vocabulary: dict[str, int]) -> list[qe.Point]:
-    """The points of one document: itself, or one per chunk (the first carrying the document)."""
-    field = spec.output_field
-    payload = {k: v for k, v in source.items() if k != field}
-    payload[DOC_ID_KEY] = doc_id
-    if not spec.chunked:
-        return [qe.Point(point_id(doc_id), {field: _vector(source[field], vocabulary)}, payload)]
-    points = []
-    for position, chunk in enumerate(source[field]):
-        chunk_payload = {**(payload if position == 0 else {DOC_ID_KEY: doc_id}), CHUNK_POSITION_KEY: position,
-                         START_OFFSET_KEY: chunk[START_OFFSET], END_OFFSET_KEY: chunk[END_OFFSET]}
-        vector = {field: _vector(chunk[CHUNK_EMBEDDING], vocabulary)}
-        points.append(qe.Point(point_id(doc_id, position), vector, chunk_payload))
-    return points
-
-
-def _search_chunks(shard: qe.EdgeShard, query: qe.Query, top_k: int) -> list[Hit]:
-    """The ``top_k`` documents whose best chunks score highest, each with its best chunk."""
-    limit = top_k * CHUNKS_FETCHED
-    while True:
-        chunks = shard.query(qe.QueryRequest(limit=limit, query=query,
-                                             with_payload=[DOC_ID_KEY, START_OFFSET_KEY, END_OFFSET_KEY]))
-        best: dict[str, Any] = {}  # doc id -> its best chunk: chunks come best first
-        for chunk in chunks:
-            best.setdefault(_payload(chunk)[DOC_ID_KEY], chunk)
-        if len(best) >= top_k or len(chunks) < limit:
-            break
-        limit *= CHUNKS_FETCHED
-    top = list(best.items())[:top_k]
-    first_chunks = shard.retrieve([point_id(doc_id, 0) for doc_id, _ in top], with_payload=True, with_vector=False)
-    documents = {payload[DOC_ID_KEY]: payload for payload in map(_payload, first_chunks)}
-    return [
-        Hit(doc_id, float(chunk.score), {k: v for k, v in documents[doc_id].items() if k not in HIDDEN_KEYS},
-            BestChunk(int(_payload(chunk)[START_OFFSET_KEY]), int(_payload(chunk)[END_OFFSET_KEY])))
-        for doc_id, chunk in top
-    ]
-
-
-def _payload(point: Any) -> dict[str, Any]:
-    """A retrieved or found point's payload: every query here asks for it."""
-    if point.payload is None:
-        raise ValueError(f"point {point.id} came back without its payload")
-    return point.payload
-
-
-def _vector(value, vocabulary: dict[str, int]):
-    """A sparse vector (new tokens get the next numbers in ``vocabulary``) or a dense one."""
-    if isinstance(value, dict):
-        indices = [vocabulary.setdefault(token, len(vocabulary)) for token in value]
-        return qe.SparseVector(indices, [float(w) for w in value.values()])
-    return [float(v) for v in value]
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -87,30 +87,6 @@ class ChunkedEmbedding:
 
 InferenceResult = SparseEmbedding | TextEmbedding | ChunkedEmbedding
 
-RESULT_TYPES: dict[str, type] = {SPARSE_EMBEDDING: SparseEmbedding, TEXT_EMBEDDING: TextEmbedding}
-"""task type -> its result type."""
-
-
-def result_from_embedding(task_type: str, embedding: Any, is_truncated: bool,
-                          chunked: bool = False) -> InferenceResult:
-    """The result whose ``.embedding`` is ``embedding`` (what an enriched record carries):
-    with ``chunked``, a ``ChunkedEmbedding`` of the list of chunk dicts, else the task type's
-    result type. Said, not guessed from the value (an empty list fits both); a value of the
-    other shape is refused here, so a writer set up for the wrong endpoint fails loudly
-    instead of sending chunk lists into a vector field."""
-    if chunked:
-        if not isinstance(embedding, list) or not all(isinstance(item, dict) for item in embedding):
-            raise TypeError(f"a chunked endpoint's output field holds a list of chunks, got "
-                            f"{type(embedding).__name__}")
-        chunks = tuple(
-            EmbeddedChunk(item["start_offset"], item["end_offset"], item["embedding"]) for item in embedding
-        )
-        return ChunkedEmbedding(chunks, is_truncated)
-    if isinstance(embedding, list) and embedding and isinstance(embedding[0], dict):
-        raise TypeError(f"a {task_type} output field holds one embedding, got a list of chunks "
-                        "(is the writer set up for a chunking endpoint?)")
-    return RESULT_TYPES[task_type](embedding, is_truncated)
-
 
 def to_inference_response(task_type: str, results: Sequence[InferenceResult]) -> dict[str, Any]:
     """The body Elasticsearch's ``POST _inference/<task_type>/<id>`` would return."""

@@ -187,15 +187,31 @@ def test_the_yaml_writers_take_a_chunking_endpoints_output(tmp_path):
     assert len(spans) == 5 and spans[0][0] == 0 and spans[-1][1] == len(text)
 
 
-def test_a_writer_set_up_for_the_wrong_shape_fails_loudly():
-    from inference_enrich.inference.results import result_from_embedding
+@pytest.mark.parametrize("result, chunked, error", [
+    ("chunks", False, "an output that is not chunked takes whole-text results, got ChunkedEmbedding"),
+    ("whole", True, "a chunked output takes chunked results, got SparseEmbedding"),
+    ("dict", False, "WriteEnrichedParquet takes the records Enrich emits (EnrichedDocument), got dict"),
+])
+def test_a_writer_set_up_for_the_wrong_shape_fails_loudly(tmp_path, result, chunked, error):
+    """Chunk lists never go into a whole-text column (nor the reverse), and a plain dict is
+    not taken for an enriched record: the pipeline fails with one line saying so."""
+    import apache_beam as beam
 
-    chunks = [{"start_offset": 0, "end_offset": 4, "embedding": {"word": 1.0}}]
-    with pytest.raises(TypeError, match="got a list of chunks"):
-        result_from_embedding("sparse_embedding", chunks, False)
-    with pytest.raises(TypeError, match="holds a list of chunks, got dict"):
-        result_from_embedding("sparse_embedding", {"word": 1.0}, False, chunked=True)
-    assert result_from_embedding("sparse_embedding", chunks, False, chunked=True).chunks[0].end_offset == 4
+    from inference_enrich.inference.results import ChunkedEmbedding, EmbeddedChunk, SparseEmbedding
+    from inference_enrich.transforms.documents import Document, EnrichedDocument
+    from inference_enrich.transforms.write_parquet import WriteEnrichedParquet
+
+    document = Document("d", "Wait.", {"id": "d", "text": "Wait."})
+    element = {
+        "chunks": EnrichedDocument(document, ChunkedEmbedding((EmbeddedChunk(0, 4, {"word": 1.0}),))),
+        "whole": EnrichedDocument(document, SparseEmbedding({"word": 1.0}, False)),
+        "dict": {"id": "d", "text": "Wait.", "embedding": {"word": 1.0}, "is_truncated": False},
+    }[result]
+    with pytest.raises(Exception, match=re.escape(error)):
+        with beam.Pipeline(runner="FnApiRunner") as pipeline:
+            _ = (pipeline | beam.Create([element])
+                 | WriteEnrichedParquet(str(tmp_path / "out"), "text", "embedding", "sparse_embedding",
+                                        chunked=chunked))
 
 
 def test_the_examples_output_folders_are_git_ignored():

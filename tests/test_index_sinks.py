@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from contextlib import contextmanager
 
 import pytest
 
@@ -14,7 +15,7 @@ from inference_enrich.indexes.base import DOT_REPLACEMENT
 from inference_enrich.indexes.embedded import EmbeddedIndex
 from inference_enrich.inference import infer_texts
 from inference_enrich.pipelines.config import JobConfig
-from inference_enrich.indexes.cluster import TransientBulkError
+from inference_enrich.indexes.cluster_bulk import TransientBulkError
 from inference_enrich.indexes.query import search_index
 from inference_enrich.transforms.write_index import (
     MAX_BUFFERING_SECONDS,
@@ -153,6 +154,20 @@ def body(text: str, **fields) -> dict:
     return {"text": text, "embedding": {"word": 1.0}, "is_truncated": False, **fields}
 
 
+@contextmanager
+def index_through_proxy(upstream: IndexSettings, item_faults: dict[str, list[int]]):
+    """The index of ``upstream`` reached through a ``FaultProxy`` that injects ``item_faults``,
+    created with the default spec and a short retry backoff; closed afterwards."""
+    with FaultProxy(upstream.url, item_faults=item_faults) as proxy:
+        index = open_index(IndexSettings(upstream.kind, url=proxy.url, index=upstream.index))
+        index.initial_backoff = 0.01
+        try:
+            index.ensure_index(IndexSpec("text", "embedding"))
+            yield index, proxy
+        finally:
+            index.close()
+
+
 @pytest.mark.parametrize("kind", ["elasticsearch", "opensearch"])
 def test_document_id_repeated_in_one_bulk_last_write_wins_both_accounted_for(kind, request, tmp_path):
     """One buffer holding an id twice, its first version answered 429 once: the retried
@@ -160,23 +175,17 @@ def test_document_id_repeated_in_one_bulk_last_write_wins_both_accounted_for(kin
     rejected second version of "c" does not make the first one a dead letter), and the
     index keeps the last version that was accepted."""
     upstream = settings_for(kind, request, tmp_path)
-    with FaultProxy(upstream.url, item_faults={"a": [429]}) as proxy:
-        index = open_index(IndexSettings(kind, url=proxy.url, index=upstream.index))
-        index.initial_backoff = 0.01
-        try:
-            index.ensure_index(IndexSpec("text", "embedding"))
-            write_by_id(index, [("seed", body("seed", year=1))])  # maps "year" as a number
-            documents = [("a", body("first a", year=1)), ("b", body("b", year=2)), ("c", body("first c", year=3)),
-                         ("a", body("second a", year=4)), ("c", body("second c", year="not a number"))]
-            outcomes = write_by_id(index, documents)
-            assert [o.doc_id for o in outcomes] == ["a", "b", "c", "a", "c"]
-            assert [o.error is None for o in outcomes] == [True, True, True, True, False]
-            assert "status 400" in outcomes[4].error and "year" in outcomes[4].error
-            index.count()  # refresh
-            stored = {doc_id: index._client.get(index=upstream.index, id=doc_id)["_source"]["text"]
-                      for doc_id in ("a", "c")}
-        finally:
-            index.close()
+    with index_through_proxy(upstream, {"a": [429]}) as (index, proxy):
+        write_by_id(index, [("seed", body("seed", year=1))])  # maps "year" as a number
+        documents = [("a", body("first a", year=1)), ("b", body("b", year=2)), ("c", body("first c", year=3)),
+                     ("a", body("second a", year=4)), ("c", body("second c", year="not a number"))]
+        outcomes = write_by_id(index, documents)
+        assert [o.doc_id for o in outcomes] == ["a", "b", "c", "a", "c"]
+        assert [o.error is None for o in outcomes] == [True, True, True, True, False]
+        assert "status 400" in outcomes[4].error and "year" in outcomes[4].error
+        index.count()  # refresh
+        stored = {doc_id: index._client.get(index=upstream.index, id=doc_id)["_source"]["text"]
+                  for doc_id in ("a", "c")}
     assert proxy.injected == [("a", 429)]
     assert stored == {"a": "second a", "c": "first c"}
 
@@ -209,6 +218,23 @@ def test_bulk_item_429_that_never_clears_raises_instead_of_dead_lettering(elasti
         finally:
             index.close()
     assert proxy.injected == [("busy", 429)] * 6  # the first attempt and 5 retries
+
+
+@pytest.mark.parametrize("kind", ["elasticsearch", "opensearch"])
+def test_bulk_item_answered_503_is_retried_or_raises_never_a_dead_letter(kind, request, tmp_path):
+    """An unavailable shard (503 for one item) is transient too. elasticsearch-py's
+    ``streaming_bulk`` retries the item itself (its ``retry_on_status``); opensearch-py's
+    retries 429 items only, so there the write raises and the runner retries the bundle."""
+    with index_through_proxy(settings_for(kind, request, tmp_path), {"shard-down": [503]}) as (index, proxy):
+        documents = [("fine", body("fine")), ("shard-down", body("shard-down"))]
+        if kind == "elasticsearch":
+            outcomes = write_by_id(index, documents)
+            assert [(o.doc_id, o.error) for o in outcomes] == [("fine", None), ("shard-down", None)]
+            assert index.count() == 2
+        else:
+            with pytest.raises(TransientBulkError, match="1 documents with a transient status"):
+                write_by_id(index, documents)
+    assert proxy.injected == [("shard-down", 503)]
 
 
 def test_bulk_answer_missing_an_item_raises(elasticsearch_url):

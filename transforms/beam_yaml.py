@@ -169,8 +169,9 @@ class ReadDocuments(beam.PTransform):
 
 class Enrich(beam.PTransform):
     """Calls an inference endpoint on each record's text, in token-budgeted batches. Takes
-    rows, dicts or ``ReadDocuments``' documents; output ``enriched``: dicts, the input fields
-    plus the output field, ``is_truncated`` and ``id``.
+    rows, dicts or ``ReadDocuments``' documents; output ``enriched``: enriched records
+    (``EnrichedRecord``: mappings of the input fields plus the output field, ``is_truncated``
+    and ``id``), which the writers take as they are.
 
     Args:
       inference_id: the endpoint to call, an id in the endpoints file.

@@ -17,8 +17,13 @@ fix and replay the input::
 A line-based file read in byte ranges (``line_ranges``) gives every record its ``offset``
 and, only in the range that starts the file, its ``line``: counting lines before a range's
 start would mean reading the file up to it. (``source``, ``line`` and ``offset`` are absent
-for records that come from a user's own pipeline through ``Enrich``.) An enriched record, what ``Enrich`` emits and the writers also take, is
-the input record plus the output field, ``is_truncated`` and ``id`` (``enriched_record``).
+for records that come from a user's own pipeline through ``Enrich``.)
+
+An ``EnrichedDocument`` (a document and its inference result) is the one record type from
+inference to the writers; each writer makes the form its format needs from it (the Parquet
+row, the index document body). ``Enrich`` emits ``EnrichedRecord``s, ``EnrichedDocument``s
+that also read as the enriched record (the input record plus the output field,
+``is_truncated`` and ``id``).
 """
 
 from __future__ import annotations
@@ -26,9 +31,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from inference_enrich.inference.results import InferenceResult, result_from_embedding
+from inference_enrich.inference.results import InferenceResult
 from inference_enrich.transforms.writable import unwritable_part
 
 PARSE = "parse"
@@ -173,28 +179,50 @@ ENRICHED_FIELDS = ("id", "is_truncated")
 """Fields every enriched record has besides the text and output fields."""
 
 
-def enriched_record(enriched: EnrichedDocument, output_field: str) -> dict[str, Any]:
-    """The input record plus ``output_field`` (the embedding), ``is_truncated`` and ``id``
-    (the id field's value as a string, else the record's stable hash); these win over
-    input fields of the same names."""
-    result = enriched.result
-    return {
-        **enriched.document.record,
-        output_field: result.embedding,
-        "is_truncated": result.is_truncated,
-        "id": enriched.document.id,
-    }
+@dataclass(frozen=True, eq=False, repr=False)
+class EnrichedRecord(EnrichedDocument, Mapping[str, Any]):
+    """What ``Enrich`` emits: an ``EnrichedDocument`` that also reads as the enriched record,
+    a read-only mapping of the input fields plus ``output_field`` (the embedding),
+    ``is_truncated`` and ``id`` (the id field's value as a string, else the record's stable
+    hash), which win over input fields of the same names. ``dict(record)`` is a plain dict.
+    The writers take it as the ``EnrichedDocument`` it is: nothing is converted back."""
+
+    output_field: str = "embedding"
+
+    def __getitem__(self, key: str) -> Any:
+        if key == self.output_field:
+            return self.result.embedding
+        if key == "is_truncated":
+            return self.result.is_truncated
+        if key == "id":
+            return self.document.id
+        return self.document.record[key]
+
+    def __iter__(self) -> Iterator[str]:
+        """The keys in the order of ``{**record, output_field: ..., "is_truncated": ..., "id": ...}``."""
+        record = self.document.record
+        yield from record
+        yield from (key for key in (self.output_field, "is_truncated", "id") if key not in record)
+
+    def __len__(self) -> int:
+        return len(self.document.record.keys() | {self.output_field, *ENRICHED_FIELDS})
+
+    def __eq__(self, other: object) -> bool:
+        return Mapping.__eq__(self, other)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({dict(self)!r})"
 
 
-def as_enriched_document(
-    element: EnrichedDocument | dict[str, Any], text_field: str, output_field: str, task_type: str,
-    chunked: bool = False,
-) -> EnrichedDocument:
-    """``element`` itself, or the ``EnrichedDocument`` of an enriched record (the inverse of
-    ``enriched_record``), so that writers take what ``Enrich`` emits. ``chunked``: the output
-    field holds ``[{"start_offset", "end_offset", "embedding"}, ...]`` (a ``ChunkedEmbedding``)."""
-    if isinstance(element, EnrichedDocument):
-        return element
-    record = {k: v for k, v in element.items() if k not in (output_field, "is_truncated")}
-    result = result_from_embedding(task_type, element[output_field], bool(element["is_truncated"]), chunked)
-    return EnrichedDocument(Document(str(element["id"]), element[text_field], record), result)
+def enriched_record(enriched: EnrichedDocument, output_field: str) -> EnrichedRecord:
+    """``enriched`` as the record ``Enrich`` emits, its embedding under ``output_field``."""
+    return EnrichedRecord(enriched.document, enriched.result, output_field)
+
+
+def require_enriched(element: object, writer: str) -> EnrichedDocument:
+    """``element``, which a writer takes only as an ``EnrichedDocument`` (what ``Enrich`` and
+    the job's inference step emit); anything else fails with a one-line ``TypeError``."""
+    if not isinstance(element, EnrichedDocument):
+        raise TypeError(f"{writer} takes the records Enrich emits (EnrichedDocument), got "
+                        f"{type(element).__name__}")
+    return element

@@ -5,10 +5,11 @@
 Records are dicts or ``beam.Row``s (or ``Document``s from ``ReadDocuments``, already
 validated). Each record is validated with the job's rules (``documents.to_document``: an
 object with a non-empty string text field), enriched by the same ``EnrichDocuments`` step the
-job runs, and emitted as a dict: the input fields plus the output field, ``is_truncated`` and
-``id``. A record that is invalid or that the tokenizer or the model fails on comes out on
-``dead_letter`` instead, as ``{"stage", "error", "record"}``; every record ends in exactly one
-of the two.
+job runs, and emitted as an ``EnrichedRecord``: the ``EnrichedDocument`` the writers take,
+which also reads as a mapping of the input fields plus the output field, ``is_truncated`` and
+``id`` (``dict(record)`` for a plain dict). A record that is invalid or that the tokenizer or
+the model fails on comes out on ``dead_letter`` instead, as ``{"stage", "error", "record"}``;
+every record ends in exactly one of the two.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from inference_enrich.transforms.runner_support import refuse_lossy_runner
 class EnrichOutputs(NamedTuple):
     """What ``Enrich`` returns: unpack it, or use the names."""
 
-    enriched: PCollection  # dicts: input fields + output field, is_truncated, id
+    enriched: PCollection  # EnrichedRecords: mappings of input fields + output field, is_truncated, id
     dead_letter: PCollection  # dicts: stage, error, record
 
 

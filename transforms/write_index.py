@@ -23,8 +23,8 @@ from inference_enrich.inference.results import ChunkedEmbedding
 from inference_enrich.transforms.buffering import BufferedElement, BufferingDoFn
 from inference_enrich.transforms.documents import (
     EnrichedDocument,
-    as_enriched_document,
     document_dead_letter,
+    require_enriched,
 )
 from inference_enrich.transforms.metrics import METRICS_NAMESPACE
 from inference_enrich.transforms.writable import UnwritableValue, index_json
@@ -124,7 +124,7 @@ class WriteToIndexDoFn(BufferingDoFn):
     def flush(self, buffered: list[BufferedElement]) -> Iterator[WindowedValue]:
         bodies, sendable = [], []
         for entry in buffered:
-            enriched = entry.element
+            enriched = require_enriched(entry.element, "WriteToSearchIndex")
             source, renamed = index_source(enriched, self._spec)
             try:  # one value the index cannot hold must not fail the whole bulk request
                 source = index_json(source)
@@ -174,7 +174,7 @@ class OneWriterBatches(beam.PTransform):
 
 
 class WriteToSearchIndex(beam.PTransform):
-    """Enriched documents (or the enriched dicts ``Enrich`` emits) -> a search index; returns
+    """Enriched documents (what ``Enrich`` emits) -> a search index; returns
     the dead letters of rejected documents.
 
     ``max_buffering_duration_secs``: the embedded index's time bound on a batch (see the
@@ -188,10 +188,6 @@ class WriteToSearchIndex(beam.PTransform):
         self._max_buffering_duration_secs = max_buffering_duration_secs
 
     def expand(self, enriched):
-        spec = self._spec
-        enriched = enriched | "AsEnrichedDocuments" >> beam.Map(
-            as_enriched_document, spec.text_field, spec.output_field, spec.task_type, spec.chunked
-        )
         if self._settings.kind == "embedded":  # one writer: gather under one key first
             enriched = (
                 enriched

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from inference_enrich.inference.results import SPARSE_EMBEDDING, ChunkedEmbedding, InferenceResult
 from inference_enrich.transforms.bundle_files import BundleFileWriter, RunFiles
-from inference_enrich.transforms.documents import EnrichedDocument, as_enriched_document
+from inference_enrich.transforms.documents import EnrichedDocument, require_enriched
 from inference_enrich.transforms.publishing.write_and_publish import WriteAndPublish
 
 RESERVED_COLUMNS = ("id", "is_truncated", "passthrough")
@@ -91,8 +91,8 @@ class ParquetBundleWriter(BundleFileWriter):
         self._writer = pq.ParquetWriter(stream, self._schema)
         self._rows: list[EnrichedDocument] = []
 
-    def write(self, element: EnrichedDocument) -> None:
-        self._rows.append(element)
+    def write(self, element: object) -> None:
+        self._rows.append(require_enriched(element, "WriteEnrichedParquet"))
         if len(self._rows) >= ROW_GROUP_ROWS:
             self._write_row_group()
 
@@ -140,7 +140,7 @@ class ParquetBundleWriter(BundleFileWriter):
 
 
 class WriteEnrichedParquet(beam.PTransform):
-    """Enriched documents (or the enriched dicts ``Enrich`` emits) -> ``part-*.parquet``;
+    """Enriched documents (what ``Enrich`` emits) -> ``part-*.parquet``;
     returns the names of the files written by committed bundles (see ``bundle_files``)."""
 
     def __init__(
@@ -161,8 +161,7 @@ class WriteEnrichedParquet(beam.PTransform):
         return ParquetBundleWriter(run_files, *self._fields)
 
     def expand(self, enriched):
-        documents = enriched | "AsEnrichedDocuments" >> beam.Map(as_enriched_document, *self._fields)
         if isinstance(self._output, RunFiles):
-            return documents | "WriteParquetFiles" >> beam.ParDo(self._writer(self._output))
-        return documents | "WriteParquetFiles" >> WriteAndPublish(self._writer, self._output,
+            return enriched | "WriteParquetFiles" >> beam.ParDo(self._writer(self._output))
+        return enriched | "WriteParquetFiles" >> WriteAndPublish(self._writer, self._output,
                                                                  announce=self._announce)
