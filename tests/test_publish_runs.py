@@ -13,7 +13,7 @@ import apache_beam as beam
 import pyarrow.dataset as ds
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.testing.test_stream import TestStream
+from apache_beam.testing import test_stream
 
 from inference_enrich import DEAD_LETTER_TAG, Enrich, ReadDocuments, WriteDeadLetters, WriteEnrichedParquet
 from inference_enrich.pipelines import enrich
@@ -115,7 +115,7 @@ def test_a_publish_killed_midway_is_finished_by_the_next_run(tmp_path, monkeypat
 
 def test_unbounded_input_is_refused_on_a_runner_without_bundle_finalization(tmp_path):
     pipeline = beam.Pipeline(options=PipelineOptions(["--runner=BundleBasedDirectRunner", "--streaming"]))
-    letters = pipeline | TestStream().add_elements(
+    letters = pipeline | test_stream.TestStream().add_elements(
         [{"stage": "x", "error": f"e{i}"} for i in range(3)]).advance_watermark_to_infinity()
     with pytest.raises(ValueError, match="unbounded input .*bundle finalization"):
         _ = letters | WriteDeadLetters(str(tmp_path / "out"))
