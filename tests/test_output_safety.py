@@ -130,6 +130,24 @@ def test_an_output_published_before_the_manifest_existed_is_still_replaced(tmp_p
                   if p not in files) == sorted(names)
 
 
+def test_a_success_file_naming_files_outside_the_output_never_removes_them(tmp_path):
+    """``_SUCCESS`` is a file in the user's directory: a hand-edited or hostile one may list
+    ``../victim`` or an absolute path. An overwrite removes only files inside the output."""
+    output = tmp_path / "out"
+    run(JobConfig(input=[str(corpus(tmp_path / "a.jsonl", "a", 2))], output=str(output)))
+    outside = tmp_path / "victim.txt"
+    outside.write_text("keep me")
+    absolute = tmp_path / "elsewhere" / "part-abs.txt"
+    absolute.parent.mkdir()
+    absolute.write_text("keep me too")
+    marker = json.loads((output / SUCCESS).read_text())
+    marker["published"] += ["../victim.txt", str(absolute), "", 7]
+    (output / SUCCESS).write_text(json.dumps(marker))
+    run(JobConfig(input=[str(corpus(tmp_path / "b.jsonl", "b", 1))], output=str(output)))
+    assert outside.read_text() == "keep me" and absolute.read_text() == "keep me too"
+    assert set(read_output(str(output))) == {"b-0"}
+
+
 def test_no_run_removes_another_runs_staging(tmp_path):
     """Old code: publishing removed every .staging-* directory, another live run's too."""
     output = tmp_path / "out"
