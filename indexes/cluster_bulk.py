@@ -2,17 +2,22 @@
 
 The clients' ``helpers.streaming_bulk`` chunks and sends the actions and retries the items a
 busy cluster answers with a transient status, with exponential backoff (its ``max_retries``,
-``initial_backoff``, ``max_backoff``; elasticsearch-py retries the statuses of
-``RETRY_ITEM_STATUS``, opensearch-py only 429). It yields retried items after the others, so
-every answer is paired with its document by the ``_id`` the server names, never by position.
-An item still answered with a transient status after the retries raises
-``TransientBulkError``, so Beam retries the bundle or the job fails loudly: a busy cluster
-never turns documents into dead letters. Any other item error is the server rejecting that
-document: its outcome carries the server's error and it becomes a dead letter."""
+``initial_backoff``, ``max_backoff``). elasticsearch-py retries every status of
+``RETRY_ITEM_STATUS``; opensearch-py retries 429 only, so the items it hands back answered
+502-504 are sent again here, the same number of times with the same backoff. The helpers
+yield retried items after the others (they pair a resent item with its answer by position,
+as the bulk API answers in request order); we pair every answer with its document by the
+``_id`` the server names, so an answer for a document not sent, a second answer, or a
+document left unanswered raises instead of being counted. An item still answered with a
+transient status after the retries raises ``TransientBulkError``, so Beam retries the bundle
+or the job fails loudly: a busy cluster never turns documents into dead letters. Any other
+item error is the server rejecting that document: its outcome carries the server's error and
+it becomes a dead letter."""
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, Iterable, Iterator
 
 from inference_enrich.indexes.base import BulkOutcome
@@ -33,11 +38,13 @@ class ClusterBulk(ClusterClient):
     item_retries = MAX_RETRIES
     initial_backoff = 1.0  # seconds; doubled per retry up to max_backoff
     max_backoff = 30.0
+    client_retried_item_status: tuple[int, ...] = RETRY_ITEM_STATUS
+    """The item statuses the client's ``streaming_bulk`` retries itself; we resend the rest."""
 
     def streaming_bulk(self, actions: Iterable[dict], retry_on_status: tuple[int, ...],
                        **kwargs: Any) -> Iterator[tuple[bool, dict]]:
         """The client's ``helpers.streaming_bulk``, retrying items answered ``retry_on_status``
-        where the client can (the others retry 429 only)."""
+        where the client can (see ``client_retried_item_status``)."""
         raise NotImplementedError
 
     def bulk(self, documents: Iterable[tuple[str, dict[str, Any]]]) -> Iterator[BulkOutcome]:
@@ -45,15 +52,32 @@ class ClusterBulk(ClusterClient):
         pending = dict(documents)
         if len(pending) != len(documents):
             raise ValueError("one bulk call takes each document id once (answers are matched by id)")
+        for resend in range(self.item_retries + 1):
+            transient = yield from self._outcomes(pending)
+            if not transient:
+                return
+            if resend == self.item_retries or any(
+                    status in self.client_retried_item_status for status in transient.values()):
+                break  # the client has retried these already, or we have as often
+            time.sleep(min(self.max_backoff, self.initial_backoff * 2 ** resend))
+            pending = {doc_id: pending[doc_id] for doc_id in transient}
+        raise TransientBulkError(
+            f"{self.engine} still answered {len(transient)} documents with a transient status after "
+            f"{self.item_retries} retries (e.g. '{next(iter(transient))}'); retrying the bundle"
+        )
+
+    def _outcomes(self, pending: dict[str, dict[str, Any]]) -> Iterator[BulkOutcome]:
+        """One ``streaming_bulk`` of ``pending``: an outcome per document written or rejected;
+        returns the documents still answered with a transient status (id -> status)."""
         answered: set[str] = set()
-        transient: list[str] = []
+        transient: dict[str, int] = {}
         for doc_id, status, error in self._send(pending):
             if doc_id not in pending or doc_id in answered:
                 raise RuntimeError(f"{self.engine} answered for document '{doc_id}', which was "
                                    "not in the request or was answered already")
             answered.add(doc_id)
             if status in RETRY_ITEM_STATUS:
-                transient.append(doc_id)
+                transient[doc_id] = status
             elif error is None:
                 yield BulkOutcome(doc_id)
             else:
@@ -62,11 +86,7 @@ class ClusterBulk(ClusterClient):
             missing = next(doc_id for doc_id in pending if doc_id not in answered)
             raise RuntimeError(f"{self.engine} gave no answer for {len(pending) - len(answered)} of "
                                f"{len(pending)} documents (e.g. '{missing}')")
-        if transient:
-            raise TransientBulkError(
-                f"{self.engine} still answered {len(transient)} documents with a transient status after "
-                f"{self.item_retries} retries (e.g. '{transient[0]}'); retrying the bundle"
-            )
+        return transient
 
     def _send(self, documents: dict[str, dict[str, Any]]) -> Iterator[tuple[str, int, str | None]]:
         """(id, status, error JSON or None) per item answered, as the server names them."""

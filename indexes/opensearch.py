@@ -40,10 +40,12 @@ class OpenSearchIndex(ClusterIndex):
         return {"use_ssl": True, "verify_certs": settings.verify_certs,
                 **({"ca_certs": settings.ca_certs} if settings.ca_certs else {})}
 
+    client_retried_item_status = (429,)  # opensearch-py's helper has no retry_on_status
+
     def streaming_bulk(self, actions: Iterable[dict], retry_on_status: tuple[int, ...],
                        **kwargs: Any) -> Iterator[tuple[bool, dict]]:
-        """opensearch-py's helper retries items answered 429 only; an item answered 502-504
-        raises ``TransientBulkError`` after the others (Beam retries the bundle)."""
+        """opensearch-py's helper retries items answered 429 only; ``bulk`` resends the
+        items it hands back answered 502-504."""
         return helpers.streaming_bulk(self._client, actions, **kwargs)
 
     def dense_mapping(self, dims: int) -> tuple[dict, dict]:

@@ -221,20 +221,28 @@ def test_bulk_item_429_that_never_clears_raises_instead_of_dead_lettering(elasti
 
 
 @pytest.mark.parametrize("kind", ["elasticsearch", "opensearch"])
-def test_bulk_item_answered_503_is_retried_or_raises_never_a_dead_letter(kind, request, tmp_path):
-    """An unavailable shard (503 for one item) is transient too. elasticsearch-py's
-    ``streaming_bulk`` retries the item itself (its ``retry_on_status``); opensearch-py's
-    retries 429 items only, so there the write raises and the runner retries the bundle."""
+def test_bulk_item_answered_503_once_is_retried_and_written(kind, request, tmp_path):
+    """An unavailable shard (503 for one item, once) is transient: the item is sent again and
+    written, on both engines. elasticsearch-py's ``streaming_bulk`` retries it itself (its
+    ``retry_on_status``); opensearch-py's retries 429 items only, so for OpenSearch we resend
+    it. A job must not fail, nor dead-letter the document, over one busy shard."""
     with index_through_proxy(settings_for(kind, request, tmp_path), {"shard-down": [503]}) as (index, proxy):
-        documents = [("fine", body("fine")), ("shard-down", body("shard-down"))]
-        if kind == "elasticsearch":
-            outcomes = write_by_id(index, documents)
-            assert [(o.doc_id, o.error) for o in outcomes] == [("fine", None), ("shard-down", None)]
-            assert index.count() == 2
-        else:
-            with pytest.raises(TransientBulkError, match="1 documents with a transient status"):
-                write_by_id(index, documents)
+        outcomes = write_by_id(index, [("fine", body("fine")), ("shard-down", body("shard-down"))])
+        assert [(o.doc_id, o.error) for o in outcomes] == [("fine", None), ("shard-down", None)]
+        assert index.count() == 2
     assert proxy.injected == [("shard-down", 503)]
+
+
+@pytest.mark.parametrize("kind", ["elasticsearch", "opensearch"])
+def test_bulk_item_503_that_never_clears_raises_after_the_retries(kind, request, tmp_path):
+    """A shard that stays unavailable: the item is tried once and retried 5 times (by the
+    client or by us), then the write raises instead of dead-lettering; the other document
+    is written once."""
+    with index_through_proxy(settings_for(kind, request, tmp_path), {"down": [503] * 10}) as (index, proxy):
+        with pytest.raises(TransientBulkError, match="1 documents with a transient status.*after 5 retries"):
+            write_by_id(index, [("fine", body("fine")), ("down", body("down"))])
+        assert index.count() == 1
+    assert proxy.injected == [("down", 503)] * 6
 
 
 def test_bulk_answer_missing_an_item_raises(elasticsearch_url):
