@@ -122,6 +122,28 @@ def test_enrich_over_beam_rows_with_other_field_names(pipeline_rows):
         assert_that(outputs.dead_letter, check_dead, label="DeadLetters")
 
 
+def test_enrich_chains_into_enrich(pipeline_rows):
+    """``Enrich`` emits ``EnrichedRecord``s (mappings, not dicts); a second ``Enrich`` over
+    them must enrich them again, keeping the first output field as an input field, not
+    dead-letter every record as "expected a JSON object"."""
+    reference = {key: sparse(row) for key, row in pipeline_rows.items()}
+    sample = SAMPLE[:4]
+
+    def check_twice(rows):
+        assert sorted(row["id"] for row in rows) == sorted(record["id"] for record in sample)
+        for row in rows:
+            assert row["first"] == pytest.approx(reference[row["id"]], abs=1e-5)
+            assert row["second"] == pytest.approx(reference[row["id"]], abs=1e-5)
+
+    with beam.Pipeline(argv=IN_PROCESS) as pipeline:
+        first = pipeline | beam.Create(sample) | "First" >> Enrich("my-elser-model", output_field="first")
+        second = first.enriched | "Second" >> Enrich("my-elser-model", output_field="second")
+        assert_that(second.enriched, check_twice)
+        assert_that(first.dead_letter | beam.combiners.Count.Globally(), equal_to([0]), label="NoFirstLetters")
+        assert_that(second.dead_letter | "CountSecond" >> beam.combiners.Count.Globally(), equal_to([0]),
+                    label="NoSecondLetters")
+
+
 def test_read_documents_enrich_and_the_writers_compose_into_the_job(tmp_path, pipeline_rows):
     sample = resources.files("inference_enrich.sample_data") / "sample_corpus.jsonl"
     lines = sample.read_bytes().splitlines()
@@ -145,7 +167,7 @@ def test_read_documents_enrich_and_the_writers_compose_into_the_job(tmp_path, pi
     assert all(letter["source"].endswith("in.jsonl") for letter in letters)
 
 
-def test_enriched_dicts_go_into_the_embedded_index(tmp_path, pipeline_rows):
+def test_enriched_records_go_into_the_embedded_index(tmp_path, pipeline_rows):
     records = SAMPLE[:5]
     settings = IndexSettings("embedded", path=str(tmp_path / "idx"))
     with beam.Pipeline(argv=IN_PROCESS) as pipeline:

@@ -15,10 +15,9 @@ every record ends in exactly one of the two.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Iterator, Mapping, NamedTuple
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 from apache_beam.pvalue import PCollection, TaggedOutput
 
 from inference_enrich.inference import Endpoint, resolve_endpoint
@@ -34,7 +33,7 @@ from inference_enrich.transforms.documents import (
     to_document,
 )
 from inference_enrich.transforms.inference_dofn import BatchingConfig, EnrichDocuments
-from inference_enrich.transforms.metrics import METRICS_NAMESPACE
+from inference_enrich.transforms.metrics import StepMetrics
 from inference_enrich.transforms.runner_support import refuse_lossy_runner
 
 
@@ -46,12 +45,13 @@ class EnrichOutputs(NamedTuple):
 
 
 class ToDocuments(beam.DoFn):
-    """Records (dicts, ``beam.Row``s or ``Document``s) -> ``Document``s; an invalid record
-    becomes a ``validate`` dead letter (its record as a dict)."""
+    """Records (dicts, other mappings such as an earlier ``Enrich``'s ``EnrichedRecord``s,
+    ``beam.Row``s or ``Document``s) -> ``Document``s; an invalid record becomes a
+    ``validate`` dead letter (its record as a dict)."""
 
     def __init__(self, fields: RecordFields) -> None:
         self._fields = fields
-        self._invalid = Metrics.counter(METRICS_NAMESPACE, "invalid_records")
+        self._metrics = StepMetrics(["invalid_records"])
 
     def process(self, record: Any) -> Iterator[Document | TaggedOutput]:
         if isinstance(record, Document):
@@ -59,10 +59,12 @@ class ToDocuments(beam.DoFn):
             return
         if hasattr(record, "_asdict"):  # beam.Row, or the NamedTuple a schema'd PCollection holds
             record = record._asdict()
+        elif isinstance(record, Mapping) and not isinstance(record, dict):
+            record = dict(record)  # so Enrich chains into Enrich, and the dead letter is JSON
         try:
             yield to_document(record, self._fields)
         except InvalidRecord as error:
-            self._invalid.inc()
+            self._metrics.inc("invalid_records")
             yield TaggedOutput(DEAD_LETTER_TAG, dead_letter(VALIDATE, str(error), None, record=record))
 
 
