@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Iterable, Iterator
+from typing import Any, Generator, Iterable, Iterator
 
 from inference_enrich.indexes.base import BulkOutcome
 from inference_enrich.indexes.cluster_client import MAX_RETRIES, ClusterClient
@@ -66,7 +66,7 @@ class ClusterBulk(ClusterClient):
             f"{self.item_retries} retries (e.g. '{next(iter(transient))}'); retrying the bundle"
         )
 
-    def _outcomes(self, pending: dict[str, dict[str, Any]]) -> Iterator[BulkOutcome]:
+    def _outcomes(self, pending: dict[str, dict[str, Any]]) -> Generator[BulkOutcome, None, dict[str, int]]:
         """One ``streaming_bulk`` of ``pending``: an outcome per document written or rejected;
         returns the documents still answered with a transient status (id -> status)."""
         answered: set[str] = set()

@@ -29,7 +29,7 @@ from inference_enrich.transforms.kafka import PartitionRange, commit_end_offsets
 from inference_enrich.transforms.metrics import METRICS_NAMESPACE
 from inference_enrich.transforms.publishing.accounting import dead_letter_problem, unaccounted_records
 from inference_enrich.transforms.publishing.publish import (
-    discard_staging, finish_streaming, new_run_id, publish_output,
+    UnpublishedFiles, discard_staging, finish_streaming, new_run_id, publish_output,
 )
 from inference_enrich.transforms.runner_support import (
     NO_BUNDLE_FINALIZATION_RUNNERS, NO_METRICS_RUNNERS, options_runner,
@@ -128,7 +128,10 @@ def _run_locked(job: JobConfig, options: PipelineOptions, endpoint: Endpoint,
     counters = _counters(result)
     digest = describe_dead_letters(counts_from_counters(counters), job.text_field, job.id_field)
     if run_files.streaming:
-        finish_streaming(run_files)
+        try:
+            finish_streaming(run_files)
+        except UnpublishedFiles as error:
+            raise JobFailed(str(error)) from error
     elif not publishes_itself:  # a pipeline that publishes checked its exact counts first
         missing = unaccounted_records(counters) or dead_letter_problem(
             counters.get("records_read", 0), counters.get("dead_letters_written", 0),

@@ -131,7 +131,7 @@ def test_a_streaming_run_fails_when_finalization_never_moved_its_files(tmp_path)
     publish.finish_streaming(run_files)  # an orphan alone: kept for inspection, no failure
     Path(run_files.staging, "part-handed.jsonl").write_text("{}")
     run_files.record_handed_over("part-handed.jsonl")
-    with pytest.raises(JobFailed, match="1 file.* never published"):
+    with pytest.raises(publish.UnpublishedFiles, match="1 file.* never published"):
         publish.finish_streaming(run_files)
 
 

@@ -32,7 +32,6 @@ import logging
 import time
 import uuid
 
-from inference_enrich.pipelines.errors import JobFailed
 from inference_enrich.transforms.bundle_files import HANDED_OVER, MANIFEST, RunFiles, read_manifest
 from inference_enrich.transforms.publishing.output_dir import (
     DEAD_LETTER_DIR, LOCK, PUBLISH_PLAN, SUCCESS, is_ours, output_files, published_files, read_lock,
@@ -118,18 +117,23 @@ def discard_staging(run_files: RunFiles) -> None:
         LOG.warning("could not remove the failed run's staging directory %s: %s", staging, error)
 
 
+class UnpublishedFiles(RuntimeError):
+    """Files a streaming run handed to bundle finalization were never published: the run
+    failed (the launcher reports it as ``JobFailed``)."""
+
+
 def finish_streaming(run_files: RunFiles) -> None:
     """After a streaming run: its committed bundles' files were published by bundle
     finalization. A file a finished bundle handed to finalization (``record_handed_over``)
     that is still in staging was never published: the runner did not finalize its bundle,
-    so the run fails (``JobFailed``), keeping the file. Other files left in staging are
+    so the run fails (``UnpublishedFiles``), keeping the file. Other files left in staging are
     orphans of failed bundle attempts, kept for inspection. ``_SUCCESS`` then lists the
     files the run added (ours by name, absent from the earlier list), so that the output
     stays an enrich output whose files a later overwrite may replace."""
     fs, output, staging = run_files.paths()
     unmoved = [name for name in run_files.handed_over() if fs.exists(f"{staging}/{name}")]
     if unmoved:
-        raise JobFailed(f"{len(unmoved)} file(s) of this run were never published (the runner did not "
+        raise UnpublishedFiles(f"{len(unmoved)} file(s) of this run were never published (the runner did not "
                         f"finalize their bundles); they are in {run_files.staging}")
     left = [path for path in fs.find(staging) if f"/{HANDED_OVER}/" not in path] \
         if fs.exists(staging) else []
