@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import Executor, Future
+from concurrent.futures import Future
 from dataclasses import replace
 from typing import Sequence
 
@@ -28,7 +28,7 @@ from inference_enrich.inference.runtime import takes_whole_texts
 from inference_enrich.server.batch_policy import BatchObserver, BatchPolicy
 from inference_enrich.server.pending import Job, Text, fail_job, settle_job
 from inference_enrich.server.scheduler import Scheduler
-from inference_enrich.server.tokenizing import shared_tokenizer_pool, tokenize_cut
+from inference_enrich.server.tokenizing import TokenizerPool, cut_limit, shared_tokenizer_pool, tokenize_cut
 from inference_enrich.server.worker import Outcome, Worker
 
 LOG = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ class ModelWorker(Worker[ModelRuntime]):
     """The thread that owns one loaded model and batches the requests sent to it."""
 
     def __init__(self, endpoint: Endpoint, policy: BatchPolicy, observe: BatchObserver,
-                 tokenizers: Executor | None = None) -> None:
+                 tokenizers: TokenizerPool | None = None) -> None:
         super().__init__(replace(endpoint, task_settings={}))  # pruning happens per request
         self._policy = policy
         self._observe = observe
@@ -66,14 +66,14 @@ class ModelWorker(Worker[ModelRuntime]):
 
     def _send_to_tokenizer(self, job: Job) -> None:
         self._scheduler.sent_to_tokenizer()
-        self._tokenizers.submit(self._tokenize, job)
+        self._tokenizers.submit(job.texts or [], cut_limit(self._loaded()), lambda: self._tokenize(job))
 
     def _tokenize(self, job: Job) -> None:
         """On a tokenizer thread: tokenise the job's (cut) texts, then queue it for the model
         thread, which always gets it back (withdrawn or failed ones too, to count them)."""
         try:
             if job.texts and not job.future.cancelled():
-                job.tokenized = tokenize_cut(self._loaded(), job.texts)
+                job.tokenized = tokenize_cut(self._loaded(), job.texts, job.future.cancelled)
                 job.results = [None] * len(job.tokenized)
                 job.remaining = len(job.tokenized)
         except Exception as error:  # a text the tokenizer refuses fails its own request

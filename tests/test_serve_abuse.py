@@ -359,6 +359,59 @@ def test_tokenizing_runs_off_the_model_thread_on_texts_cut_to_what_the_model_see
     assert max(tokens for _, tokens in runtime.embedded) <= limit
 
 
+class StallingRuntime(RecordingRuntime):
+    """The real runtime, but tokenising a text longer than the cut waits until ``release``
+    is set: it stands in for the tens of seconds a 9 MB text without spaces costs the real
+    tokenizer (measured: 27 s whole, 64 s through the doubling cut), which a test cannot
+    wait for. Only the waiting is simulated; every result is the real tokenizer's."""
+
+    def __init__(self, runtime) -> None:
+        super().__init__(runtime)
+        self.release = threading.Event()
+
+    def tokenize(self, texts):
+        if max(map(len, texts)) > self.max_sequence_length * 32:
+            self.release.wait(120)
+        return super().tokenize(texts)
+
+
+def test_huge_texts_without_spaces_do_not_hold_up_small_requests(endpoints, monkeypatch):
+    """Two requests of a 9 MB text with no whitespace (one [UNK] token: the cut never holds
+    enough tokens, so the text is tokenised whole) used to take both tokenizer threads, and
+    every small request behind them waited until they were done (found by a hostile test:
+    408s). A small request is tokenised and answered while both are still tokenising."""
+    from inference_enrich.server import model_worker
+    from inference_enrich.server.batch_policy import BatchPolicy
+    from inference_enrich.server.tokenizing import tokenizer_pool
+
+    recorded: list[StallingRuntime] = []
+
+    def load(endpoint):
+        recorded.append(StallingRuntime(load_runtime(endpoint)))
+        return recorded[-1]
+
+    monkeypatch.setattr(model_worker, "load_runtime", load)
+    pool = tokenizer_pool()
+    worker = model_worker.ModelWorker(endpoints.get("my-elser-model"), BatchPolicy(),
+                                      lambda *observed: None, pool)
+    huge = "x" * 200_000  # longer than the cut; the stall stands in for the size of 9 MB
+    try:
+        worker.load().result(timeout=300)
+        big = [worker.submit([huge]) for _ in range(2)]
+        small = worker.submit([SEED_TEXT]).result(timeout=60)
+        assert not any(future.done() for future in big)
+        recorded[0].release.set()
+        answers = [future.result(timeout=300) for future in big]
+    finally:
+        for runtime in recorded:
+            runtime.release.set()
+        worker.close()
+        worker.join(60)
+        pool.shutdown(wait=False)
+    assert small.results[0].is_truncated is False and small.results[0].embedding
+    assert [answer.results[0].is_truncated for answer in answers] == [False, False]  # one [UNK] token
+
+
 @settings(max_examples=25, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["port", "sky", "television", "antidisestablishment", "a.b", "é"]),
                           st.integers(1, 600)), min_size=1, max_size=400))
