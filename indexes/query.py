@@ -62,9 +62,13 @@ class Searcher:
         ``top_k`` of them returned, scored by their relevance."""
         if top_k < 1:
             raise ValueError("--top-k must be positive")
+        if rank_window_size is not None and rank_window_size < 1:
+            raise ValueError("--rank-window-size must be positive")
+        if rank_window_size is not None and rank_window_size < top_k:  # as Elasticsearch's rrf refuses it
+            raise ValueError(f"--rank-window-size ({rank_window_size}) must be at least --top-k ({top_k})")
         if self._reranker is None:
             return self._search(query, top_k, mode, rank_window_size, rank_constant)
-        window = max(rank_window_size or top_k, top_k)
+        window = rank_window_size or top_k
         hits = self._search(query, window, mode, window, rank_constant)
         texts = [hit.snippet(self._text_field) or str(hit.source.get(self._text_field, "")) for hit in hits]
         return [dataclasses.replace(hits[ranked.index], score=ranked.relevance_score)

@@ -107,6 +107,12 @@ def test_cli_hybrid_search(tmp_path):
     assert found[0]["score"] == pytest.approx(2 / 61)  # first in BM25 and in the sparse search
     index = open_index(settings_for("embedded", None, tmp_path))
     assert index.count() == 41
+    for window, error in (("1", "--rank-window-size (1) must be at least --top-k (5)"),
+                          ("0", "--rank-window-size must be positive")):
+        refused = subprocess.run([*CLI, "search", "whale", "--index-path", index_path, "--mode", "hybrid",
+                                  "--top-k", "5", "--rank-window-size", window], capture_output=True, text=True)
+        assert refused.returncode == 2 and error in refused.stderr, refused.stderr  # as Elasticsearch's rrf
+        assert len(refused.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("kind", ["elasticsearch", "embedded"])
