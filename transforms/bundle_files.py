@@ -28,11 +28,10 @@ from typing import Any, BinaryIO, Iterator
 
 import apache_beam as beam
 import fsspec
-from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
-from inference_enrich.transforms.metrics import METRICS_NAMESPACE
+from inference_enrich.transforms.metrics import StepMetrics
 
 LOG = logging.getLogger(__name__)
 STAGING_PREFIX = ".staging-"
@@ -109,7 +108,7 @@ class BundleFileWriter(beam.DoFn):
     def __init__(self, run_files: RunFiles, subdir: str = "") -> None:
         self._run_files = run_files
         self._subdir = subdir.strip("/")
-        self._written = Metrics.counter(METRICS_NAMESPACE, self.counter_name)
+        self._metrics = StepMetrics([self.counter_name])
         self._stream: BinaryIO | None = None
 
     def start_bundle(self) -> None:
@@ -134,7 +133,7 @@ class BundleFileWriter(beam.DoFn):
                 name = self._name
                 finalizer.register(lambda: run_files.publish_file(name))
         self.write(element)
-        self._written.inc()
+        self._metrics.inc(self.counter_name)
 
     def finish_bundle(self) -> Iterator[WindowedValue]:
         if self._stream is None:

@@ -14,19 +14,18 @@ from collections import Counter
 from typing import Any, Callable, Iterator, Sequence
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 from apache_beam.utils.windowed_value import WindowedValue
 
 from inference_enrich.indexes import IndexSettings, IndexSpec, SearchIndex, open_index
 from inference_enrich.indexes.base import CHUNK_EMBEDDING, BulkOutcome, index_safe_tokens
-from inference_enrich.inference.results import ChunkedEmbedding
+from inference_enrich.inference.results import ChunkedEmbedding, require_shape
 from inference_enrich.transforms.buffering import BufferedElement, BufferingDoFn
 from inference_enrich.transforms.documents import (
     EnrichedDocument,
     document_dead_letter,
     require_enriched,
 )
-from inference_enrich.transforms.metrics import METRICS_NAMESPACE
+from inference_enrich.transforms.metrics import StepMetrics
 from inference_enrich.transforms.writable import UnwritableValue, index_json
 
 INDEX = "index"
@@ -42,10 +41,7 @@ def index_source(enriched: EnrichedDocument, spec: IndexSpec) -> tuple[dict[str,
     (``spec.chunked``) is the list of its chunks, the dot rule applied to each.
     """
     document, result = enriched.document, enriched.result
-    if isinstance(result, ChunkedEmbedding) != spec.chunked:
-        raise ValueError(f"document '{document.id}' has a {type(result).__name__}, but the index is "
-                         f"{'' if spec.chunked else 'not '}chunked: its IndexSpec must match the endpoint's "
-                         "chunking_settings")
+    require_shape(result, spec.chunked, document.id, "the index (its IndexSpec)")
     embedding: list[dict[str, Any]] | dict[str, float] | list[float]
     if isinstance(result, ChunkedEmbedding):
         chunks, renamed = [], 0
@@ -112,9 +108,7 @@ class WriteToIndexDoFn(BufferingDoFn):
         super().__init__(batch_size)
         self._settings = settings
         self._spec = spec
-        self._indexed = Metrics.counter(METRICS_NAMESPACE, "records_written")
-        self._rejected = Metrics.counter(METRICS_NAMESPACE, "index_rejections")
-        self._renamed = Metrics.counter(METRICS_NAMESPACE, "tokens_renamed")
+        self._metrics = StepMetrics(["records_written", "index_rejections", "tokens_renamed"])
         self._index: SearchIndex | None = None
 
     def setup(self) -> None:
@@ -129,19 +123,19 @@ class WriteToIndexDoFn(BufferingDoFn):
             try:  # one value the index cannot hold must not fail the whole bulk request
                 source = index_json(source)
             except UnwritableValue as problem:
-                self._rejected.inc()
+                self._metrics.inc("index_rejections")
                 yield entry.output(document_dead_letter(enriched.document, INDEX, f"cannot index: {problem}"))
                 continue
-            self._renamed.inc(renamed)
+            self._metrics.inc("tokens_renamed", renamed)
             bodies.append((enriched.document.id, source))
             sendable.append(entry)
         assert self._index is not None, "flush runs between setup and teardown"
         outcomes = write_by_id(self._index, bodies)  # in buffer order, matched by id
         for entry, outcome in zip(sendable, outcomes):
             if outcome.error is None:
-                self._indexed.inc()
+                self._metrics.inc("records_written")
                 continue
-            self._rejected.inc()
+            self._metrics.inc("index_rejections")
             yield entry.output(document_dead_letter(entry.element.document, INDEX, outcome.error))
 
     def teardown(self) -> None:

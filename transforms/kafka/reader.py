@@ -15,7 +15,6 @@ from typing import Any, Iterator, Sequence
 
 import apache_beam as beam
 from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
-from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
@@ -29,7 +28,7 @@ from inference_enrich.transforms.kafka.partitions import PartitionRange
 from inference_enrich.transforms.kafka.restriction import PartitionRestrictions
 from inference_enrich.transforms.kafka.settings import KafkaSettings
 from inference_enrich.transforms.kafka.stop_budget import StopBudget
-from inference_enrich.transforms.metrics import METRICS_NAMESPACE
+from inference_enrich.transforms.metrics import StepMetrics
 
 POLL_BATCH = 500
 POLL_TIMEOUT_S = 0.05  # short: consume() waits the whole timeout unless POLL_BATCH arrive
@@ -43,8 +42,7 @@ class ReadKafkaPartitionFn(beam.DoFn):
         self._settings = settings
         self._fields = fields
         self._run_id = uuid.uuid4().hex  # one per pipeline construction
-        self._messages = Metrics.counter(METRICS_NAMESPACE, "records_read")
-        self._bad = Metrics.counter(METRICS_NAMESPACE, "parse_errors")
+        self._metrics = StepMetrics(["records_read", "parse_errors"])
 
     def setup(self) -> None:
         self._consumer = _consumer(self._settings)
@@ -119,7 +117,7 @@ class ReadKafkaPartitionFn(beam.DoFn):
                 finalizer.register(lambda: self._commit(part.topic, part.partition, next_offset))
 
     def _emit(self, message, part: PartitionRange, watermark) -> Any:
-        self._messages.inc()
+        self._metrics.inc("records_read")
         kind, millis = message.timestamp()
         timestamp = Timestamp.of(millis / 1000.0) if kind and millis >= 0 else Timestamp.now()
         # Never backwards. The guard is the estimator's own state, which the runner saves
@@ -131,7 +129,7 @@ class ReadKafkaPartitionFn(beam.DoFn):
                                       message.offset(), self._fields)
         if isinstance(element, Document):
             return TimestampedValue(element, timestamp)
-        self._bad.inc()
+        self._metrics.inc("parse_errors")
         return TaggedOutput(DEAD_LETTER_TAG, TimestampedValue(element, timestamp))
 
     def _commit(self, topic: str, partition: int, offset: int) -> None:
