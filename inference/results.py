@@ -88,6 +88,15 @@ class ChunkedEmbedding:
 InferenceResult = SparseEmbedding | TextEmbedding | ChunkedEmbedding
 
 
+def require_shape(result: InferenceResult, chunked: bool, document_id: str, target: str) -> None:
+    """Refuse a chunked result where whole-text results go (or the reverse): a writer set up
+    for the other shape is a configuration error, raised, never written in a shape ``target``
+    (the index, the output) was not made for."""
+    if isinstance(result, ChunkedEmbedding) != chunked:
+        raise ValueError(f"document '{document_id}' has a {type(result).__name__}, but {target} is "
+                         f"{'' if chunked else 'not '}chunked: it must match the endpoint's chunking_settings")
+
+
 def to_inference_response(task_type: str, results: Sequence[InferenceResult]) -> dict[str, Any]:
     """The body Elasticsearch's ``POST _inference/<task_type>/<id>`` would return."""
     return {task_type: [result.to_dict() for result in results]}

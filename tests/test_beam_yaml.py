@@ -188,8 +188,8 @@ def test_the_yaml_writers_take_a_chunking_endpoints_output(tmp_path):
 
 
 @pytest.mark.parametrize("result, chunked, error", [
-    ("chunks", False, "an output that is not chunked takes whole-text results, got ChunkedEmbedding"),
-    ("whole", True, "a chunked output takes chunked results, got SparseEmbedding"),
+    ("chunks", False, "document 'd' has a ChunkedEmbedding, but the output is not chunked"),
+    ("whole", True, "document 'd' has a SparseEmbedding, but the output is chunked"),
     ("dict", False, "WriteEnrichedParquet takes the records Enrich emits (EnrichedDocument), got dict"),
 ])
 def test_a_writer_set_up_for_the_wrong_shape_fails_loudly(tmp_path, result, chunked, error):

@@ -251,9 +251,9 @@ def test_index_source_refuses_a_result_that_does_not_fit_the_index():
     document = Document("d", "text", {"id": "d", "text": "text"})
     chunked = EnrichedDocument(document, ChunkedEmbedding((EmbeddedChunk(0, 4, {"text": 1.0}),)))
     whole = EnrichedDocument(document, SparseEmbedding({"text": 1.0}, False))
-    with pytest.raises(ValueError, match="has a ChunkedEmbedding, but the index is not chunked"):
+    with pytest.raises(ValueError, match=r"has a ChunkedEmbedding, but the index \(its IndexSpec\) is not chunked"):
         index_source(chunked, IndexSpec("text", "embedding"))
-    with pytest.raises(ValueError, match="has a SparseEmbedding, but the index is chunked"):
+    with pytest.raises(ValueError, match=r"has a SparseEmbedding, but the index \(its IndexSpec\) is chunked"):
         index_source(whole, SPEC)
 
 
@@ -279,3 +279,13 @@ def test_cli_search_shows_the_best_chunk(tmp_path, enriched_100):
         assert chunk["text"] == hit["source"]["text"][chunk["start_offset"]:chunk["end_offset"]]
     assert hits[0]["best_chunk"]["start_offset"] == last.start_offset
     assert "illegal" in hits[0]["best_chunk"]["text"]
+
+
+def test_index_writer_refuses_a_plain_dict_in_one_line(tmp_path):
+    """``WriteToSearchIndex`` takes what ``Enrich`` emits; a hand-made dict that merely looks
+    like an enriched record is refused with one line naming the writer, not indexed."""
+    settings = IndexSettings("embedded", path=str(tmp_path / "index"), index="plain")
+    element = {"id": "d", "text": "Wait.", "embedding": {"word": 1.0}, "is_truncated": False}
+    with pytest.raises(Exception, match=r"WriteToSearchIndex takes the records Enrich emits \(EnrichedDocument\), got dict"):
+        with beam.Pipeline(options=PipelineOptions(IN_PROCESS)) as pipeline:
+            _ = pipeline | beam.Create([element]) | WriteToSearchIndex(settings, IndexSpec("text", "embedding"))

@@ -30,7 +30,7 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from inference_enrich.inference.results import SPARSE_EMBEDDING, ChunkedEmbedding, InferenceResult
+from inference_enrich.inference.results import SPARSE_EMBEDDING, ChunkedEmbedding, InferenceResult, require_shape
 from inference_enrich.transforms.bundle_files import BundleFileWriter, RunFiles
 from inference_enrich.transforms.documents import EnrichedDocument, require_enriched
 from inference_enrich.transforms.publishing.write_and_publish import WriteAndPublish
@@ -92,7 +92,9 @@ class ParquetBundleWriter(BundleFileWriter):
         self._rows: list[EnrichedDocument] = []
 
     def write(self, element: object) -> None:
-        self._rows.append(require_enriched(element, "WriteEnrichedParquet"))
+        enriched = require_enriched(element, "WriteEnrichedParquet")
+        require_shape(enriched.result, self._chunked, enriched.document.id, "the output")
+        self._rows.append(enriched)
         if len(self._rows) >= ROW_GROUP_ROWS:
             self._write_row_group()
 
@@ -123,12 +125,8 @@ class ParquetBundleWriter(BundleFileWriter):
 
     def _output_value(self, result: InferenceResult):
         """``result`` as its output column takes it (a sparse map as (token, weight) pairs)."""
-        if not self._chunked:
-            if isinstance(result, ChunkedEmbedding):
-                raise TypeError("an output that is not chunked takes whole-text results, got ChunkedEmbedding")
+        if not isinstance(result, ChunkedEmbedding):  # require_shape checked it against the output
             return _column_value(result.embedding)
-        if not isinstance(result, ChunkedEmbedding):
-            raise TypeError(f"a chunked output takes chunked results, got {type(result).__name__}")
         return [
             {
                 "start_offset": piece.start_offset,
