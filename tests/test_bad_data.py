@@ -164,3 +164,15 @@ def test_a_text_file_starting_with_a_byte_order_mark_keeps_no_bom_in_its_first_d
     output = str(tmp_path / "out")
     run(JobConfig(input=[str(source)], output=output))
     assert sorted(row["text"] for row in read_output(output).values()) == ["Ships sail.", "Whales sing."]
+
+
+def test_non_finite_floats_in_other_fields_reach_parquet_passthrough_as_json_reads_them(tmp_path):
+    """Python's JSON reader takes ``NaN``/``Infinity``; the Parquet sink keeps them in
+    ``passthrough`` as ``json.loads`` reads them back (README, Outputs), nothing dropped."""
+    import math
+
+    source = write_lines(tmp_path / "in.jsonl", [b'{"id": "n", "text": "nan field", "x": NaN, "y": -Infinity}'])
+    summary = run(JobConfig(input=[str(source)], output=str(tmp_path / "out")))
+    assert (summary.records_written, summary.dead_letters) == (1, 0)
+    passthrough = json.loads(read_output(str(tmp_path / "out"))["n"]["passthrough"])
+    assert math.isnan(passthrough["x"]) and passthrough["y"] == -math.inf
