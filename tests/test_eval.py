@@ -153,3 +153,23 @@ def test_eval_in_opensearch_and_its_missing_knn(tmp_path, opensearch_url):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].endswith("refused the search: [knn] query is not supported by osmem")
     assert "WARNING" not in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("header", [True, False])
+def test_qrels_without_a_header_keep_their_first_judgement_and_a_bom_is_read_past(tmp_path, header):
+    """BEIR's qrels start with a ``query-id corpus-id score`` header, but hand-made ones often
+    do not: a first line whose score is a number is a judgement, never skipped silently. A
+    corpus or queries file starting with a UTF-8 byte-order mark (Windows editors write one)
+    reads as without it, as ``enrich run`` reads its inputs."""
+    beir_dir = tmp_path / "beir"
+    answers = build_beir(beir_dir)
+    qrels = beir_dir / "qrels" / "test.tsv"
+    lines = qrels.read_text().splitlines(keepends=True)
+    qrels.write_text("".join(lines if header else lines[1:]))
+    for name in ("corpus.jsonl", "queries.jsonl"):
+        path = beir_dir / name
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    beir = read_beir(beir_dir)
+    assert {query: set(docs) for query, docs in beir.qrels.items()} == {
+        **{query: {doc} for query, doc in answers.items()}, "q-none": {"doc-999"}}
+    assert len(beir.corpus) == len(SAMPLE.read_text(encoding="utf-8").strip().splitlines())

@@ -39,8 +39,8 @@ def read_beir(directory: str | Path, split: str = "test") -> Beir:
     qrels: dict[str, dict[str, int]] = {}
     with _opened(qrels_file) as lines:
         for number, line in enumerate(lines, start=1):
-            if number == 1 or not line.strip():
-                continue  # the header
+            if not line.strip() or (number == 1 and _is_header(line)):
+                continue
             fields = line.rstrip("\n").split("\t")
             if len(fields) != 3:
                 raise ValueError(f"{qrels_file}:{number}: expected query-id, corpus-id, score separated by tabs")
@@ -60,7 +60,18 @@ def read_beir(directory: str | Path, split: str = "test") -> Beir:
 def _opened(path: Path):
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file (a BEIR directory has corpus.jsonl, queries.jsonl, qrels/)")
-    return path.open(encoding="utf-8")
+    return path.open(encoding="utf-8-sig")  # a byte-order mark is read past, as enrich run does
+
+
+def _is_header(line: str) -> bool:
+    """Whether a qrels file's first line is BEIR's header (``query-id corpus-id score``), not a
+    judgement: its score column is not a number."""
+    fields = line.rstrip("\n").split("\t")
+    try:
+        float(fields[-1])
+    except ValueError:
+        return True
+    return False
 
 
 def _json_lines(path: Path) -> Iterator[tuple[str, dict]]:
