@@ -15,6 +15,7 @@ Each subcommand is a module of its own (``pipelines/commands/``, ``server/cli.py
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -96,6 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_endpoints(args)
     except BrokenPipeError:  # `enrich ... | head`: the reader has what it wanted
         return _reader_went_away()
+    except OSError as error:
+        if not _output_unwritable(error):
+            raise
+        print(f"enrich: error: cannot write the output: {error}", file=sys.stderr)
+        return EXIT_RUN_FAILED
     except JobFailed as error:
         outcome = {False: "its output files were not published",
                    None: "the pipeline publishes its output itself (OUTPUT/_SUCCESS names the "
@@ -117,6 +123,13 @@ def _flush_each_line() -> None:
     reconfigure = getattr(sys.stdout, "reconfigure", None)
     if reconfigure is not None:
         reconfigure(line_buffering=True)
+
+
+def _output_unwritable(error: OSError) -> bool:
+    """Whether ``error`` is stdout refusing a write (``> /dev/full``, a full disk or quota):
+    a stream's write error names no file, unlike a file we open, and is no connection's."""
+    return (error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
+            and error.filename is None and not isinstance(error, ConnectionError))
 
 
 def _reader_went_away() -> int:

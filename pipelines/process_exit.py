@@ -44,12 +44,21 @@ def run_and_exit(command: Callable[[], int]) -> NoReturn:
 
 
 def exit_now(status: int) -> NoReturn:
-    """Flush, run the ``atexit`` hooks, and leave without the interpreter's teardown."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # a reader that went away, a stream already closed
-            pass
+    """Flush, run the ``atexit`` hooks, and leave without the interpreter's teardown. Output
+    that could not be written (a full disk) makes a successful status 1: it is lost."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader went away: it has what it wanted
+        pass
+    except OSError as error:
+        print(f"enrich: error: cannot write the output: {error}", file=sys.stderr)
+        status = status or 1
+    except ValueError:  # a stream already closed
+        pass
+    try:
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
     atexit._run_exitfuncs()  # the hooks a normal exit runs; not public API, stable since 3.0
     for stream in (sys.stdout, sys.stderr):
         try:

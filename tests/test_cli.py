@@ -122,6 +122,17 @@ def test_output_cut_short_by_its_reader_is_no_traceback(command):
     assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
 
 
+@pytest.mark.parametrize("command", [["endpoints", "--json"], ["infer", "my-minilm", "one"]], ids=" ".join)
+def test_output_that_cannot_be_written_is_one_line_and_a_failure(command):
+    """``enrich ... > /dev/full``: stdout refuses every write (no space left). The output is
+    lost, so the status is not 0, and the reason is one line, not a traceback."""
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([*ENRICH, *command], stdout=full, stderr=subprocess.PIPE, text=True, timeout=600)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == ["enrich: error: cannot write the output: [Errno 28] No space left on device"]
+
+
 def test_search_help_says_what_top_k_is():
     help_text = " ".join(enrich("search", "--help").stdout.split())
     assert "--top-k K, --top_k K how many hits to show (default: 10)" in help_text
