@@ -20,7 +20,7 @@ from files (``api_key_file``, ``password_file``) or the environment (``ES_API_KE
 
 Dead letters follow Beam YAML's error-handling convention. With
 ``error_handling: {output: NAME}`` the records that cannot be read, enriched or indexed come
-out as the output ``NAME``, as rows of ``DEAD_LETTER_ROW`` (the job's dead letters, the
+out as the output ``NAME``, as rows of ``DEAD_LETTER_ROW`` (``beam_yaml_errors``: the job's dead letters, the
 record as a JSON string so that every row has one schema); ``WriteDeadLetters`` writes them
 as the job writes its own. Without it, the first such record fails the pipeline, as Beam's
 own transforms do: none is dropped silently.
@@ -28,12 +28,10 @@ own transforms do: none is dropped silently.
 
 # No `from __future__ import annotations`: Beam YAML reads these signatures' types at run
 # time (InlineProvider.config_schema) to describe and validate the transforms' config.
-import json
 import logging
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import apache_beam as beam
-from apache_beam.typehints.row_type import RowTypeConstraint
 from apache_beam.yaml.yaml_errors import ErrorHandlingConfig
 
 from inference_enrich.indexes import IndexSettings, IndexSpec
@@ -41,6 +39,7 @@ from inference_enrich.inference import Endpoint, resolve_endpoint
 from inference_enrich.inference.api import embedding_dimensions
 from inference_enrich.transforms import dead_letters, enrich, read_files, write_index, write_parquet
 from inference_enrich.transforms.documents import DEAD_LETTER_TAG, RecordFields
+from inference_enrich.transforms.beam_yaml_errors import dead_letter_dict, error_output, with_dead_letters
 from inference_enrich.transforms.inference_dofn import BatchingConfig
 
 
@@ -54,87 +53,6 @@ class _DropStringHintNotes(logging.Filter):
 
 
 logging.getLogger("apache_beam.typehints.native_type_compatibility").addFilter(_DropStringHintNotes())
-
-_DEAD_LETTER_FIELDS: list[tuple[str, Any]] = [  # Any: Beam types the hints as plain classes
-    ("stage", str),
-    ("error", str),
-    ("source", Optional[str]),
-    ("line", Optional[int]),
-    ("offset", Optional[int]),
-    ("record", Optional[str]),  # the parsed record as JSON; None when only the raw text is known
-    ("raw", Optional[str]),
-]
-DEAD_LETTER_ROW = RowTypeConstraint.from_fields(_DEAD_LETTER_FIELDS)
-"""Schema of the dead-letter rows of the error outputs."""
-
-
-class DeadLetterError(RuntimeError):
-    """A record failed in a transform given no ``error_handling``."""
-
-
-def dead_letter_row(letter: Mapping[str, Any]) -> beam.Row:
-    """A dead letter (``documents.dead_letter``'s dict) as a ``DEAD_LETTER_ROW`` row."""
-    record = letter.get("record")
-    return beam.Row(
-        stage=letter["stage"],
-        error=letter["error"],
-        source=letter.get("source"),
-        line=letter.get("line"),
-        offset=letter.get("offset"),
-        record=None if record is None else json.dumps(record, ensure_ascii=False, default=str),
-        raw=letter.get("raw"),
-    )
-
-
-def dead_letter_dict(letter: Any) -> dict[str, Any]:
-    """A dead-letter row back as the job's dead letter (a dict passes through unchanged)."""
-    if isinstance(letter, Mapping):
-        return dict(letter)
-    fields = letter._asdict()
-    restored: dict[str, Any] = {"stage": fields["stage"], "error": fields["error"]}
-    for name in ("source", "line", "offset"):
-        if fields.get(name) is not None:
-            restored[name] = fields[name]
-    if fields.get("record") is not None:
-        restored["record"] = json.loads(fields["record"])
-    else:
-        restored["raw"] = fields.get("raw")
-    return restored
-
-
-def fail_on_dead_letter(letter: Mapping[str, Any]) -> None:
-    """Fails the bundle (so the pipeline) naming the stage, the place and the error."""
-    where = f" at {letter['source']}:{letter.get('line', '?')}" if letter.get("source") else ""
-    raise DeadLetterError(
-        f"a record failed at stage '{letter['stage']}'{where}: {letter['error']} "
-        "(give the transform error_handling: {output: NAME} to collect such records instead)"
-    )
-
-
-def _error_output(error_handling: object) -> Optional[str]:
-    """The dead-letter output's name. Beam YAML passes the step's ``error_handling`` as the
-    mapping the YAML spelled (``ErrorHandlingConfig`` is the annotation its docs read)."""
-    if error_handling is None:
-        return None
-    if not isinstance(error_handling, Mapping) or set(error_handling) != {"output"}:
-        raise ValueError(f"error_handling takes one key, output (the name of the dead-letter "
-                         f"output), got {error_handling!r}")
-    return str(error_handling["output"])
-
-
-def with_dead_letters(outputs: dict[str, beam.PCollection], letters: beam.PCollection,
-                      error_handling: object) -> dict[str, beam.PCollection]:
-    """``outputs`` plus the dead letters as the output ``error_handling`` names; without
-    ``error_handling``, a step that fails the pipeline on the first dead letter."""
-    name = _error_output(error_handling)
-    if name is None:
-        _ = letters | "FailOnDeadLetter" >> beam.Map(fail_on_dead_letter)
-        return outputs
-    if name in outputs:
-        raise ValueError(f"error_handling output '{name}' clashes with the output of that name")
-    rows = letters | "DeadLetterRows" >> beam.Map(dead_letter_row).with_output_types(DEAD_LETTER_ROW)
-    return {**outputs, name: rows}
-
 
 def _endpoint(inference_id: str, endpoints_file: Optional[str]) -> Endpoint:
     return resolve_endpoint(inference_id, endpoints_file)
@@ -157,7 +75,7 @@ class ReadDocuments(beam.PTransform):
                  error_handling: Optional[ErrorHandlingConfig] = None) -> None:
         super().__init__()
         self._error_handling = error_handling
-        _error_output(error_handling)  # a mistake fails while the pipeline is built
+        error_output(error_handling)  # a mistake fails while the pipeline is built
         patterns = [path] if isinstance(path, str) else list(path)
         self._read = read_files.ReadDocuments(patterns, format, RecordFields(text_field, id_field))
 
@@ -193,7 +111,7 @@ class Enrich(beam.PTransform):
                  error_handling: Optional[ErrorHandlingConfig] = None) -> None:
         super().__init__()
         self._error_handling = error_handling
-        _error_output(error_handling)
+        error_output(error_handling)
         self._enrich = enrich.Enrich(
             inference_id, endpoints_file=endpoints_file, text_field=text_field, id_field=id_field,
             output_field=output_field,
@@ -263,7 +181,7 @@ class WriteToSearchIndex(beam.PTransform):
                  error_handling: Optional[ErrorHandlingConfig] = None) -> None:
         super().__init__()
         self._error_handling = error_handling
-        _error_output(error_handling)
+        error_output(error_handling)
         endpoint = _endpoint(inference_id, endpoints_file)
         settings = IndexSettings(kind=sink, url=url, index=index, path=path, username=username,
                                  ca_certs=ca_certs, verify_certs=verify_certs,
