@@ -194,3 +194,33 @@ def test_concurrent_puts_from_two_processes_lose_nothing(tmp_path):
     expected = {f"{prefix}-{n}" for prefix in ("a", "b") for n in range(count) if n % 3 != 0}
     assert own_ids(path) == expected
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".endpoints.yaml")] == []  # no temp file left
+
+
+def test_an_update_of_an_endpoint_changed_meanwhile_is_a_conflict(tmp_path):
+    path = tmp_path / "endpoints.yaml"
+    a, b = EndpointStore(path), EndpointStore(path)
+    run(a.create(sparse("shared", top_k=1)))
+    read_by_a = a.get("shared")  # what A's _update is computed from
+    run(b.replace(sparse("shared", top_k=2)))
+    with pytest.raises(ApiError) as conflict:
+        run(a.replace(sparse("shared", top_k=3), based_on=read_by_a))
+    assert conflict.value.status == 409 and conflict.value.error_type == "version_conflict_engine_exception"
+    assert load_endpoints(path).get("shared").task_settings == {"top_k": 2}
+    run(a.replace(sparse("shared", top_k=3), based_on=a.get("shared")))  # sent again: applied
+    assert load_endpoints(path).get("shared").task_settings == {"top_k": 3}
+
+
+def test_other_entries_are_written_back_as_they_were_read(tmp_path):
+    path = tmp_path / "endpoints.yaml"
+    hand = {"first": {"task_type": "sparse_embedding", "service": "transformers",
+                      "service_settings": {"model_id": "splade-tiny"}},
+            "second": {"task_type": "sparse_embedding", "service": "transformers",
+                       "service_settings": {"model_id": "splade-tiny"}, "task_settings": {"top_k": 2}}}
+    path.write_text(yaml.safe_dump({"endpoints": hand}), encoding="utf-8")
+    store = EndpointStore(path)
+    run(store.replace(sparse("first", top_k=4)))
+    run(store.create(sparse("third")))
+    entries = yaml.safe_load(path.read_text(encoding="utf-8"))["endpoints"]
+    assert list(entries) == ["first", "second", "third"]  # an updated entry keeps its place
+    assert entries["second"] == hand["second"]  # not re-spelt
+    assert entries["first"]["task_settings"] == {"top_k": 4}
