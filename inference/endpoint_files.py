@@ -58,6 +58,11 @@ def read_endpoints_document(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise EndpointConfigError(f"{path}: cannot read endpoints file: {error}") from error
+    return parse_endpoints_yaml(text, path)
+
+
+def parse_endpoints_yaml(text: str, path: Path) -> Any:
+    """An endpoints file's text (read from ``path``), parsed but not validated."""
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as error:

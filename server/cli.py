@@ -32,7 +32,9 @@ Routes (Elasticsearch's, so elasticsearch-py and its integrations work unchanged
 
 Endpoints: one store for every enrich command: $ENRICH_HOME/endpoints.yaml, else
 ~/.config/inference-enrich/endpoints.yaml ($XDG_CONFIG_HOME), over the packaged endpoints;
---endpoints FILE uses FILE instead. Every PUT, _update and DELETE rewrites it atomically.
+--endpoints FILE uses FILE instead. Every PUT, _update and DELETE changes only its own
+endpoint in the file as it is then (under a lock, written atomically), so other servers on
+the same file and hand edits are kept; what they add shows here at the next request.
 The packaged endpoints cannot be deleted; _update shadows them. service "elasticsearch"
 with model_id .elser_model_2* or .multilingual-e5-small* maps to a packaged model (the
 answer says which, in a Warning header).
@@ -62,8 +64,9 @@ def add_serve_options(serve: argparse.ArgumentParser) -> None:
                        help="address to listen on (default: 127.0.0.1; 0.0.0.0 for every interface)")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default: {DEFAULT_PORT}")
     serve.add_argument("--endpoints", metavar="FILE",
-                       help="endpoints YAML over the packaged ones, read at start and rewritten by "
-                       "PUT/_update/DELETE (default: the endpoint store every enrich command reads)")
+                       help="endpoints YAML over the packaged ones, re-read when it changes and "
+                       "changed one endpoint at a time by PUT/_update/DELETE (default: the endpoint "
+                       "store every enrich command reads)")
     serve.add_argument("--model-root", "--model_root", dest="model_roots", action="append", default=[],
                        metavar="DIR", help="a directory whose model directories PUT may name "
                        "(repeatable; default: none, only the packaged models)")

@@ -138,7 +138,7 @@ async def _update(request: Request, task_type: str | None, inference_id: str) ->
     current = context.store.get(inference_id, task_type)
     endpoint = updated_endpoint(current, await read_json_object(request), context.model_roots)
     await context.install(endpoint, context.settings.request_timeout_s,
-                          lambda: context.store.replace(endpoint))
+                          lambda: context.store.replace(endpoint, based_on=current))
     return json_response(request, endpoint_to_body(endpoint))
 
 

@@ -2,21 +2,28 @@
 
 ``PUT _inference/<task_type>/<inference_id>`` bodies are checked by the very function that
 checks ``configs/endpoints.yaml`` (``Endpoint.from_body``), so a mistake gets the same message
-over REST as at a pipeline's start-up. Every change rewrites the endpoint store's file
-atomically (``inference/endpoint_store.py``), the one every ``enrich`` command reads, so an
-endpoint made with PUT can enrich a corpus and survives a restart. Which models a body may
-name is ``model_sources.py``'s to say.
+over REST as at a pipeline's start-up. Every change is written to the endpoint store's file
+(``inference/endpoint_store.py``), the one every ``enrich`` command reads, so an endpoint
+made with PUT can enrich a corpus and survives a restart; the file may be shared with other
+servers and hand edits (``EndpointStore`` says what each sees and keeps). Which models a
+body may name is ``model_sources.py``'s to say.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from inference_enrich.inference import Endpoint, EndpointConfigError
-from inference_enrich.inference.endpoint_store import load_store, packaged_endpoints, write_store
+from inference_enrich.inference.endpoint_store import (
+    change_endpoint,
+    packaged_endpoints,
+    parse_overlay,
+    read_store_bytes,
+)
 from inference_enrich.inference.secrets import is_secret_name, masked
 from inference_enrich.server.model_sources import ModelRoots, check_body_models
 from inference_enrich.server.errors import (
@@ -31,6 +38,8 @@ ELASTICSEARCH_TASK_TYPES = ("sparse_embedding", "text_embedding", "rerank", "com
 """Every task type Elasticsearch knows: anything else in a path is ``Unknown task_type``."""
 
 UPDATABLE_SECTIONS = ("service_settings", "task_settings", "chunking_settings")
+
+LOG = logging.getLogger(__name__)
 
 _INFERENCE_ID = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,62}[a-z0-9])?$")
 
@@ -109,23 +118,59 @@ class EndpointStore:
     """The endpoint store (``inference/endpoint_store.py``: the packaged endpoints under one
     YAML file), changed only through PUT, ``_update`` and DELETE.
 
-    Reads are plain dict lookups on the event loop; changes are serialised by a lock and the
-    dict is replaced only after the file was written, so a failed write changes nothing. A
-    packaged endpoint cannot be deleted (it would come back at the next start); ``_update``
-    shadows it with the updated copy.
+    The file is the truth, shared with every other process that uses it (another ``enrich
+    serve`` on the same store, a user editing it): each change is applied, under the store's
+    file lock, to the file as it is at that moment and changes only the endpoint it is
+    about, so an endpoint someone else wrote is never dropped. PUT of an id the file holds
+    is refused (exists), ``_update`` and DELETE of one it no longer holds get 404, and an
+    ``_update`` whose endpoint someone else changed since this server read it gets 409 (send
+    it again). What others add, change or delete shows here at the next read (lookups,
+    GET, inference): each read re-reads the file, and re-parses it when its content
+    changed. A file that does not read or validate is never overwritten: a change answers
+    500 naming the file and the problem, and reads keep the last good view (logged once).
+
+    Changes are serialised within the process by an asyncio lock and run off the event
+    loop; the view is replaced only after the file was written, so a failed write changes
+    nothing. A packaged endpoint cannot be deleted (it would come back at the next start);
+    ``_update`` shadows it with the updated copy.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._packaged = packaged_endpoints()
-        self._endpoints = {e.inference_id: e for e in load_store(path, must_exist=False)}
+        self._endpoints: dict[str, Endpoint] = {}
+        self._seen: bytes | None | bool = False  # the file's content last read or written here
+        self._refresh(strict=True)  # at start, an invalid file stops the server
         self._lock = asyncio.Lock()
 
+    def _refresh(self, strict: bool = False) -> None:
+        """Re-read the file if its content changed since it was last read (or written) here.
+        (Reading a few kilobytes is cheap; parsing them is done only on a change. Content,
+        not mtime, is compared: a coarse clock would hide a change within one tick.)"""
+        content: bytes | None | bool = True  # True: unreadable
+        try:
+            content = read_store_bytes(self.path)
+            if content == self._seen:
+                return
+            overlay = parse_overlay(content, self.path)
+        except EndpointConfigError as error:
+            if strict:
+                raise
+            if content != self._seen:  # logged once per bad content
+                LOG.error("endpoint store not re-read, still serving what it held before: %s", error)
+            self._seen = content
+            return
+        self._endpoints, self._seen = {**self._packaged, **overlay}, content
+
+    def _view(self) -> dict[str, Endpoint]:
+        self._refresh()
+        return self._endpoints
+
     def __len__(self) -> int:
-        return len(self._endpoints)
+        return len(self._view())
 
     def get(self, inference_id: str, task_type: str | None = None) -> Endpoint:
-        endpoint = self._endpoints.get(inference_id)
+        endpoint = self._view().get(inference_id)
         if endpoint is None:
             raise endpoint_not_found(inference_id)
         if task_type is not None:
@@ -133,34 +178,57 @@ class EndpointStore:
         return endpoint
 
     def contains(self, inference_id: str) -> bool:
-        return inference_id in self._endpoints
+        return inference_id in self._view()
 
     def list(self, task_type: str | None = None) -> list[Endpoint]:
-        return [self._endpoints[key] for key in sorted(self._endpoints)
-                if task_type is None or self._endpoints[key].task_type == task_type]
+        endpoints = self._view()
+        return [endpoints[key] for key in sorted(endpoints)
+                if task_type is None or endpoints[key].task_type == task_type]
 
     async def create(self, endpoint: Endpoint) -> None:
-        async with self._lock:
-            if endpoint.inference_id in self._endpoints:
+        def decide(current: Endpoint | None) -> Endpoint:
+            if current is not None:
                 raise endpoint_exists(endpoint.inference_id)
-            await self._commit({**self._endpoints, endpoint.inference_id: endpoint})
+            return endpoint
+        await self._change(endpoint.inference_id, decide)
 
-    async def replace(self, endpoint: Endpoint) -> None:
-        async with self._lock:
-            self.get(endpoint.inference_id)
-            await self._commit({**self._endpoints, endpoint.inference_id: endpoint})
+    async def replace(self, endpoint: Endpoint, based_on: Endpoint | None = None) -> None:
+        """Put ``endpoint`` in place of the one with its id; with ``based_on`` (what the
+        update was computed from), only if that is still what the file holds."""
+        def decide(current: Endpoint | None) -> Endpoint:
+            if current is None:
+                raise endpoint_not_found(endpoint.inference_id)
+            if based_on is not None and current != based_on:
+                raise ApiError(409, "version_conflict_engine_exception",
+                               f"Inference endpoint [{endpoint.inference_id}] was changed by another "
+                               "writer of the endpoint store while this update ran; send it again")
+            return endpoint
+        await self._change(endpoint.inference_id, decide)
 
     async def delete(self, inference_id: str) -> Endpoint:
-        async with self._lock:
-            endpoint = self.get(inference_id)
+        deleted: list[Endpoint] = []
+
+        def decide(current: Endpoint | None) -> None:
+            if current is None:
+                raise endpoint_not_found(inference_id)
             if inference_id in self._packaged:
                 raise bad_request(f"Inference endpoint [{inference_id}] is a packaged endpoint and cannot be "
                                   "deleted (it is part of every store); _update changes it")
-            await self._commit({k: v for k, v in self._endpoints.items() if k != inference_id})
-            return endpoint
+            deleted.append(current)
+            return None
+        await self._change(inference_id, decide)
+        return deleted[0]
 
-    async def _commit(self, endpoints: dict[str, Endpoint]) -> None:
-        await asyncio.to_thread(write_store, self.path, endpoints)
-        self._endpoints = endpoints
-
-
+    async def _change(self, inference_id: str,
+                      decide: Callable[[Endpoint | None], Endpoint | None]) -> None:
+        async with self._lock:
+            try:
+                endpoints, content = await asyncio.to_thread(change_endpoint, self.path, inference_id, decide)
+            except EndpointConfigError as error:
+                raise ApiError(500, "illegal_state_exception",
+                               f"{error}; fix or remove the file and send the request again") from None
+            except OSError as error:
+                raise ApiError(500, "illegal_state_exception",
+                               f"cannot write the endpoint store {self.path}: {error} "
+                               "(the endpoint store was not changed)") from None
+            self._endpoints, self._seen = endpoints, content

@@ -19,12 +19,13 @@ from pathlib import Path
 
 import openai
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from elasticsearch import AuthorizationException, BadRequestError, Elasticsearch, ElasticsearchWarning
 
 from conftest import SEED_TEXT
-from inference_enrich.inference import infer_texts, load_runtime
+from inference_enrich.inference import infer_texts, load_endpoints, load_runtime
 from inference_enrich.inference.models import resolve_model_path
 from serve_helpers import enrich_server, http
 from services import free_port
@@ -277,6 +278,53 @@ def test_an_endpoint_put_over_rest_is_used_by_every_command(server, home):
     missing = subprocess.run([*CLI, "infer", "sparse_embedding", "my-new", "x"], capture_output=True, text=True,
                              env={**os.environ, "ENRICH_HOME": str(home)}, timeout=600)
     assert missing.returncode != 0 and f"Inference endpoint not found [my-new] in {store}" in missing.stderr
+
+
+def test_a_second_server_and_a_hand_edit_on_the_same_store_keep_each_others_endpoints(server, home, tmp_path):
+    """The hostile tester's repro: A puts x1; B (same store) puts and deletes remote1; a hand
+    edit adds by-hand; B puts remote2. Nothing anyone else wrote is dropped, and each server
+    sees the others' endpoints at its next request."""
+    store = home / "endpoints.yaml"
+    sparse = {"service": "transformers", "service_settings": {"model_id": "splade-tiny"}}
+    remote = {"service": "openai", "service_settings": {
+        "url": f"{server.url}/v1/embeddings", "model_id": "my-minilm", "api_key": READER, "max_retries": 1}}
+    with enrich_server(tmp_path, "--no-access-log", store=True, env={"ENRICH_HOME": str(home)}) as second:
+        assert http("PUT", f"{server.url}/_inference/sparse_embedding/x1", sparse, auth(ADMIN)).status == 200
+        try:
+            assert http("GET", f"{second.url}/_inference/x1").status == 200  # B sees A's endpoint
+            assert http("PUT", f"{second.url}/_inference/sparse_embedding/x1", sparse).status == 400  # exists
+            assert http("PUT", f"{second.url}/_inference/text_embedding/remote1", remote).status == 200
+            assert http("DELETE", f"{second.url}/_inference/remote1").status == 200
+            assert load_endpoints(store).get("x1").model_id == "splade-tiny"  # what `enrich infer x1` reads
+            document = yaml.safe_load(store.read_text())
+            document["endpoints"]["by-hand"] = {"task_type": "sparse_embedding", **sparse, "task_settings": {"top_k": 4}}
+            store.write_text(yaml.safe_dump(document))
+            shown = http("GET", f"{server.url}/_inference/by-hand", headers=auth(ADMIN))
+            assert shown.status == 200 and shown.body["endpoints"][0]["task_settings"] == {"top_k": 4}
+            assert http("PUT", f"{second.url}/_inference/text_embedding/remote2", remote).status == 200
+            assert set(yaml.safe_load(store.read_text())["endpoints"]) == {"x1", "by-hand", "remote2"}
+        finally:
+            for inference_id in ("x1", "by-hand", "remote2"):
+                http("DELETE", f"{second.url}/_inference/{inference_id}")
+    assert yaml.safe_load(store.read_text()) == {"endpoints": {}}
+
+
+def test_an_invalid_store_file_is_refused_by_put_and_left_untouched(server, home):
+    store = home / "endpoints.yaml"
+    before = store.read_text() if store.exists() else None
+    store.write_text("endpoints: [torn\n")
+    try:
+        answer = http("PUT", f"{server.url}/_inference/sparse_embedding/x2",
+                      {"service": "transformers", "service_settings": {"model_id": "splade-tiny"}}, auth(ADMIN))
+        assert answer.status == 500, answer.body
+        assert str(store) in answer.body["error"]["reason"] and "not valid YAML" in answer.body["error"]["reason"]
+        assert store.read_text() == "endpoints: [torn\n"
+        assert http("GET", f"{server.url}/_inference/my-elser-model", headers=auth(ADMIN)).status == 200
+    finally:
+        if before is None:
+            store.unlink()
+        else:
+            store.write_text(before)
 
 
 def test_elasticsearch_built_in_models_map_to_the_packaged_ones_and_say_so(server):
