@@ -47,8 +47,9 @@ name the file, section and key (or the flag) of each bad setting.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 from pydantic import ValidationError
@@ -109,14 +110,17 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for section, body in document.items():
         if section not in SECTIONS:
-            raise JobConfigError(f"{path}: {section}: unknown section (known: {', '.join(SECTIONS)})")
+            raise JobConfigError(f"{path}: {section}: unknown section{_did_you_mean(section, SECTIONS)} "
+                                 f"(known: {', '.join(SECTIONS)})")
         if not isinstance(body, dict | None):
             raise JobConfigError(f"{path}: {section}: expected a mapping of settings")
         for key, value in (body or {}).items():
             name = FILE_KEYS.get((section, key))
             if name is None:
-                known = ", ".join(k for s, k in FILE_KEYS if s == section)
-                raise JobConfigError(f"{path}: {section}.{key}: unknown key (known: {known})")
+                known = [k for s, k in FILE_KEYS if s == section]
+                elsewhere = {k: f"{s}.{k}" for s, k in FILE_KEYS if s != section}
+                hint = _did_you_mean(key, known) or _did_you_mean(key, list(elsewhere), elsewhere)
+                raise JobConfigError(f"{path}: {section}.{key}: unknown key{hint} (known: {', '.join(known)})")
             values[name] = _resolve_paths(value, path.parent) if SETTINGS[name].path else value
     return values
 
@@ -128,3 +132,10 @@ def _resolve_paths(value: Any, base: Path) -> Any:
         return value  # URLs stay; a wrong type is reported by validation
     path = Path(value).expanduser()
     return str(path if path.is_absolute() else (base / path).resolve())
+
+
+def _did_you_mean(name: object, known: Sequence[str], spelled: dict[str, str] | None = None) -> str:
+    """`` (did you mean X?)`` for a close known name (written as ``spelled`` gives it, e.g.
+    with its section), as the flags' check says it, else ""."""
+    close = difflib.get_close_matches(str(name), list(known), n=1, cutoff=0.75)
+    return f" (did you mean {(spelled or {}).get(close[0], close[0])}?)" if close else ""

@@ -71,7 +71,11 @@ def test_defaults():
 @pytest.mark.parametrize("body, where, problem", [
     ("inference: {batch: 3}", "inference.batch", "unknown key (known: endpoints, inference_id"),
     ("sink: {url2: x}", "sink.url2", "unknown key"),
-    ("sinks: {}", "sinks", "unknown section (known: source, inference, sink)"),
+    ("source: {text_feild: body}", "source.text_feild", "unknown key (did you mean inference.text_field?) (known: "),
+    ("inference: {text_feild: body}", "inference.text_feild", "unknown key (did you mean text_field?) (known: "),
+    ("sink: {mdoe: append}", "sink.mdoe", "unknown key (did you mean mode?)"),
+    ("sinkk: {}", "sinkk", "unknown section (did you mean sink?) (known: source, inference, sink)"),
+    ("sinks: {}", "sinks", "unknown section (did you mean sink?) (known: source, inference, sink)"),
     ("inference: {max_batch_size: ten}", "inference.max_batch_size", "input should be a valid integer, got 'ten'"),
     ("inference: {max_batch_size: true}", "inference.max_batch_size", "input should be a valid integer, got True"),
     ("inference: {max_batch_size: 0}", "inference.max_batch_size", "greater than or equal to 1, got 0"),
