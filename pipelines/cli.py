@@ -15,6 +15,7 @@ Each subcommand is a module of its own (``pipelines/commands/``, ``server/cli.py
 from __future__ import annotations
 
 import argparse
+import difflib
 import errno
 import logging
 import os
@@ -55,6 +56,15 @@ def _command_parser(parser: argparse.ArgumentParser, command: str) -> argparse.A
     raise KeyError(command)
 
 
+def _unknown_arguments(arguments: Sequence[str], command: argparse.ArgumentParser) -> str:
+    """argparse's "unrecognized arguments", with the closest of the command's flags to a
+    mistyped one (run's flags and Beam's are checked by ``flag_check``)."""
+    flags = [option for action in command._actions for option in action.option_strings]
+    hints = [close[0] for argument in arguments if argument.startswith("--")
+             for close in [difflib.get_close_matches(argument.split("=", 1)[0], flags, n=1, cutoff=0.75)] if close]
+    return f"unrecognized arguments: {' '.join(arguments)}" + (f" (did you mean {hints[0]}?)" if hints else "")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="enrich",
@@ -79,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
     if beam_args and args.command != "run":
-        parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
+        _command_parser(parser, args.command).error(_unknown_arguments(beam_args, _command_parser(parser, args.command)))
     try:
         if args.command == "run":
             _configure_logging(quiet=args.quiet)

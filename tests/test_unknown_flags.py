@@ -35,6 +35,21 @@ def test_an_unknown_argument_is_a_usage_error(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["eval", "beir", "--methds", "bm25"], "enrich eval: error: unrecognized arguments: --methds bm25 "
+                                           "(did you mean --methods?)"),
+    (["search", "q", "--top_kk", "3"], "enrich search: error: unrecognized arguments: --top_kk 3 "
+                                       "(did you mean --top_k?)"),
+    (["endpoints", "--nothing-like-it"], "enrich endpoints: error: unrecognized arguments: --nothing-like-it"),
+])
+def test_a_mistyped_flag_of_another_command_names_the_one_meant(argv, message, capsys):
+    """Commands other than run: argparse's message, plus the closest of that command's flags."""
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == message
+
+
 def test_beam_pipeline_options_pass():
     from inference_enrich.pipelines.flag_check import unknown_beam_arguments
 
