@@ -24,7 +24,7 @@ from inference_enrich.inference import Endpoint, load_reranker
 from inference_enrich.inference.rerank_results import Reranker, rerank_response
 from inference_enrich.server.errors import ApiError, parse_failure, validation_failed
 from inference_enrich.server.media import json_response
-from inference_enrich.server.request_parsing import input_texts
+from inference_enrich.server.request_parsing import check_unicode, input_texts
 
 RERANK_FIELDS = ("input", "query", "top_n", "return_documents", "task_settings")
 
@@ -41,6 +41,7 @@ def parse_rerank_body(body: dict[str, Any]) -> tuple[str, list[str], int | None,
         raise validation_failed("Field [query] cannot be null")
     if not isinstance(query, str):
         raise validation_failed("Field [query] must be a string")
+    check_unicode(query, "Field [query]")
     settings = body.get("task_settings") or {}
     if not isinstance(settings, dict):
         raise validation_failed("Field [task_settings] must be an object")

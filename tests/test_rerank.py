@@ -209,3 +209,15 @@ def test_serve_creates_and_updates_rerank_endpoints(rerank_server, cross_encoder
         assert es.inference.get(inference_id="srr").body["endpoints"][0]["task_settings"] == {
             "return_documents": False}
 
+
+def test_a_lone_surrogate_in_the_rerank_query_is_a_400_naming_it(rerank_server):
+    """As one in ``input`` is (it was a 500: 'TextInputSequence must be str')."""
+    from serve_helpers import http
+
+    server, _ = rerank_server
+    answer = http("POST", f"{server.url}/_inference/rerank/my-reranker", raw=b'{"query": "q\\ud800", "input": ["a"]}')
+    assert answer.status == 400, answer.body
+    assert answer.body["error"]["reason"] == (
+        "Validation Failed: 1: Field [query] is not valid Unicode: a lone surrogate [\\ud800] at position [1];")
+    answer = http("POST", f"{server.url}/_inference/my-reranker", raw=b'{"query": "q", "input": ["a\\udfff"]}')
+    assert answer.status == 400 and "Field [input] entry [0] is not valid Unicode" in answer.body["error"]["reason"]
