@@ -221,3 +221,17 @@ def test_a_lone_surrogate_in_the_rerank_query_is_a_400_naming_it(rerank_server):
         "Validation Failed: 1: Field [query] is not valid Unicode: a lone surrogate [\\ud800] at position [1];")
     answer = http("POST", f"{server.url}/_inference/my-reranker", raw=b'{"query": "q", "input": ["a\\udfff"]}')
     assert answer.status == 400 and "Field [input] entry [0] is not valid Unicode" in answer.body["error"]["reason"]
+
+
+def test_serve_preloads_a_rerank_endpoint_with_the_embedding_models(tmp_path, endpoints_file):
+    """--preload loads every endpoint's model in parallel threads; the cross-encoder's load
+    takes its turn with the others' (it did not, and a SPLADE model loading meanwhile came out
+    with its tied head unset: start-up failed with 'output head not tied')."""
+    from serve_helpers import enrich_server, http
+
+    endpoints = tmp_path / "endpoints.yaml"
+    shutil.copyfile(endpoints_file, endpoints)
+    with enrich_server(tmp_path, "--preload", endpoints=endpoints) as server:
+        answer = http("POST", f"{server.url}/_inference/rerank/my-reranker", {"query": QUERY, "input": DOCUMENTS})
+        assert answer.status == 200 and len(answer.body["rerank"]) == 3
+        assert http("POST", f"{server.url}/_inference/my-elser-model", {"input": QUERY}).status == 200
