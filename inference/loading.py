@@ -30,12 +30,17 @@ def load_pretrained(model_class, model_path: str):
     local = Path(model_path).is_dir()
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=local)  # no global hooks
-        with _LOADING:
-            model = model_class.from_pretrained(model_path, local_files_only=local)
+        model = load_model(model_class, model_path, local_files_only=local)
     except (OSError, ValueError) as error:
         raise ModelLoadError(f"cannot load model from '{model_path}': {error}") from error
     check_tied_head(model, model_path)
     return tokenizer, model.eval()
+
+
+def load_model(model_class, model_path: str | Path, **options):
+    """``model_class.from_pretrained``, one at a time in this process (``_LOADING``)."""
+    with _LOADING:
+        return model_class.from_pretrained(model_path, **options)
 
 
 def check_tied_head(model, model_path: str) -> None:

@@ -32,9 +32,11 @@ class CrossEncoder:
                  task_settings: Mapping[str, Any] | None = None, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        try:
+        from inference_enrich.inference.loading import load_model
+
+        try:  # loaded one model at a time: another load in parallel can leave a model's tied weights unset
             self._tokenizer = AutoTokenizer.from_pretrained(path)
-            self._model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+            self._model = load_model(AutoModelForSequenceClassification, path).eval()
         except (OSError, ValueError) as error:
             raise ModelLoadError(f"cannot load the cross-encoder '{model_id}' from {path}: {error}") from error
         if self._model.config.num_labels != 1:

@@ -12,6 +12,7 @@ from starlette.requests import Request
 
 from inference_enrich.inference import Endpoint
 from inference_enrich.inference.errors import RemoteInputError
+from inference_enrich.inference.results import RERANK
 from inference_enrich.server.errors import ApiError
 from inference_enrich.server.metrics import ServerMetrics
 from inference_enrich.server.admission import Admission
@@ -20,6 +21,7 @@ from inference_enrich.server.model_sources import ModelRoots
 from inference_enrich.server.batch_policy import BatchPolicy
 from inference_enrich.server.worker import Outcome
 from inference_enrich.server.request_parsing import format_time_value
+from inference_enrich.server.rerank_api import Rerankers
 from inference_enrich.server.security import ApiKey, ApiKeyCheck
 from inference_enrich.server.store import EndpointStore
 
@@ -49,6 +51,7 @@ class ServerContext:
         self.metrics = ServerMetrics()
         self.store = EndpointStore(settings.endpoints_path)
         self.pool = ModelPool(settings.batch, self.metrics.observe_batch, self.metrics.observe_remote)
+        self.rerankers = Rerankers()  # rerank endpoints' models: outside the pool, which batches embeddings
         self.api_keys = ApiKeyCheck(settings.api_keys)
         self.model_roots = ModelRoots.of(settings.model_roots)
         self.admission = Admission(settings.max_queued_texts)
@@ -96,12 +99,19 @@ class ServerContext:
             self.retire_unused_models()
 
     def retire_unused_models(self) -> None:
-        self.pool.retire_unused([*self.store.list(), *self._installing])
+        in_use = [*self.store.list(), *self._installing]
+        self.pool.retire_unused(in_use)
+        self.rerankers.retire_unused(in_use)
 
     async def _load_model(self, endpoint: Endpoint, timeout_s: float | None) -> None:
-        future = self.pool.worker_for(endpoint).load()
+        """A rerank endpoint's model is loaded as its first request loads it (``Rerankers``,
+        in a thread); an embedding endpoint's by its worker in the pool."""
+        if endpoint.task_type == RERANK:
+            loading: Awaitable[object] = asyncio.to_thread(self.rerankers.get, endpoint)
+        else:
+            loading = asyncio.wrap_future(self.pool.worker_for(endpoint).load())
         try:
-            await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
+            await asyncio.wait_for(loading, timeout_s)
         except asyncio.TimeoutError:
             raise ApiError(408, "status_exception",
                            f"Timed out after [{format_time_value(timeout_s or 0)}] loading the "

@@ -6,14 +6,16 @@
 
 A rerank request is one query's candidates, scored together: it does not join the embedding
 workers' batches. The reranker (a local cross-encoder or a remote service) is loaded at its
-endpoint's first request, once per app, and called in a thread so the event loop stays free.
+endpoint's first request (or at its PUT, ``_update`` or ``--preload``: ``ServerContext.install``),
+once per app, and called in a thread so the event loop stays free; one no endpoint uses any more
+is dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any
+from typing import Any, Sequence
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -22,7 +24,7 @@ from inference_enrich.inference import Endpoint, load_reranker
 from inference_enrich.inference.rerank_results import Reranker, rerank_response
 from inference_enrich.server.errors import ApiError, parse_failure, validation_failed
 from inference_enrich.server.media import json_response
-from inference_enrich.server.request_parsing import input_texts
+from inference_enrich.server.request_parsing import check_unicode, input_texts
 
 RERANK_FIELDS = ("input", "query", "top_n", "return_documents", "task_settings")
 
@@ -39,6 +41,7 @@ def parse_rerank_body(body: dict[str, Any]) -> tuple[str, list[str], int | None,
         raise validation_failed("Field [query] cannot be null")
     if not isinstance(query, str):
         raise validation_failed("Field [query] must be a string")
+    check_unicode(query, "Field [query]")
     settings = body.get("task_settings") or {}
     if not isinstance(settings, dict):
         raise validation_failed("Field [task_settings] must be an object")
@@ -52,25 +55,31 @@ def parse_rerank_body(body: dict[str, Any]) -> tuple[str, list[str], int | None,
 
 
 class Rerankers:
-    """The loaded rerankers of one app, by endpoint fingerprint."""
+    """The loaded rerankers of one app (``ServerContext.rerankers``), by endpoint fingerprint."""
 
     def __init__(self) -> None:
         self._loaded: dict[str, Reranker] = {}
         self._lock = threading.Lock()
 
     def get(self, endpoint: Endpoint) -> Reranker:
+        key = endpoint.fingerprint()
         with self._lock:  # one load per endpoint, even when its first requests arrive together
-            key = endpoint.fingerprint()
-            if key not in self._loaded:
-                self._loaded[key] = load_reranker(endpoint)
-            return self._loaded[key]
+            reranker = self._loaded.get(key)
+            if reranker is None:
+                reranker = self._loaded[key] = load_reranker(endpoint)
+            return reranker
+
+    def retire_unused(self, endpoints: Sequence[Endpoint]) -> None:
+        """Drop the rerankers none of ``endpoints`` uses (after ``_update`` or DELETE). It
+        runs on the event loop, so it never waits for the lock a load holds; a reranker a
+        request still holds answers it, and one loaded meanwhile goes at the next call."""
+        used = {endpoint.fingerprint() for endpoint in endpoints}
+        for key in [key for key in list(self._loaded) if key not in used]:
+            self._loaded.pop(key, None)
 
     @staticmethod
     def of(request: Request) -> "Rerankers":
-        state = request.app.state
-        if not hasattr(state, "rerankers"):
-            state.rerankers = Rerankers()
-        return state.rerankers
+        return request.app.state.context.rerankers
 
 
 async def perform_rerank(request: Request, endpoint: Endpoint, body: dict[str, Any],

@@ -10,6 +10,7 @@ the batching (scores equal the model's own forward pass one pair at a time) and 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -162,3 +163,75 @@ def test_serve_answers_rerank_in_elasticsearchs_shape(tmp_path, endpoints_file, 
         assert answer.status == 400 and "Incompatible task_type" in answer.body["error"]["reason"]
         embedding = http("POST", f"{server.url}/_inference/sparse_embedding/my-elser-model", {"input": "whale"})
         assert embedding.status == 200 and "sparse_embedding" in embedding.body
+
+
+@pytest.fixture(scope="module")
+def rerank_server(tmp_path_factory, endpoints_file, cross_encoder_dir):
+    """``enrich serve`` with my-reranker from its endpoints file (a copy: PUT and _update
+    rewrite it) and a model root holding a link to the tiny cross-encoder as ``ce``."""
+    from serve_helpers import enrich_server
+
+    work = tmp_path_factory.mktemp("rerank-serve")
+    roots = work / "roots"
+    roots.mkdir()
+    (roots / "ce").symlink_to(cross_encoder_dir)
+    endpoints = work / "endpoints.yaml"
+    shutil.copyfile(endpoints_file, endpoints)
+    with enrich_server(work, "--model-root", str(roots), endpoints=endpoints) as server:
+        yield server, roots
+
+
+def test_serve_creates_and_updates_rerank_endpoints(rerank_server, cross_encoder_dir):
+    """PUT and _update of a rerank endpoint load its cross-encoder as a file's rerank endpoint
+    is loaded (they used to ask the embedding loader, which refused: 400 'load it with
+    load_reranker'), and what they made answers Elasticsearch's rerank requests."""
+    from elasticsearch import Elasticsearch
+
+    from serve_helpers import http
+
+    server, roots = rerank_server
+    every = [r.to_dict() for r in CrossEncoder(cross_encoder_dir, "tiny").rerank(QUERY, DOCUMENTS)]
+    created = http("PUT", f"{server.url}/_inference/rerank/srr",
+                   {"service": "transformers", "service_settings": {"model_id": str(roots / "ce")}})
+    assert created.status == 200, created.body
+    assert created.body["inference_id"] == "srr" and created.body["task_type"] == "rerank"
+    updated = http("PUT", f"{server.url}/_inference/my-reranker/_update", {"task_settings": {"top_n": 1}})
+    assert updated.status == 200, updated.body
+    assert updated.body["task_settings"]["top_n"] == 1
+    with Elasticsearch(server.url, request_timeout=300, max_retries=0) as es:
+        assert es.inference.rerank(inference_id="srr", query=QUERY, input=DOCUMENTS).body == {"rerank": every}
+        assert es.inference.rerank(inference_id="my-reranker", query=QUERY, input=DOCUMENTS).body == {
+            "rerank": every[:1]}  # the updated top_n
+        es.inference.update(inference_id="srr", inference_config={"task_settings": {"return_documents": False}})
+        answer = es.inference.inference(task_type="rerank", inference_id="srr", query=QUERY, input=DOCUMENTS,
+                                        task_settings={"top_n": 2})
+        assert answer.body == {"rerank": [{k: v for k, v in item.items() if k != "text"} for item in every[:2]]}
+        assert es.inference.get(inference_id="srr").body["endpoints"][0]["task_settings"] == {
+            "return_documents": False}
+
+
+def test_a_lone_surrogate_in_the_rerank_query_is_a_400_naming_it(rerank_server):
+    """As one in ``input`` is (it was a 500: 'TextInputSequence must be str')."""
+    from serve_helpers import http
+
+    server, _ = rerank_server
+    answer = http("POST", f"{server.url}/_inference/rerank/my-reranker", raw=b'{"query": "q\\ud800", "input": ["a"]}')
+    assert answer.status == 400, answer.body
+    assert answer.body["error"]["reason"] == (
+        "Validation Failed: 1: Field [query] is not valid Unicode: a lone surrogate [\\ud800] at position [1];")
+    answer = http("POST", f"{server.url}/_inference/my-reranker", raw=b'{"query": "q", "input": ["a\\udfff"]}')
+    assert answer.status == 400 and "Field [input] entry [0] is not valid Unicode" in answer.body["error"]["reason"]
+
+
+def test_serve_preloads_a_rerank_endpoint_with_the_embedding_models(tmp_path, endpoints_file):
+    """--preload loads every endpoint's model in parallel threads; the cross-encoder's load
+    takes its turn with the others' (it did not, and a SPLADE model loading meanwhile came out
+    with its tied head unset: start-up failed with 'output head not tied')."""
+    from serve_helpers import enrich_server, http
+
+    endpoints = tmp_path / "endpoints.yaml"
+    shutil.copyfile(endpoints_file, endpoints)
+    with enrich_server(tmp_path, "--preload", endpoints=endpoints) as server:
+        answer = http("POST", f"{server.url}/_inference/rerank/my-reranker", {"query": QUERY, "input": DOCUMENTS})
+        assert answer.status == 200 and len(answer.body["rerank"]) == 3
+        assert http("POST", f"{server.url}/_inference/my-elser-model", {"input": QUERY}).status == 200

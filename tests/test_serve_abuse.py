@@ -20,7 +20,7 @@ from pathlib import Path
 import openai
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from elasticsearch import AuthorizationException, BadRequestError, Elasticsearch, ElasticsearchWarning
 
@@ -486,3 +486,62 @@ def test_a_dot_dot_after_a_link_inside_a_root_cannot_reach_outside_it(tmp_path):
     assert os.path.realpath(escape) == str(outside / "model")
     assert not roots.allows(escape)
     assert not roots.allows(f"{root}/sub/../link")
+
+
+# ------------------------------------------------------------------ 6. deeply nested bodies
+
+NESTING_LIMIT = 100  # server/request_parsing.py's MAX_NESTING_DEPTH; the README says 100
+DEEP_ROUTES = {  # route -> the body around the deep value (the route's own object is level 1)
+    ("POST", "/_inference/my-elser-model"): ('{"input": ', "}"),
+    ("PUT", "/_inference/sparse_embedding/deep"): (
+        '{"service": "transformers", "service_settings": {"model_id": "splade-tiny", "deep": ', "}}"),
+    ("PUT", "/_inference/my-elser-model/_update"): ('{"task_settings": {"deep": ', "}}"),
+    ("POST", "/v1/embeddings"): ('{"model": "my-elser-model", "input": ', "}"),
+}
+
+
+def deep_json(depth: int, shape: list[bool]) -> str:
+    """A value ``depth`` arrays and objects deep around a string, level i an object when
+    ``shape[i % len(shape)]`` (written out: json.dumps itself cannot go that deep)."""
+    kinds = [shape[level % len(shape)] for level in range(depth)]
+    return ("".join('{"k": ' if is_object else "[" for is_object in kinds) + '"x"'
+            + "".join("}" if is_object else "]" for is_object in reversed(kinds)))
+
+
+def post_deep(server, method: str, path: str, value: str):
+    before, after = DEEP_ROUTES[(method, path)]
+    return http(method, f"{server.url}{path}", raw=(before + value + after).encode(), headers=auth(ADMIN))
+
+
+def reason_of(answer) -> str:
+    error = answer.body["error"]
+    return error.get("reason") or error["message"]  # Elasticsearch's envelope, or OpenAI's on /v1
+
+
+@pytest.mark.parametrize("depth", [100_000, 600_000])  # 600 000 levels: over 1 MiB, parsed in a thread
+def test_a_deeply_nested_body_is_a_400_on_every_json_route(server, depth):
+    value = deep_json(depth, [False])
+    for method, path in DEEP_ROUTES:
+        answer = post_deep(server, method, path, value)
+        assert answer.status == 400, (method, path, answer.body)
+        assert reason_of(answer) == (
+            f"request body is nested too deeply: more than {NESTING_LIMIT} levels of arrays and objects")
+    assert "RecursionError" not in server.log.read_text(errors="replace")
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(2, 3000), st.lists(st.booleans(), min_size=1, max_size=5),
+       st.sampled_from(sorted(DEEP_ROUTES)))
+@example(98, [True], ("PUT", "/_inference/sparse_embedding/deep"))  # 100 levels: parsed, then refused
+@example(98, [True], ("PUT", "/_inference/my-elser-model/_update"))
+@example(99, [False, True], ("POST", "/_inference/my-elser-model"))
+@example(99, [True], ("POST", "/v1/embeddings"))
+@example(99, [True], ("PUT", "/_inference/sparse_embedding/deep"))  # 101 levels
+def test_nesting_of_any_depth_and_shape_is_answered_never_a_500(server, depth, shape, route):
+    """Two levels or more are never a valid body for these routes (no endpoint changes): a 400
+    for what is wrong with it, or, beyond the limit, for its depth, whatever its shape."""
+    answer = post_deep(server, *route, deep_json(depth, shape))
+    too_deep = "nested too deeply" in reason_of(answer)
+    assert answer.status == 400, (depth, shape, route, answer.body)
+    levels = depth + len(DEEP_ROUTES[route][1])  # the route's own objects around the value
+    assert too_deep == (levels > NESTING_LIMIT), (depth, shape, route, answer.body)
