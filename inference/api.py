@@ -141,6 +141,12 @@ def embedding_dimensions(endpoint: Endpoint) -> int | None:
         return None
     if not endpoint.service_info.tokenizes_locally:
         return endpoint.service_settings.get("dimensions") or len(_remote_runtime(endpoint).probe().embedding)
+    from inference_enrich.inference.bert.support import read_config
+
+    path = resolve_model_path(endpoint.model_id)
+    config = read_config(path)
+    if "hidden_size" in config:  # a local directory: no transformers import for one number
+        return int(config["hidden_size"])
     from transformers import AutoConfig
 
-    return int(AutoConfig.from_pretrained(resolve_model_path(endpoint.model_id)).hidden_size)
+    return int(AutoConfig.from_pretrained(path).hidden_size)

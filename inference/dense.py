@@ -2,6 +2,8 @@
 
 That is exactly what sentence-transformers does for all-MiniLM-L6-v2 (Transformer ->
 Pooling(mean) -> Normalize), so results match its ``encode`` output (tested to 1e-5).
+The encoder hands back the real tokens' states only, documents back to back, so pooling is
+one ``index_add_`` per batch (no mask multiply over padding).
 """
 
 from __future__ import annotations
@@ -9,28 +11,29 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
-from transformers import AutoModel
 
 from inference_enrich.inference.encoder import LocalEncoder
+from inference_enrich.inference.encoder_model import EncoderModel
 from inference_enrich.inference.results import TEXT_EMBEDDING, TextEmbedding
-from inference_enrich.inference.runtime import TokenizedText, pad_batch
+from inference_enrich.inference.runtime import TokenizedText
 
 
 class DenseEncoder(LocalEncoder):
     """Dense sentence embeddings from an encoder model directory."""
 
     task_type = TEXT_EMBEDDING
-    model_class = AutoModel
+    masked_lm = False
 
-    def _start(self, tokenizer: Any, model: Any, task_settings: dict[str, Any], **options: Any) -> None:
-        self._model = model
+    def _start(self, model: EncoderModel, task_settings: dict[str, Any], **options: Any) -> None:
+        pass
 
     @torch.inference_mode()
     def embed(self, batch: Sequence[TokenizedText]) -> list[TextEmbedding]:
-        input_ids, attention_mask = pad_batch(batch, self._pad_id)
-        hidden = self._model(input_ids=input_ids, attention_mask=attention_mask)[0]
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        states = self._model.hidden_states(batch)  # [real tokens, hidden]
+        lengths = torch.tensor([len(item.ids) for item in batch])
+        documents = torch.repeat_interleave(torch.arange(len(batch)), lengths)
+        pooled = states.new_zeros((len(batch), states.shape[1])).index_add_(0, documents, states)
+        pooled /= lengths.to(states.dtype)[:, None]
         vectors = torch.nn.functional.normalize(pooled, p=2, dim=1)
         return [
             TextEmbedding(vector, item.is_truncated)

@@ -11,7 +11,7 @@ import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 from inference_enrich.inference.errors import ModelLoadError
 from inference_enrich.inference.results import InferenceResult
@@ -70,27 +70,20 @@ def takes_whole_texts(runtime: ModelRuntime | WholeTextRuntime) -> TypeIs[WholeT
 class Truncator:
     """Tokenises with the model's tokenizer and flags texts cut at the length limit.
 
-    Tokenising to ``limit + 1`` tokens tells whether anything was cut without tokenising a
-    whole long document; the result then equals Hugging Face truncation at ``limit``
-    (first ``limit - 2`` word pieces between [CLS] and [SEP]).
+    ``encode`` must return each text's ids (special tokens included) cut at ``limit + 1``:
+    that tells whether anything was cut without tokenising a whole long document; the
+    result then equals Hugging Face truncation at ``limit`` (first ``limit - 2`` word pieces
+    between [CLS] and [SEP]).
     """
 
-    def __init__(self, tokenizer, limit: int) -> None:
-        self._tokenizer = tokenizer
+    def __init__(self, encode: Callable[[list[str]], list[list[int]]], sep_id: int, limit: int) -> None:
+        self._encode = encode
         self._limit = limit
-        self._sep_id = tokenizer.sep_token_id
+        self._sep_id = sep_id
 
     def __call__(self, texts: Sequence[str]) -> list[TokenizedText]:
-        encoded = self._tokenizer(
-            list(texts),
-            add_special_tokens=True,
-            truncation=True,
-            max_length=self._limit + 1,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-        )["input_ids"]
         out = []
-        for ids in encoded:
+        for ids in self._encode(list(texts)):
             if len(ids) > self._limit:
                 out.append(TokenizedText(ids[: self._limit - 1] + [self._sep_id], True))
             else:
@@ -111,12 +104,11 @@ def pad_batch(batch: Sequence[TokenizedText], pad_id: int) -> tuple[torch.Tensor
     return input_ids, attention_mask
 
 
-def model_length_limit(model_path: str, config, tokenizer) -> int:
-    """The longest input the model takes: the position table, capped by the tokenizer and,
-    for sentence-transformers models, by ``sentence_bert_config.json`` (what they were
-    trained and are used with)."""
-    limit = int(getattr(config, "max_position_embeddings", 512))
-    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
+def model_length_limit(model_path: str, max_positions: int, tokenizer_limit: int | None) -> int:
+    """The longest input the model takes: the position table (``max_positions``), capped by
+    the tokenizer's ``model_max_length`` and, for sentence-transformers models, by
+    ``sentence_bert_config.json`` (what they were trained and are used with)."""
+    limit = max_positions
     if isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < limit:
         limit = tokenizer_limit
     st_config = Path(model_path) / "sentence_bert_config.json"

@@ -20,37 +20,32 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
-from transformers import AutoModelForMaskedLM
 
 from inference_enrich.inference.encoder import LocalEncoder
+from inference_enrich.inference.encoder_model import EncoderModel
 from inference_enrich.inference.projection import PROJECTIONS, document_bounds
 from inference_enrich.inference.results import SPARSE_EMBEDDING, SparseEmbedding, prune
-from inference_enrich.inference.runtime import TokenizedText, pad_batch
+from inference_enrich.inference.runtime import TokenizedText
 
 
 class SparseEncoder(LocalEncoder):
     """SPLADE sparse embeddings from a ``*ForMaskedLM`` model directory."""
 
     task_type = SPARSE_EMBEDDING
-    model_class = AutoModelForMaskedLM
+    masked_lm = True
 
-    def _start(self, tokenizer: Any, model: Any, task_settings: dict[str, Any], quantization: str = "none",
+    def _start(self, model: EncoderModel, task_settings: dict[str, Any], quantization: str = "none",
                **options: Any) -> None:
-        self._encoder = model.base_model
-        head = model.get_output_embeddings()
-        self._head_transform = _head_transform(model)
-        self._projection = PROJECTIONS[quantization](head.weight.detach(), head.bias.detach())
-        vocab_size = head.weight.shape[0]
-        self._vocabulary = tokenizer.convert_ids_to_tokens(list(range(vocab_size)))
-        self._special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
+        self._head_transform, weight, bias = model.masked_lm_head()
+        self._projection = PROJECTIONS[quantization](weight, bias)
+        self._vocabulary = model.vocabulary()
+        self._special_ids = torch.tensor(model.special_ids, dtype=torch.long)
         self._top_k: int | None = task_settings.get("top_k")
         self._min_weight: float = float(task_settings.get("min_weight", 0.0))
 
     @torch.inference_mode()
     def embed(self, batch: Sequence[TokenizedText]) -> list[SparseEmbedding]:
-        input_ids, attention_mask = pad_batch(batch, self._pad_id)
-        hidden = self._encoder(input_ids=input_ids, attention_mask=attention_mask)[0]
-        states = self._head_transform(hidden[attention_mask.bool()])  # [real tokens, hidden]
+        states = self._head_transform(self._model.hidden_states(batch))  # [real tokens, hidden]
         bounds = document_bounds([len(item.ids) for item in batch])
         weights = self._projection.max_logits(states, bounds).relu_().log1p_()  # in place
         weights[:, self._special_ids] = 0.0
@@ -66,15 +61,3 @@ class SparseEncoder(LocalEncoder):
         }
         return SparseEmbedding(prune(embedding, self._min_weight, self._top_k), is_truncated)
 
-
-def _head_transform(model) -> torch.nn.Module:
-    """The MLM head minus its final vocabulary projection (dense + activation + LayerNorm
-    for BERT-style heads), so the projection can be done chunk-wise by ``SparseEncoder``."""
-    predictions = getattr(getattr(model, "cls", None), "predictions", None)
-    transform = getattr(predictions, "transform", None)
-    if transform is None:
-        raise NotImplementedError(
-            f"{type(model).__name__}: only BERT-style masked-LM heads (cls.predictions) are "
-            "supported for sparse_embedding"
-        )
-    return transform

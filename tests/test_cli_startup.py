@@ -3,6 +3,7 @@ imported only by the code paths that use them (structural checks, never timings)
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -28,6 +29,18 @@ def test_cli_commands_that_need_no_model_import_no_heavy_library(command):
     modules, done = imported_modules("-m", "inference_enrich.pipelines.cli", *command)
     assert done.returncode == 0, done.stderr[-2000:]
     assert not modules & set(HEAVY), sorted(modules & set(HEAVY))
+
+
+@pytest.mark.parametrize("task_type, inference_id", [("sparse_embedding", "my-elser-model"),
+                                                     ("text_embedding", "my-minilm")])
+def test_infer_with_a_packaged_model_imports_no_transformers(task_type, inference_id):
+    # The packaged BERT models run on our own forward pass (inference/bert/): importing
+    # transformers' modelling code was most of the first answer's start-up.
+    modules, done = imported_modules("-m", "inference_enrich.pipelines.cli", "infer", task_type, inference_id, "hi")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)[task_type][0]["embedding"]
+    assert "torch" in modules
+    assert not modules & {"transformers", "apache_beam", "sentence_transformers"}
 
 
 @pytest.mark.parametrize("package", ["inference_enrich", "inference_enrich.inference", "inference_enrich.indexes",
@@ -59,7 +72,8 @@ def test_run_says_what_it_is_about_to_do_before_importing_beam(tmp_path):
     assert "1 input(s) -> parquet with my-elser-model" in lines[first]
     imported_before = {line.split("|")[-1].strip().split(".")[0] for line in lines[:first]}
     assert not imported_before & set(HEAVY), sorted(imported_before & set(HEAVY))
-    assert set(HEAVY) <= modules  # the run itself needed them
+    assert {"torch", "apache_beam"} <= modules  # the run itself needed them (transformers: not for
+    # the packaged models, which run on our own BERT forward pass)
 
 
 def test_static_imports_name_what_the_lazy_exports_load():

@@ -150,15 +150,21 @@ def test_models_loaded_concurrently_compute_what_they_compute_alone(endpoints, t
         assert_sparse_close(result.embedding, textbook_sparse(SEED_TEXT), 1e-4)
 
 
-def test_a_model_loaded_with_its_head_untied_is_refused(endpoints):
+def test_a_model_loaded_with_its_head_untied_is_refused(endpoints, textbook_sparse):
     # The damage a foreign concurrent from_pretrained can do, caused for real: transformers'
-    # own no_tie_weights() is what another thread's load has active while it runs.
+    # own no_tie_weights() is what another thread's load has active while it runs. It can
+    # only hit the transformers path (models our BERT forward pass does not implement); the
+    # packaged models, loaded by our own code, read the tied weight directly.
     from transformers.initialization import no_tie_weights
 
     from inference_enrich.inference import load_runtime
     from inference_enrich.inference.errors import ModelLoadError
+    from inference_enrich.inference.transformers_model import TransformersEncoder
 
     with no_tie_weights():
         with pytest.raises(ModelLoadError, match="output head not tied"):
-            load_runtime(endpoints.get("my-elser-model"))
-        load_runtime(endpoints.get("my-minilm"))  # no head to tie: unaffected
+            TransformersEncoder(resolve_model_path("splade-tiny"), masked_lm=True)
+        TransformersEncoder(resolve_model_path("all-minilm-l6-v2"), masked_lm=False)  # no head to tie
+        native = load_runtime(endpoints.get("my-elser-model"))
+    (result,) = infer_texts(native, [SEED_TEXT])
+    assert_sparse_close(result.embedding, textbook_sparse(SEED_TEXT), 1e-4)

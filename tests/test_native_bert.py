@@ -1,0 +1,127 @@
+"""Our own BERT forward pass (inference/bert/) computes what ``transformers`` computes.
+
+On both packaged models and varied texts (Hypothesis: any Unicode, lengths from one token to
+past the model's limit, several lengths per batch so padding and packing are exercised):
+the same token ids as ``AutoTokenizer``, the same special tokens and vocabulary, hidden
+states within 1e-5 of ``transformers``' ``BertModel`` / ``BertForMaskedLM`` run on the padded
+batch, and the masked-LM head transform within 1e-4. Models we do not implement go to
+``transformers`` (decided from config.json).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from inference_enrich.inference.bert.model import NativeBert
+from inference_enrich.inference.bert.support import BASE, MASKED_LM, native_config
+from inference_enrich.inference.encoder_model import load_encoder_model
+from inference_enrich.inference.models import resolve_model_path
+from inference_enrich.inference.runtime import Truncator
+from inference_enrich.inference.transformers_model import TransformersEncoder
+
+from conftest import SEED_TEXT
+
+MODELS = [("splade-tiny", True), ("all-minilm-l6-v2", False)]
+
+words = st.sampled_from(SEED_TEXT.split() + ["naïve", "café", "東京", "🙂", "Straße", "ﬁ", "e\u0301", "\t", "42,5%"])
+texts = st.one_of(
+    st.text(min_size=0, max_size=60),  # any code points, control characters and all
+    st.lists(words, min_size=1, max_size=700).map(" ".join),  # up to past 512 tokens
+)
+
+
+@pytest.fixture(scope="module", params=MODELS, ids=[name for name, _ in MODELS])
+def pair(request) -> tuple[NativeBert, TransformersEncoder, bool]:
+    name, masked_lm = request.param
+    path = resolve_model_path(name)
+    native = load_encoder_model(path, masked_lm)
+    assert isinstance(native, NativeBert)  # the packaged models never need transformers
+    return native, TransformersEncoder(path, masked_lm), masked_lm
+
+
+def test_tokenizer_metadata_matches(pair):
+    native, reference, masked_lm = pair
+    assert native.model_limit == reference.model_limit
+    assert native.sep_token_id == reference.sep_token_id
+    assert native.special_ids == reference.special_ids
+    if masked_lm:  # the output vocabulary: what sparse results are keyed by
+        assert native.vocabulary() == reference.vocabulary()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch=st.lists(texts, min_size=1, max_size=6))
+def test_forward_matches_transformers(pair, batch):
+    native, reference, masked_lm = pair
+    limit = native.model_limit
+    assert native.encoder(limit + 1)(batch) == reference.encoder(limit + 1)(batch)
+    tokenized = Truncator(native.encoder(limit + 1), native.sep_token_id, limit)(batch)
+    ours, theirs = native.hidden_states(tokenized), reference.hidden_states(tokenized)
+    assert ours.shape == (sum(len(item.ids) for item in tokenized), theirs.shape[1])
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+    if masked_lm:
+        (ours_head, *_), (theirs_head, *_) = native.masked_lm_head(), reference.masked_lm_head()
+        with torch.inference_mode():
+            # Head outputs reach ~|5| and the head amplifies the states' rounding; the sparse
+            # weights themselves are checked to 1e-4 against the textbook in test_runtimes.py.
+            torch.testing.assert_close(ours_head(ours), theirs_head(theirs), atol=1e-4, rtol=0)
+
+
+def test_masked_lm_head_weights_are_transformers_tied_head():
+    path = resolve_model_path("splade-tiny")
+    native, reference = load_encoder_model(path, True), TransformersEncoder(path, True)
+    (_, ours_weight, ours_bias), (_, their_weight, their_bias) = native.masked_lm_head(), reference.masked_lm_head()
+    assert torch.equal(ours_weight, their_weight) and torch.equal(ours_bias, their_bias)
+
+
+def _copy_with_config(tmp_path: Path, name: str, **changes) -> Path:
+    source = Path(resolve_model_path(name))
+    target = tmp_path / name
+    target.mkdir()
+    for file in source.iterdir():
+        if file.is_file():
+            (target / file.name).symlink_to(file)
+    config = json.loads((source / "config.json").read_text())
+    (target / "config.json").unlink()
+    (target / "config.json").write_text(json.dumps({**config, **changes}))
+    return target
+
+
+@pytest.mark.parametrize("changes", [
+    {"model_type": "roberta"},
+    {"position_embedding_type": "relative_key"},
+    {"hidden_act": "gelu_new"},
+    {"is_decoder": True},
+    {"architectures": ["BertForSequenceClassification"]},
+], ids=lambda changes: next(iter(changes)))
+def test_architectures_we_do_not_implement_go_to_transformers(tmp_path, changes):
+    assert native_config(resolve_model_path("splade-tiny"), MASKED_LM) is not None
+    assert native_config(_copy_with_config(tmp_path, "splade-tiny", **changes), MASKED_LM) is None
+
+
+def test_a_model_without_tokenizer_json_is_loaded_by_transformers_and_agrees(tmp_path):
+    # MiniLM also ships vocab.txt, which transformers' BertTokenizer builds a tokenizer from.
+    path = _copy_with_config(tmp_path, "all-minilm-l6-v2")
+    (path / "tokenizer.json").unlink()
+    assert native_config(path, BASE) is None
+    fallback = load_encoder_model(str(path), False)
+    assert isinstance(fallback, TransformersEncoder)
+    native = load_encoder_model(resolve_model_path("all-minilm-l6-v2"), False)
+    batch = [SEED_TEXT, "whale", "naïve café — 東京 🙂 " * 20]
+    tokenized = Truncator(native.encoder(257), native.sep_token_id, 256)(batch)
+    assert Truncator(fallback.encoder(257), fallback.sep_token_id, 256)(batch) == tokenized
+    torch.testing.assert_close(native.hidden_states(tokenized), fallback.hidden_states(tokenized), atol=1e-5, rtol=0)
+
+
+def test_each_truncation_length_has_its_own_tokenizer():
+    # Truncation is set on the Rust tokenizer: asking for one length never changes another's.
+    native = load_encoder_model(resolve_model_path("all-minilm-l6-v2"), False)
+    short, long = native.encoder(8), native.encoder(300)
+    text = " ".join(["word"] * 50)
+    assert len(short([text])[0]) == 8 and len(long([text])[0]) == 52
+    assert len(short([text])[0]) == 8
