@@ -98,6 +98,8 @@ def _copy_with_config(tmp_path: Path, name: str, **changes) -> Path:
     {"hidden_act": "gelu_new"},
     {"is_decoder": True},
     {"architectures": ["BertForSequenceClassification"]},
+    {"quantization_config": {"quant_method": "bitsandbytes", "load_in_8bit": True}},
+    {"tie_word_embeddings": False},  # transformers 5 then uses decoder.bias, not predictions.bias
 ], ids=lambda changes: next(iter(changes)))
 def test_architectures_we_do_not_implement_go_to_transformers(tmp_path, changes):
     assert native_config(resolve_model_path("splade-tiny"), MASKED_LM) is not None
@@ -125,3 +127,44 @@ def test_each_truncation_length_has_its_own_tokenizer():
     text = " ".join(["word"] * 50)
     assert len(short([text])[0]) == 8 and len(long([text])[0]) == 52
     assert len(short([text])[0]) == 8
+
+
+def _replace_json(path: Path, name: str, change) -> None:
+    """Replace the symlinked ``name`` in ``path`` by a changed copy (``change`` edits the dict)."""
+    data = json.loads((path / name).read_text()) if (path / name).exists() else {}
+    if (path / name).exists():
+        (path / name).unlink()
+    change(data)
+    (path / name).write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("name, change", [
+    ("tokenizer_config.json", lambda c: [c.pop(key) for key in ("cls_token", "sep_token")]),  # BertTokenizer's defaults
+    ("tokenizer.json", lambda t: t.update(post_processor=None)),  # no [CLS]/[SEP] from the pipeline
+    ("tokenizer_config.json", lambda c: c.update(do_lower_case=False)),  # transformers follows the config
+    ("tokenizer_config.json", lambda c: c.update(tokenizer_class="XLMRobertaTokenizer")),
+    ("special_tokens_map.json", lambda m: m.update(mask_token="[unused1]")),
+], ids=["no-special-tokens", "no-post-processor", "cased-config", "other-class", "other-special-map"])
+def test_a_tokenizer_transformers_would_build_differently_goes_to_transformers(tmp_path, name, change):
+    """Where ``tokenizer.json`` and ``tokenizer_config.json`` disagree (or the config leaves
+    out what transformers fills in), transformers' tokenizer is the reference: our path must
+    not run it with other token ids (found by review: each gave different ids silently)."""
+    assert native_config(resolve_model_path("all-minilm-l6-v2"), BASE) is not None
+    path = _copy_with_config(tmp_path, "all-minilm-l6-v2")
+    _replace_json(path, name, change)
+    assert native_config(path, BASE) is None
+
+
+def test_an_unreadable_weights_file_is_a_model_load_error(tmp_path):
+    """A git clone without LFS leaves a pointer where model.safetensors should be: one clear
+    error, not safetensors' own exception as a traceback."""
+    from inference_enrich.inference.errors import ModelLoadError
+
+    path = _copy_with_config(tmp_path, "all-minilm-l6-v2")
+    (path / "model.safetensors").unlink()
+    (path / "model.safetensors").write_text("version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 90\n")
+    config = native_config(path, BASE)
+    assert config is not None
+    with pytest.raises(ModelLoadError, match="cannot load model from"):
+        NativeBert(str(path), config, masked_lm=False)
+

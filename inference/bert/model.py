@@ -24,7 +24,7 @@ class NativeBert:
         try:
             tokenizer = FastTokenizer(path)
             checkpoint = Checkpoint(path / "model.safetensors")
-        except (OSError, ValueError, RuntimeError) as error:  # unreadable JSON or weights
+        except Exception as error:  # unreadable JSON, tokenizers' and safetensors' own errors (an LFS pointer)
             raise ModelLoadError(f"cannot load model from '{model_path}': {error}") from error
         weights = load_encoder(checkpoint, config)
         self._encoder = BertEncoder(config, weights)

@@ -1,8 +1,14 @@
 """Which model directories our own BERT forward pass runs; every other goes to ``transformers``.
 
-Decided from ``config.json`` (model type, architecture, activation, position embeddings)
-and the files present, reading nothing but JSON and the safetensors header, so the choice
-costs no import of torch or ``transformers``.
+Decided from ``config.json`` (model type, architecture, activation, position embeddings,
+no quantization, a tied masked-LM head) and the tokenizer's files, reading nothing but JSON,
+so the choice costs no import of torch or ``transformers``. The tokenizer must be the one
+``transformers`` would build for the same directory: a ``BertTokenizer`` whose
+``tokenizer.json`` pipeline (BERT normalizer with the config's lower-casing, accents and
+Chinese-character settings, BERT pre-tokenizer, WordPiece, a post-processor adding
+``[CLS]``/``[SEP]``) and named special tokens agree with ``tokenizer_config.json``. Where
+anything differs, ``transformers`` runs the model: a wrong guess would give wrong embeddings
+silently, a fallback only costs start-up time.
 """
 
 from __future__ import annotations
@@ -69,9 +75,52 @@ def native_config(model_path: str | Path, head: str) -> BertConfig | None:
         return None
     if raw.get("position_embedding_type", "absolute") != "absolute" or raw.get("hidden_act", "gelu") not in ACTIVATIONS:
         return None
-    if not (path / "model.safetensors").is_file() or not (path / "tokenizer.json").is_file():
+    if raw.get("quantization_config") or (head == MASKED_LM and raw.get("tie_word_embeddings") is False):
+        return None
+    if not (path / "model.safetensors").is_file() or not tokenizer_supported(path):
         return None
     try:
         return BertConfig.from_dict(raw)
     except (KeyError, TypeError, ValueError):
         return None
+
+
+SPECIAL_TOKEN_KEYS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+"""The named special tokens of ``tokenizer_config.json`` (what ``all_special_ids`` lists)."""
+POST_PROCESSORS = {"TemplateProcessing", "BertProcessing"}
+
+
+def token_text(value: Any) -> str | None:
+    """A special token as ``tokenizer_config.json`` writes it: a string or an AddedToken dict."""
+    if isinstance(value, dict):
+        value = value.get("content")
+    return value if isinstance(value, str) else None
+
+
+def tokenizer_supported(path: Path) -> bool:
+    """Whether ``tokenizer.json`` is the pipeline ``transformers``' ``BertTokenizer`` builds
+    from ``tokenizer_config.json`` for ``path`` (see the module docstring)."""
+    try:
+        pipeline = json.loads((path / "tokenizer.json").read_text(encoding="utf-8"))
+        settings = json.loads((path / "tokenizer_config.json").read_text(encoding="utf-8"))
+        names = json.loads((path / "special_tokens_map.json").read_text(encoding="utf-8")) \
+            if (path / "special_tokens_map.json").is_file() else {}
+    except (OSError, ValueError):
+        return False
+    if not all(isinstance(part, dict) for part in (pipeline, settings, names)):
+        return False
+    if settings.get("tokenizer_class") not in (None, "BertTokenizer", "BertTokenizerFast"):
+        return False
+    if not token_text(settings.get("cls_token")) or not token_text(settings.get("sep_token")):
+        return False
+    if any(token_text(value) != token_text(settings.get(key)) for key, value in names.items()):
+        return False  # special_tokens_map.json names other tokens than the config
+    normalizer = pipeline.get("normalizer") or {}
+    post_processor = pipeline.get("post_processor") or {}
+    return (normalizer.get("type") == "BertNormalizer"
+            and normalizer.get("lowercase") == settings.get("do_lower_case", True)
+            and normalizer.get("strip_accents") == settings.get("strip_accents")
+            and normalizer.get("handle_chinese_chars") == settings.get("tokenize_chinese_chars", True)
+            and (pipeline.get("pre_tokenizer") or {}).get("type") == "BertPreTokenizer"
+            and (pipeline.get("model") or {}).get("type") == "WordPiece"
+            and post_processor.get("type") in POST_PROCESSORS)

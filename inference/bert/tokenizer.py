@@ -11,15 +11,8 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-SPECIAL_TOKEN_KEYS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
-"""The named special tokens of ``tokenizer_config.json`` (what ``all_special_ids`` lists)."""
-
-
-def _token_text(value: Any) -> str | None:
-    """A special token as ``tokenizer_config.json`` writes it: a string or an AddedToken dict."""
-    if isinstance(value, dict):
-        value = value.get("content")
-    return value if isinstance(value, str) else None
+from inference_enrich.inference.bert.support import SPECIAL_TOKEN_KEYS
+from inference_enrich.inference.bert.support import token_text as _token_text
 
 
 class FastTokenizer:
@@ -68,7 +61,9 @@ class FastTokenizer:
         """Ids of the named special tokens and ``additional_special_tokens``, as
         ``transformers``' ``all_special_ids`` lists them."""
         names = [_token_text(self._config.get(key)) for key in SPECIAL_TOKEN_KEYS]
-        names += [_token_text(extra) for extra in self._config.get("additional_special_tokens") or []]
+        for extras in ("additional_special_tokens", "extra_special_tokens"):  # transformers 4 and 5 names
+            listed = self._config.get(extras) or []
+            names += [_token_text(extra) for extra in (listed if isinstance(listed, list) else [])]
         ids = {self._tokenizer.token_to_id(name) for name in names if name is not None}
         return sorted(i for i in ids if i is not None)
 
