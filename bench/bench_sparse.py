@@ -10,7 +10,7 @@ Variants (each in its own process, so peak RSS is its own):
        batching) with an inference_fn that pads per batch and applies SPLADE pooling -> Parquet
   (c)  plain transformers, one document at a time (the textbook computation)
   (d)  sentence-transformers SparseEncoder (MLM transformer + SpladePooling max), model only
-  (e)  the physical limit: measured fp32 matmul FLOP/s / the model's FLOPs per token
+  (e)  the physical limit: the best fp32 matmul FLOP/s (MKL or oneDNN) / the model's FLOPs per token
 """
 
 from __future__ import annotations
@@ -189,17 +189,27 @@ def variant_sentence_transformers(corpus: Path, work: Path) -> dict:
 
 
 def variant_physical_limit(corpus: Path, work: Path) -> dict:
+    """The best 2048^3 fp32 matmul of both kernels torch ships: its default (MKL) and oneDNN's
+    linear with a reordered weight (what our runtime uses where it is available). The limit
+    is the faster of the two, so moving our matmuls to the faster kernel cannot flatter (a)/(e)."""
     import torch
 
     n = 2048
     a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    best = 0.0
-    for _ in range(5):
-        started = time.perf_counter()
-        a @ b
-        best = max(best, 2 * n**3 / (time.perf_counter() - started))
-    return {"flops_per_second": best}
+    kernels = {"mkl": lambda: a @ b}
+    if hasattr(torch.ops.mkldnn, "_linear_pointwise"):
+        packed = torch.ops.mkldnn._reorder_linear_weight(b.T.contiguous(), None)
+        kernels["onednn"] = lambda: torch.ops.mkldnn._linear_pointwise(a, packed, None, "none", [], "")
+    rates = {}
+    for name, kernel in kernels.items():
+        kernel()
+        best = 0.0
+        for _ in range(5):
+            started = time.perf_counter()
+            kernel()
+            best = max(best, 2 * n**3 / (time.perf_counter() - started))
+        rates[name] = best
+    return {"flops_per_second": max(rates.values()), "by_kernel": rates}
 
 
 VARIANTS = {
@@ -369,7 +379,8 @@ def report(docs: int, variants: list[str]) -> str:
         overlap = retrieval_overlap(output_weights(results["a"]["work"]), output_weights(results["a8"]["work"]))
         lines.append(f"- a8, retrieval: top-10 documents for {len(QUERIES)} queries over the whole "
                      f"corpus, overlap with exact-mode documents: {overlap:.1%}")
-    lines.append(f"\n(e) = {results['e']['flops_per_second'] / 1e9:.0f} GFLOP/s (best 2048^3 fp32 matmul) / "
+    kernels = ", ".join(f"{k} {v / 1e9:.0f}" for k, v in results["e"].get("by_kernel", {}).items())
+    lines.append(f"\n(e) = {results['e']['flops_per_second'] / 1e9:.0f} GFLOP/s (best 2048^3 fp32 matmul; {kernels}) / "
                  f"{model_flops_per_token(tokens / docs) / 1e6:.2f} MFLOP per token.")
     return "\n".join(lines)
 

@@ -11,20 +11,30 @@ return ``max over each document's tokens of (states @ W.T + b)`` as [documents, 
   the scaling, so only [documents, vocabulary] values are ever converted back.
 
 Both work document by document within a vocabulary chunk so each [tokens, chunk] block is
-reduced while still in cache, into a scratch block reused for the whole batch.
+reduced while still in cache.
 """
 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 
+from inference_enrich.inference.linear import Linear
+
 VOCAB_CHUNK = 4096
-"""Vocabulary entries per block. With one document's tokens per block (at most 512 x 4096
-fp32 = 8 MB, usually far less) the block is reduced while still in cache; on this project's
-CPUs this ran at ~2x the throughput of projecting the whole batch at once."""
+"""Vocabulary entries per block of the int8 projection (one document's tokens x 4096)."""
+
+CHUNK = 2048
+"""Vocabulary entries per block of the exact projection."""
+
+TILE_ROWS = 256
+"""Token rows per matmul of the exact projection. Every call has this many rows (the last
+tile is zero-padded), whatever the documents' lengths: oneDNN builds a kernel for each new
+shape it sees (~1 ms for these, measured), which per-document calls paid for every new
+length; short documents also share one call instead of one each."""
 
 Bounds = Sequence[tuple[int, int]]
 
@@ -57,15 +67,38 @@ class ScratchBuffers:
         return buffer[:rows]
 
 
+@dataclass(frozen=True)
+class TilePiece:
+    """The rows ``start:end`` of a tile that belong to document ``document``; ``first`` when
+    they are the document's first rows (its max starts there, else it is merged in)."""
+
+    start: int
+    end: int
+    document: int
+    first: bool
+
+
+def tile_pieces(bounds: Bounds, tile_rows: int) -> list[list[TilePiece]]:
+    """For each ``tile_rows``-row tile of the concatenated states, the documents' pieces in it."""
+    tiles: list[list[TilePiece]] = [[] for _ in range(-(-bounds[-1][1] // tile_rows))] if bounds else []
+    for document, (first, last) in enumerate(bounds):
+        row = first
+        while row < last:
+            tile, offset = divmod(row, tile_rows)
+            end = min(last, (tile + 1) * tile_rows)
+            tiles[tile].append(TilePiece(offset, end - tile * tile_rows, document, row == first))
+            row = end
+    return tiles
+
+
 class ExactProjection:
-    """fp32 projection; the bias is added after the max, which is exact (``max(x + b) ==
+    """fp32 projection on ``Linear`` (oneDNN where torch has it), over fixed-size tiles of
+    the batch's tokens: each [TILE_ROWS, CHUNK] block is reduced per document piece while
+    still in cache. The bias is added after the max, which is exact (``max(x + b) ==
     max(x) + b`` for a constant b) and saves an add per (token, entry)."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
-        self._chunks = [
-            weight[start : start + VOCAB_CHUNK].T.contiguous()
-            for start in range(0, weight.shape[0], VOCAB_CHUNK)
-        ]
+        self._chunks = [Linear(weight[start : start + CHUNK], None) for start in range(0, weight.shape[0], CHUNK)]
         self._bias = bias
         self._vocab_size = weight.shape[0]
         self._buffers = ScratchBuffers()
@@ -74,15 +107,21 @@ class ExactProjection:
         """[documents, vocabulary] maxima, in a reused buffer: valid until the next call
         from the same thread."""
         out = self._buffers.get("out", len(bounds), self._vocab_size, states.dtype)
-        longest = max(last - first for first, last in bounds)
+        tiles = tile_pieces(bounds, TILE_ROWS)
+        padded = self._buffers.get("states", len(tiles) * TILE_ROWS, states.shape[1], states.dtype)
+        padded[: states.shape[0]] = states
+        padded[states.shape[0] :] = 0.0
         column = 0
-        for weight_t in self._chunks:
-            width = weight_t.shape[1]
-            scratch = self._buffers.get("scratch", longest, width, states.dtype)
-            for row, (first, last) in enumerate(bounds):
-                block = scratch[: last - first]
-                torch.mm(states[first:last], weight_t, out=block)
-                torch.amax(block, dim=0, out=out[row, column : column + width])
+        for chunk in self._chunks:
+            width = chunk.out_features
+            for index, pieces in enumerate(tiles):
+                block = chunk(padded[index * TILE_ROWS : (index + 1) * TILE_ROWS])
+                for piece in pieces:
+                    target = out[piece.document, column : column + width]
+                    if piece.first:
+                        torch.amax(block[piece.start : piece.end], dim=0, out=target)
+                    else:
+                        torch.maximum(target, torch.amax(block[piece.start : piece.end], dim=0), out=target)
             column += width
         out += self._bias
         return out

@@ -7,7 +7,8 @@ is one clear error naming it.
 
 The file is memory-mapped (``safe_open``); each layer's query, key and value weights are
 concatenated once into one [3 x hidden, hidden] matrix, so attention's input projection is a
-single matmul.
+single matmul. Dense layers are loaded as ``Linear`` (``linear.py``), each with the activation
+that follows it, so the kernel can apply it in the same pass.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from inference_enrich.inference.linear import Linear
 from inference_enrich.inference.bert.support import BertConfig
 from inference_enrich.inference.errors import ModelLoadError
 
@@ -54,17 +56,14 @@ class Checkpoint:
 
 @dataclass(frozen=True)
 class LayerWeights:
-    """One encoder layer; matrices are stored transposed ([in, out]) for ``addmm``."""
+    """One encoder layer: its four dense layers (the intermediate one with the model's
+    activation) and two LayerNorms."""
 
-    qkv_t: torch.Tensor
-    qkv_bias: torch.Tensor
-    attention_out_t: torch.Tensor
-    attention_out_bias: torch.Tensor
+    qkv: Linear
+    attention_out: Linear
     attention_norm: tuple[torch.Tensor, torch.Tensor]
-    intermediate_t: torch.Tensor
-    intermediate_bias: torch.Tensor
-    output_t: torch.Tensor
-    output_bias: torch.Tensor
+    intermediate: Linear
+    output: Linear
     output_norm: tuple[torch.Tensor, torch.Tensor]
 
 
@@ -84,8 +83,7 @@ class MaskedLMHeadWeights:
     """The masked-LM head: transform (dense, activation, LayerNorm), then the vocabulary
     projection ``decoder`` [vocabulary, hidden] and its bias."""
 
-    transform_t: torch.Tensor
-    transform_bias: torch.Tensor
+    transform: Linear
     transform_norm: tuple[torch.Tensor, torch.Tensor]
     decoder: torch.Tensor
     decoder_bias: torch.Tensor
@@ -95,8 +93,8 @@ def _norm(checkpoint: Checkpoint, name: str, prefixed: bool = True) -> tuple[tor
     return checkpoint.get(f"{name}.weight", prefixed), checkpoint.get(f"{name}.bias", prefixed)
 
 
-def _transposed(checkpoint: Checkpoint, name: str, prefixed: bool = True) -> torch.Tensor:
-    return checkpoint.get(name, prefixed).T.contiguous()
+def _linear(checkpoint: Checkpoint, name: str, activation: str | None = None, prefixed: bool = True) -> Linear:
+    return Linear(checkpoint.get(f"{name}.weight", prefixed), checkpoint.get(f"{name}.bias", prefixed), activation)
 
 
 def load_encoder(checkpoint: Checkpoint, config: BertConfig) -> EncoderWeights:
@@ -108,15 +106,11 @@ def load_encoder(checkpoint: Checkpoint, config: BertConfig) -> EncoderWeights:
         qkv = torch.cat([checkpoint.get(f"{attention}.{part}.weight") for part in ("query", "key", "value")])
         qkv_bias = torch.cat([checkpoint.get(f"{attention}.{part}.bias") for part in ("query", "key", "value")])
         layers.append(LayerWeights(
-            qkv_t=qkv.T.contiguous(),
-            qkv_bias=qkv_bias,
-            attention_out_t=_transposed(checkpoint, f"{layer}.attention.output.dense.weight"),
-            attention_out_bias=checkpoint.get(f"{layer}.attention.output.dense.bias"),
+            qkv=Linear(qkv, qkv_bias),
+            attention_out=_linear(checkpoint, f"{layer}.attention.output.dense"),
             attention_norm=_norm(checkpoint, f"{layer}.attention.output.LayerNorm"),
-            intermediate_t=_transposed(checkpoint, f"{layer}.intermediate.dense.weight"),
-            intermediate_bias=checkpoint.get(f"{layer}.intermediate.dense.bias"),
-            output_t=_transposed(checkpoint, f"{layer}.output.dense.weight"),
-            output_bias=checkpoint.get(f"{layer}.output.dense.bias"),
+            intermediate=_linear(checkpoint, f"{layer}.intermediate.dense", config.hidden_act),
+            output=_linear(checkpoint, f"{layer}.output.dense"),
             output_norm=_norm(checkpoint, f"{layer}.output.LayerNorm"),
         ))
     return EncoderWeights(
@@ -137,8 +131,7 @@ def load_masked_lm_head(checkpoint: Checkpoint, config: BertConfig, encoder: Enc
     if bias is None:
         bias = checkpoint.get(f"{head}.decoder.bias", prefixed=False)
     return MaskedLMHeadWeights(
-        transform_t=_transposed(checkpoint, f"{head}.transform.dense.weight", prefixed=False),
-        transform_bias=checkpoint.get(f"{head}.transform.dense.bias", prefixed=False),
+        transform=_linear(checkpoint, f"{head}.transform.dense", config.hidden_act, prefixed=False),
         transform_norm=_norm(checkpoint, f"{head}.transform.LayerNorm", prefixed=False),
         decoder=encoder.word_embeddings if decoder is None else decoder,
         decoder_bias=bias,
