@@ -10,8 +10,8 @@ return ``max over each document's tokens of (states @ W.T + b)`` as [documents, 
   the int32 accumulators before dequantising: with positive scales the max commutes with
   the scaling, so only [documents, vocabulary] values are ever converted back.
 
-Both work document by document within a vocabulary chunk so each [tokens, chunk] block is
-reduced while still in cache.
+Both reduce each [rows, chunk] block while it is still in cache: the exact one over fixed
+tiles of the batch's tokens (documents may share or span tiles), the int8 one per document.
 """
 
 from __future__ import annotations
@@ -106,16 +106,21 @@ class ExactProjection:
     def max_logits(self, states: torch.Tensor, bounds: Bounds) -> torch.Tensor:
         """[documents, vocabulary] maxima, in a reused buffer: valid until the next call
         from the same thread."""
+        if not bounds or any(last <= first for first, last in bounds):
+            raise ValueError("every document needs at least one token (a tokenizer adds [CLS] and [SEP])")
         out = self._buffers.get("out", len(bounds), self._vocab_size, states.dtype)
-        tiles = tile_pieces(bounds, TILE_ROWS)
-        padded = self._buffers.get("states", len(tiles) * TILE_ROWS, states.shape[1], states.dtype)
+        # A small batch (one short query) gets one tile of its own size, rounded to 64 rows
+        # so the kernels built stay few.
+        tile_rows = min(TILE_ROWS, -(-states.shape[0] // 64) * 64)
+        tiles = tile_pieces(bounds, tile_rows)
+        padded = self._buffers.get("states", len(tiles) * tile_rows, states.shape[1], states.dtype)
         padded[: states.shape[0]] = states
         padded[states.shape[0] :] = 0.0
         column = 0
         for chunk in self._chunks:
             width = chunk.out_features
             for index, pieces in enumerate(tiles):
-                block = chunk(padded[index * TILE_ROWS : (index + 1) * TILE_ROWS])
+                block = chunk(padded[index * tile_rows : (index + 1) * tile_rows])
                 for piece in pieces:
                     target = out[piece.document, column : column + width]
                     if piece.first:

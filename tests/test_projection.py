@@ -7,6 +7,7 @@ Invariant: whatever the document lengths (shorter, longer and across the fixed r
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -64,3 +65,12 @@ def test_linear_falls_back_to_addmm_when_onednn_disagrees(monkeypatch):
     assert not layer.uses_onednn
     x = torch.randn((3, 4))
     assert torch.allclose(layer(x), torch.addmm(bias, x, weight.T))
+
+
+def test_a_document_without_tokens_is_an_error_not_a_stale_row():
+    # Review finding: a 0-token document got no tile piece, so its row kept the previous
+    # batch's maxima from the reused buffer. It must fail (that document alone, via the
+    # batching's per-document fallback), as the per-document amax used to.
+    PROJECTION.max_logits(torch.randn((5, HIDDEN)), document_bounds([5]))
+    with pytest.raises(ValueError, match="at least one token"):
+        PROJECTION.max_logits(torch.randn((5, HIDDEN)), document_bounds([5, 0]))

@@ -2,7 +2,7 @@
 
 Documents arrive back to back ("packed": [tokens, hidden], no padding), and every dense
 layer (attention's input and output projections, the feed-forward pair, LayerNorms) runs on
-the packed rows: padding never costs a matmul. Only attention itself needs documents side
+the packed rows (plus <64 spare rows, see ROW_QUANTUM): padding never costs a matmul. Only attention itself needs documents side
 by side, so each layer scatters its query/key/value rows into a padded [documents, longest]
 block, runs ``scaled_dot_product_attention`` with a key-padding mask (as ``transformers``'
 SDPA attention does) and gathers the real rows back.
@@ -44,7 +44,7 @@ class PackedBatch:
         real_positions = torch.cat([torch.arange(n) for n in self.lengths])
         self.positions = torch.cat([real_positions, torch.zeros(self.spare_rows, dtype=torch.long)])
         self.padded = self.tokens != self.documents * self.longest
-        spare = torch.zeros(self.spare_rows, dtype=torch.long)  # spare rows copy block row 0: finite, unused
+        spare = torch.zeros(self.spare_rows, dtype=torch.long)  # spare rows copy block row 0; never read
         if self.padded:
             starts = torch.arange(self.documents) * self.longest
             self.rows = torch.repeat_interleave(starts, torch.tensor(self.lengths)) + real_positions
