@@ -1,24 +1,30 @@
 """The vocabulary projection of a SPLADE head, reduced to a per-document max.
 
-This is where ~90% of the FLOPs go, so it has its own module. Both strategies take the
+This is where ~90% of the FLOPs go, so it has its own modules. Every strategy takes the
 hidden states of the real tokens of a batch ([tokens, hidden], documents back to back) and
-return ``max over each document's tokens of (states @ W.T + b)`` as [documents, vocabulary]:
+returns ``relu(max over each document's tokens of (states @ W.T + b))`` as [documents,
+vocabulary] (SPLADE keeps only the positive part, and a strategy may use that):
 
-* ``ExactProjection`` (default) in fp32, equal to the textbook computation up to rounding.
+* ``ScreenedProjection`` (``screened_projection.py``, the default where the CPU multiplies
+  bf16 natively): a bf16 pass finds the entries that can be positive, with a proven error
+  bound, and only those are computed in fp32; equal to ``ExactProjection``.
+* ``ExactProjection`` (the default elsewhere) in fp32, equal to the textbook computation up
+  to rounding.
 * ``Int8Projection`` (opt-in, ``quantization: int8``): int8 weights (one scale per vocabulary
   entry) and int8 activations (one scale per document), integer matmul, and the max taken on
   the int32 accumulators before dequantising: with positive scales the max commutes with
   the scaling, so only [documents, vocabulary] values are ever converted back.
 
-Both reduce each [rows, chunk] block while it is still in cache: the exact one over fixed
-tiles of the batch's tokens (documents may share or span tiles), the int8 one per document.
+All reduce each [rows, chunk] block while it is still in cache: the exact and screened ones
+over fixed tiles of the batch's tokens (documents may share or span tiles), the int8 one per
+document.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -91,10 +97,49 @@ def tile_pieces(bounds: Bounds, tile_rows: int) -> list[list[TilePiece]]:
     return tiles
 
 
+def check_bounds(bounds: Bounds) -> None:
+    """A document without tokens has no max (and no tile piece to write its row), so it is
+    an error, which the batching turns into that document's dead letter."""
+    if not bounds or any(last <= first for first, last in bounds):
+        raise ValueError("every document needs at least one token (a tokenizer adds [CLS] and [SEP])")
+
+
+def tile_states(states: torch.Tensor, bounds: Bounds, buffers: ScratchBuffers,
+                dtype: torch.dtype) -> tuple[torch.Tensor, list[list[TilePiece]], int]:
+    """``states`` copied (as ``dtype``) into a reused buffer of whole tiles, the last one
+    zero-padded, with each tile's document pieces and the tile's row count. A small batch
+    (one short query) gets one tile of its own size, rounded to 64 rows so the kernels
+    built stay few."""
+    check_bounds(bounds)
+    tile_rows = min(TILE_ROWS, -(-states.shape[0] // 64) * 64)
+    tiles = tile_pieces(bounds, tile_rows)
+    padded = buffers.get("states", len(tiles) * tile_rows, states.shape[1], dtype)
+    padded[: states.shape[0]] = states
+    padded[states.shape[0] :] = 0
+    return padded, tiles, tile_rows
+
+
+def reduce_tiles(padded: torch.Tensor, tiles: list[list[TilePiece]], tile_rows: int,
+                 chunks: Sequence[tuple[Callable[[torch.Tensor], torch.Tensor], int]], out: torch.Tensor) -> None:
+    """``out[document, chunk's columns] = max over the document's rows of project(tile)``,
+    for each (project, width) chunk of the vocabulary in order: each [tile_rows, width]
+    block is reduced per document piece while it is still in cache."""
+    column = 0
+    for project, width in chunks:
+        for index, pieces in enumerate(tiles):
+            block = project(padded[index * tile_rows : (index + 1) * tile_rows])
+            for piece in pieces:
+                target = out[piece.document, column : column + width]
+                if piece.first:
+                    torch.amax(block[piece.start : piece.end], dim=0, out=target)
+                else:
+                    torch.maximum(target, torch.amax(block[piece.start : piece.end], dim=0), out=target)
+        column += width
+
+
 class ExactProjection:
     """fp32 projection on ``Linear`` (oneDNN where torch has it), over fixed-size tiles of
-    the batch's tokens: each [TILE_ROWS, CHUNK] block is reduced per document piece while
-    still in cache. The bias is added after the max, which is exact (``max(x + b) ==
+    the batch's tokens. The bias is added after the max, which is exact (``max(x + b) ==
     max(x) + b`` for a constant b) and saves an add per (token, entry)."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
@@ -103,33 +148,14 @@ class ExactProjection:
         self._vocab_size = weight.shape[0]
         self._buffers = ScratchBuffers()
 
-    def max_logits(self, states: torch.Tensor, bounds: Bounds) -> torch.Tensor:
-        """[documents, vocabulary] maxima, in a reused buffer: valid until the next call
-        from the same thread."""
-        if not bounds or any(last <= first for first, last in bounds):
-            raise ValueError("every document needs at least one token (a tokenizer adds [CLS] and [SEP])")
+    def positive_max_logits(self, states: torch.Tensor, bounds: Bounds) -> torch.Tensor:
+        """[documents, vocabulary] ``relu(max logits)``, in a reused buffer: valid until the
+        next call from the same thread."""
+        padded, tiles, tile_rows = tile_states(states, bounds, self._buffers, states.dtype)
         out = self._buffers.get("out", len(bounds), self._vocab_size, states.dtype)
-        # A small batch (one short query) gets one tile of its own size, rounded to 64 rows
-        # so the kernels built stay few.
-        tile_rows = min(TILE_ROWS, -(-states.shape[0] // 64) * 64)
-        tiles = tile_pieces(bounds, tile_rows)
-        padded = self._buffers.get("states", len(tiles) * tile_rows, states.shape[1], states.dtype)
-        padded[: states.shape[0]] = states
-        padded[states.shape[0] :] = 0.0
-        column = 0
-        for chunk in self._chunks:
-            width = chunk.out_features
-            for index, pieces in enumerate(tiles):
-                block = chunk(padded[index * tile_rows : (index + 1) * tile_rows])
-                for piece in pieces:
-                    target = out[piece.document, column : column + width]
-                    if piece.first:
-                        torch.amax(block[piece.start : piece.end], dim=0, out=target)
-                    else:
-                        torch.maximum(target, torch.amax(block[piece.start : piece.end], dim=0), out=target)
-            column += width
+        reduce_tiles(padded, tiles, tile_rows, [(chunk, chunk.out_features) for chunk in self._chunks], out)
         out += self._bias
-        return out
+        return out.relu_()
 
 
 class Int8Projection:
@@ -149,7 +175,8 @@ class Int8Projection:
         self._bias = bias
         self._vocab_size = weight.shape[0]
 
-    def max_logits(self, states: torch.Tensor, bounds: Bounds) -> torch.Tensor:
+    def positive_max_logits(self, states: torch.Tensor, bounds: Bounds) -> torch.Tensor:
+        """[documents, vocabulary] ``relu(max logits)``, the max taken on the int32 accumulators."""
         maxima = torch.empty((len(bounds), self._vocab_size), dtype=torch.int32)
         doc_scales = torch.empty(len(bounds), dtype=torch.float32)
         quantized_docs = []
@@ -172,8 +199,5 @@ class Int8Projection:
                 torch.amax(block, dim=0, out=maxima[row, column : column + width])
             column += width
         weight_scales = torch.cat([scales for _, scales in self._chunks])
-        return maxima.to(torch.float32) * doc_scales[:, None] * weight_scales[None, :] + self._bias
-
-
-PROJECTIONS: dict[str, type[ExactProjection] | type[Int8Projection]] = {"none": ExactProjection, "int8": Int8Projection}
-"""``service_settings.quantization`` -> projection strategy."""
+        logits = maxima.to(torch.float32) * doc_scales[:, None] * weight_scales[None, :] + self._bias
+        return logits.relu_()

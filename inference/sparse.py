@@ -8,9 +8,12 @@ with less waste:
 * only real tokens are projected (padding never reaches the projection);
 * ``log1p(relu(.))`` is monotone, so the per-document max is taken over raw logits first
   and the transform is applied once per (document, vocabulary entry);
-* the projection runs per document over cache-sized vocabulary chunks, each block reduced
-  to its max at once, so the full [tokens, vocabulary] logits tensor is never allocated
-  (see ``projection.py``, which also holds the opt-in int8 fast mode).
+* the projection runs over cache-sized tiles of tokens x vocabulary chunks, each block
+  reduced to its max at once, so the full [tokens, vocabulary] logits tensor is never
+  allocated (see ``projection.py``, which also holds the opt-in int8 fast mode);
+* only the positive part survives ``relu``, so where the CPU multiplies bf16 natively a
+  bf16 pass with a proven error margin finds the few hundred entries per document that can
+  be positive, and only those are computed in fp32 (``screened_projection.py``).
 
 The default result is identical to the textbook order up to float rounding (tested to 1e-4).
 """
@@ -23,9 +26,14 @@ import torch
 
 from inference_enrich.inference.encoder import LocalEncoder
 from inference_enrich.inference.encoder_model import EncoderModel
-from inference_enrich.inference.projection import PROJECTIONS, document_bounds
+from inference_enrich.inference.projection import Int8Projection, document_bounds
+from inference_enrich.inference.screened_projection import default_projection
 from inference_enrich.inference.results import SPARSE_EMBEDDING, SparseEmbedding, prune
 from inference_enrich.inference.runtime import TokenizedText
+
+
+PROJECTIONS = {"none": default_projection, "int8": Int8Projection}
+"""``service_settings.quantization`` -> projection strategy (``projection.py``)."""
 
 
 class SparseEncoder(LocalEncoder):
@@ -47,7 +55,7 @@ class SparseEncoder(LocalEncoder):
     def embed(self, batch: Sequence[TokenizedText]) -> list[SparseEmbedding]:
         states = self._head_transform(self._model.hidden_states(batch))  # [real tokens, hidden]
         bounds = document_bounds([len(item.ids) for item in batch])
-        weights = self._projection.max_logits(states, bounds).relu_().log1p_()  # in place
+        weights = self._projection.positive_max_logits(states, bounds).log1p_()  # in place
         weights[:, self._special_ids] = 0.0
         return [self._to_result(row, item.is_truncated) for row, item in zip(weights, batch)]
 
