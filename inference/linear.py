@@ -82,7 +82,7 @@ class Linear:
         try:
             packed = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), None)
             got = self._onednn(probe, packed)
-        except (RuntimeError, NotImplementedError):
+        except (RuntimeError, NotImplementedError, AttributeError):  # AttributeError: a torch without the op
             return None
         scale = float(expected.abs().max()) or 1.0
         if got.shape != expected.shape or float((got - expected).abs().max()) > SELF_CHECK_TOLERANCE * scale:

@@ -12,7 +12,8 @@ projection twice, cheaply and then exactly:
 2. **Compute** each document's remaining candidates (~450) in fp32 on the fp32 weights, the
    same products ``ExactProjection`` computes.
 
-The result equals ``ExactProjection``'s up to fp32 rounding; no weight is approximated.
+The result equals ``ExactProjection``'s up to fp32 rounding (the two sum in different
+orders); no weight is approximated.
 
 Why the margin holds, for a token ``h`` and an entry ``w`` (``n`` = hidden size terms). bf16
 rounds each operand to 8 significant bits (relative error <= 2^-8), so a product is off by
@@ -28,8 +29,11 @@ margin is about twice what this needs. Non-finite states give no bound: such a b
 computed in fp32 over the whole vocabulary, so NaN shows exactly as it does in fp32.
 
 The screened block is read as int16: a bf16 value is non-negative exactly when its sign bit
-is clear, i.e. when its bits read as a non-negative int16, and an int16 max is ~2.5x cheaper
-than a bf16 one here (measured).
+is clear, i.e. when its bits read as a non-negative int16 (NaNs, whatever their sign, are
+candidates too: ``LOWEST_CANDIDATE_KEY``), and an int16 max is ~2.5x cheaper than a bf16
+one here (measured). The norms are taken in float64 (an fp32 norm of tiny states underflows
+to 0), and a batch with a state bf16 cannot hold (beyond 3.39e38, or not finite) has every
+entry computed in fp32.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from inference_enrich.inference.projection import (
     ExactProjection,
     ScratchBuffers,
     check_bounds,
+    document_bounds,
     reduce_tiles,
     tile_states,
 )
@@ -54,6 +59,16 @@ SCREEN_MARGIN = 2.0**-6
 
 ABSOLUTE_SLACK = 1e-6
 """Absolute margin for denormals the bf16 kernel flushes to zero."""
+
+BF16_LARGEST = torch.finfo(torch.bfloat16).max
+"""A batch with a state this large (or not finite) is computed in fp32 throughout: bf16
+would round it to inf, and inf x 0 is NaN."""
+
+LOWEST_CANDIDATE_KEY = -127
+"""Screened values whose bits, read as int16, are at least this are candidates: the
+non-negative ones (0 .. 0x7FFF: +0 up to +inf and positive NaNs) and the NaNs with the sign
+bit set (0xFF81 .. 0xFFFF = -127 .. -1). Every other negative key is a negative number
+(-0.0 .. -inf = -32768 .. -128)."""
 
 MAX_HIDDEN = 4096
 """Largest hidden size the margin's accumulation term is worked out for."""
@@ -75,8 +90,10 @@ class ScreenedProjection:
         self._weight = weight.contiguous()
         self._bias = bias
         self._vocab_size = weight.shape[0]
-        self._weight_norms = weight.norm(dim=1)
-        self._raised_bias_base = bias + SCREEN_MARGIN * bias.abs() + ABSOLUTE_SLACK
+        # float64: in fp32 a norm of tiny values underflows to 0 and of huge ones overflows
+        # (review findings), and either voids the margin.
+        self._weight_norms = torch.linalg.vector_norm(weight, dim=1, dtype=torch.float64)
+        self._raised_bias_base = bias.double() + SCREEN_MARGIN * bias.double().abs() + ABSOLUTE_SLACK
         self._chunks = [
             (torch.ops.mkldnn._reorder_linear_weight(weight[start : start + CHUNK].to(torch.bfloat16), None),
              start, min(CHUNK, weight.shape[0] - start))
@@ -87,20 +104,19 @@ class ScreenedProjection:
     def positive_max_logits(self, states: torch.Tensor, bounds: Bounds) -> torch.Tensor:
         """[documents, vocabulary] ``relu(max logits)``, in a reused buffer: valid until the
         next call from the same thread."""
-        check_bounds(bounds)
         return self._exact(states, bounds, self.candidates(states, bounds))
 
     def candidates(self, states: torch.Tensor, bounds: Bounds) -> torch.Tensor:
         """[documents, vocabulary] bool: False only where ``relu(max logit)`` is certainly 0."""
         check_bounds(bounds)
-        if not bool(torch.isfinite(states).all()):  # no error bound holds: all are candidates
+        if not float(states.abs().max()) < BF16_LARGEST:  # also NaN: no error bound holds
             return torch.ones((len(bounds), self._vocab_size), dtype=torch.bool)
-        return self._screen(states, bounds) >= 0
+        return self._screen(states, bounds) >= LOWEST_CANDIDATE_KEY
 
     def _screen(self, states: torch.Tensor, bounds: Bounds) -> torch.Tensor:
         """[documents, vocabulary] int16 keys, non-negative where the entry may be positive."""
         padded, tiles, tile_rows = tile_states(states, bounds, self._buffers, torch.bfloat16)
-        largest_norm = states.norm(dim=1).max()
+        largest_norm = torch.linalg.vector_norm(states, dim=1, dtype=torch.float64).max()
         raised_bias = (self._raised_bias_base + SCREEN_MARGIN * largest_norm * self._weight_norms).to(torch.bfloat16)
         keys = self._buffers.get("keys", len(bounds), self._vocab_size, torch.int16)
         chunks = [(partial(_screen_block, packed=packed, bias=raised_bias[start : start + width]), width)
@@ -134,7 +150,7 @@ def default_projection(weight: torch.Tensor, bias: torch.Tensor) -> ScreenedProj
     try:
         screened = ScreenedProjection(weight, bias)
         agrees = _agrees_on_probe(screened, weight, bias)
-    except (RuntimeError, NotImplementedError):
+    except (RuntimeError, NotImplementedError, AttributeError):  # AttributeError: a torch without the op
         agrees = False
     return screened if agrees else ExactProjection(weight, bias)
 
@@ -146,8 +162,7 @@ def _agrees_on_probe(screened: ScreenedProjection, weight: torch.Tensor, bias: t
     rows = weight[torch.randint(weight.shape[0], (24,), generator=generator)]
     states = rows / rows.norm(dim=1, keepdim=True).clamp(min=1e-12) * float(weight.norm(dim=1).mean())
     states = states + 0.5 * torch.randn(states.shape, generator=generator) * float(states.abs().mean())
-    lengths = [1, 3, 8, 12]
-    bounds = list(zip(torch.tensor([0, *lengths[:-1]]).cumsum(0).tolist(), torch.tensor(lengths).cumsum(0).tolist()))
+    bounds = document_bounds([1, 3, 8, 12])
     got = screened.positive_max_logits(states, bounds)
     expected = torch.stack([(torch.mm(states[first:last], weight.T).amax(dim=0) + bias).relu_()
                             for first, last in bounds])

@@ -60,6 +60,49 @@ def test_the_screen_keeps_every_entry_whose_max_is_barely_positive(lengths, spre
     assert bool(screened.candidates(states, document_bounds(lengths))[expected > 0].all())
 
 
+def aligned_rounding_case(scale_h: float, scale_w: float, fp32_logit: float, hidden: int = 1024):
+    """One token and eight identical vocabulary rows whose bf16 rounding errors all push the
+    screened dot product down (|h_i|, |w_i| constant, so sum |h_i w_i| = ||h|| ||w||: the
+    worst case of the margin's proof), with a bias leaving the fp32 logit at ``fp32_logit``."""
+    half, nudge = hidden // 2, 2.0**-20
+    h, w = torch.empty(hidden), torch.empty(hidden)
+    h[:half], w[:half] = scale_h * (1 + 2**-8 - nudge), scale_w * (1 + 2**-8 - nudge)  # rounded down
+    h[half:], w[half:] = scale_h * (1 + 2**-8 + nudge), -scale_w * (1 + 2**-8 + nudge)  # rounded up
+    weight = w.repeat(8, 1)
+    bias = torch.full((8,), -float(h.double() @ w.double()) + fp32_logit)
+    return h[None], weight, bias
+
+
+@pytest.mark.parametrize("scale_h, scale_w, fp32_logit", [
+    (2.0**-3, 2.0**-3, 1e-3 * 2.0**-3),  # ordinary magnitudes, the logit far inside the bf16 error
+    (2.0**-76, 2.0**58, 2e-5),           # ||h|| underflows in fp32 (review finding)
+])
+def test_the_screen_keeps_a_positive_entry_in_the_worst_case_of_bf16_rounding(scale_h, scale_w, fp32_logit):
+    states, weight, bias = aligned_rounding_case(scale_h, scale_w, fp32_logit)
+    expected = ExactProjection(weight, bias).positive_max_logits(states, [(0, 1)])
+    assert bool((expected > 0).all())
+    screened = ScreenedProjection(weight, bias)
+    assert bool(screened.candidates(states, [(0, 1)]).all())
+    # Two fp32 kernels summing in different orders differ by up to ~n 2^-24 sum|h_i w_i|.
+    rounding = 2 * weight.shape[1] * 2.0**-24 * float(states.abs() @ weight[0].abs())
+    assert torch.allclose(screened.positive_max_logits(states, [(0, 1)]), expected, rtol=0, atol=rounding)
+
+
+def test_the_screen_keeps_positive_entries_when_bf16_or_the_norm_overflows():
+    # Review findings: a state beyond bf16's largest value (3.39e38) became inf, inf x 0 a
+    # negative NaN, read as a negative key; a norm that overflows fp32 made a raised bias NaN.
+    weight, bias = torch.zeros((2058, 16)), torch.zeros(2058)
+    weight[:, 1] = 1.0
+    states = torch.zeros((1, 16))
+    states[0, 0], states[0, 1] = 3.4e38, 1.0
+    got = ScreenedProjection(weight, bias).positive_max_logits(states, [(0, 1)])
+    assert torch.equal(got, ExactProjection(weight, bias).positive_max_logits(states, [(0, 1)]))
+    weight = torch.randn((2058, 16), generator=torch.Generator().manual_seed(1))
+    weight[5], bias[5] = 0.0, 1.0
+    states = torch.full((1, 16), 1e20)
+    assert float(ScreenedProjection(weight, bias).positive_max_logits(states, [(0, 1)])[0, 5]) == 1.0
+
+
 def test_the_screen_leaves_few_candidates_on_real_documents():
     # The point of screening: on the packaged SPLADE model and real text, almost every
     # entry is ruled out before fp32 (bench/RESULTS.md: ~450 of 30,522 per document).
@@ -80,14 +123,16 @@ def test_the_screen_leaves_few_candidates_on_real_documents():
     assert int(candidates.sum()) < 0.05 * candidates.numel()
 
 
-def test_non_finite_states_come_out_as_fp32_gives_them():
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_states_come_out_as_fp32_gives_them(bad):
     states = torch.randn((12, HIDDEN))
-    states[7, 3] = float("nan")
+    states[7, 3] = bad
     bounds = document_bounds([5, 7])
     got = PROJECTIONS["screened"].positive_max_logits(states, bounds)
     expected = PROJECTIONS["exact"].positive_max_logits(states, bounds).clone()
-    assert torch.equal(got.isnan(), expected.isnan()) and bool(got[1].isnan().all())
+    assert torch.equal(got.isnan(), expected.isnan()) and torch.equal(got.isinf(), expected.isinf())
     assert torch.allclose(got[0], expected[0], atol=1e-5)
+    assert torch.allclose(got[1].nan_to_num(), expected[1].nan_to_num(), atol=1e-5)
 
 
 def test_the_default_is_screened_exactly_where_bf16_is_native():
@@ -106,6 +151,33 @@ def test_the_default_falls_back_to_fp32_when_the_bf16_op_misbehaves(monkeypatch)
     monkeypatch.setattr(screened_projection, "_screen_block",
                         lambda tile, packed, bias: torch.ops.mkldnn._linear_pointwise(
                             tile, packed, None, "none", [], "").view(torch.int16))
+    assert isinstance(default_projection(WEIGHT, BIAS), ExactProjection)
+
+
+@pytest.mark.parametrize("fault", [RuntimeError("no bf16 kernel for this shape"),
+                                   AttributeError("'_OpNamespace' 'mkldnn' object has no attribute '_linear_pointwise'")])
+def test_the_default_falls_back_to_fp32_when_the_bf16_op_fails_or_is_missing(monkeypatch, fault):
+    # Mocks again (faults of a torch build we cannot cause): the op raising, or missing
+    # (review finding: an AttributeError failed the model load instead of falling back).
+    monkeypatch.setattr(screened_projection, "native_bf16", lambda: True)
+
+    def failing(tile, packed, bias):
+        raise fault
+
+    monkeypatch.setattr(screened_projection, "_screen_block", failing)
+    assert isinstance(default_projection(WEIGHT, BIAS), ExactProjection)
+
+
+def test_native_bf16_is_false_on_a_torch_without_the_cpu_check(monkeypatch):
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")
+    assert not screened_projection.native_bf16()
+
+
+def test_hidden_sizes_beyond_the_margins_analysis_run_in_fp32(monkeypatch):
+    monkeypatch.setattr(screened_projection, "MAX_HIDDEN", HIDDEN - 1)
+    with pytest.raises(ValueError, match="hidden sizes up to"):
+        ScreenedProjection(WEIGHT, BIAS)
+    monkeypatch.setattr(screened_projection, "native_bf16", lambda: True)
     assert isinstance(default_projection(WEIGHT, BIAS), ExactProjection)
 
 
