@@ -143,14 +143,17 @@ class ExactProjection:
     max(x) + b`` for a constant b) and saves an add per (token, entry)."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        weight, bias = weight.detach(), bias.detach()  # inference only, whatever it was given
         self._chunks = [Linear(weight[start : start + CHUNK], None) for start in range(0, weight.shape[0], CHUNK)]
         self._bias = bias
         self._vocab_size = weight.shape[0]
         self._buffers = ScratchBuffers()
 
+    @torch.inference_mode()
     def positive_max_logits(self, states: torch.Tensor, bounds: Bounds) -> torch.Tensor:
         """[documents, vocabulary] ``relu(max logits)``, in a reused buffer: valid until the
-        next call from the same thread."""
+        next call from the same thread. Inference mode: the buffer must never record autograd
+        history, whoever calls."""
         padded, tiles, tile_rows = tile_states(states, bounds, self._buffers, states.dtype)
         out = self._buffers.get("out", len(bounds), self._vocab_size, states.dtype)
         reduce_tiles(padded, tiles, tile_rows, [(chunk, chunk.out_features) for chunk in self._chunks], out)
@@ -175,6 +178,7 @@ class Int8Projection:
         self._bias = bias
         self._vocab_size = weight.shape[0]
 
+    @torch.inference_mode()
     def positive_max_logits(self, states: torch.Tensor, bounds: Bounds) -> torch.Tensor:
         """[documents, vocabulary] ``relu(max logits)``, the max taken on the int32 accumulators."""
         maxima = torch.empty((len(bounds), self._vocab_size), dtype=torch.int32)

@@ -231,3 +231,26 @@ def test_a_document_without_tokens_is_an_error_not_a_stale_row(name):
     PROJECTIONS[name].positive_max_logits(torch.randn((5, HIDDEN)), document_bounds([5]))
     with pytest.raises(ValueError, match="at least one token"):
         PROJECTIONS[name].positive_max_logits(torch.randn((5, HIDDEN)), document_bounds([5, 0]))
+
+
+@pytest.mark.parametrize("strategy", [ExactProjection, ScreenedProjection])
+def test_a_projection_built_from_trainable_parameters_keeps_no_autograd_history(strategy):
+    # Breaker finding: outside inference mode, with an nn.Linear's parameters, the screened
+    # projection's reused output buffer grew an autograd graph on every call (RSS 0.3 ->
+    # 4.2 GB over 600 calls) and the exact one raised. Both are inference-only.
+    layer = torch.nn.Linear(HIDDEN, VOCAB)
+    projection = strategy(layer.weight, layer.bias)
+    states = torch.randn((10, HIDDEN), requires_grad=True)
+    for _ in range(3):
+        got = projection.positive_max_logits(states, document_bounds([4, 6]))
+        assert got.grad_fn is None and not got.requires_grad
+    expected = textbook(states.detach(), [4, 6], layer.weight.detach(), layer.bias.detach())
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_zero_states_against_a_weight_row_of_huge_values_keep_its_bias():
+    # Breaker finding: H = 0 times an fp32 norm that overflowed to inf made the raised bias NaN.
+    weight, bias = torch.randn((16, 16)), torch.zeros(16)
+    weight[2], bias[2] = 1e20, 0.3
+    got = ScreenedProjection(weight, bias).positive_max_logits(torch.zeros((3, 16)), [(0, 3)])
+    assert float(got[0, 2]) == pytest.approx(0.3)
