@@ -14,6 +14,15 @@ alternatives, 5,000 documents (bench/RESULTS.md): trimming only per buffer, 1.33
 this, 1.04 GB at ~2.5% of the throughput; pinning glibc's mmap threshold at 256 KiB (every
 tensor its own mapping), 0.79 GB but 12% slower (each mapping is page-faulted afresh).
 
+That last cost is also glibc's default for the biggest tensors: anything over its (adaptive,
+at most 32 MB) mmap threshold gets a fresh mapping, faulted in page by page at every use. An
+8,192-token batch of MiniLM makes 48 MB activations eleven times per layer; the dense job took
+4-5 M page faults and 9-10 s of kernel time for 3,000 documents, ~12% of its wall time
+(bench/RESULTS.md, speed round 5). So a trimmer also raises both thresholds
+(``hold_large_buffers_on_heap``): big buffers come from the heap and are reused as they are,
+and free memory goes back to the OS only when the trimmer trims. Measured: kernel time
+10 s -> 1.5 s, the forward passes 12% faster, RSS no higher (517-750 MB against 730 MB).
+
 Everything here is a no-op where the C library is not glibc or there is no /proc.
 """
 
@@ -25,6 +34,8 @@ import functools
 import os
 
 DEFAULT_SLACK_BYTES = 256 * 1024 * 1024
+LARGE_BUFFER_BYTES = 1024 * 1024 * 1024  # below this, buffers are heap memory the trimmer manages
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, from glibc's malloc.h
 
 
 @functools.lru_cache(maxsize=1)
@@ -43,6 +54,18 @@ def release_freed_memory() -> None:
         trim(0)
 
 
+def hold_large_buffers_on_heap() -> bool:
+    """Serve buffers up to ``LARGE_BUFFER_BYTES`` from the heap and never shrink it on free:
+    freed tensors are reused without page faults until a trim. Process-wide and idempotent;
+    only safe with a ``HeapTrimmer`` trimming (alone, RSS grows to the high-water mark).
+    False where this is not glibc."""
+    mallopt = getattr(_libc(), "mallopt", None)
+    if mallopt is None:
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, LARGE_BUFFER_BYTES)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, LARGE_BUFFER_BYTES))
+
+
 def resident_bytes() -> int:
     """This process's resident set size (0 where /proc is not available)."""
     try:
@@ -55,9 +78,12 @@ def resident_bytes() -> int:
 class HeapTrimmer:
     """Trims the heap at the end of every buffer (``trim``) and between batches once resident
     memory has grown by ``slack_bytes`` since the last trim (``after_batch``): trimming after
-    every batch would page-fault the next batch's memory afresh each time."""
+    every batch would page-fault the next batch's memory afresh each time. Creating one holds
+    large buffers on the heap (``hold_large_buffers_on_heap``): the trimmer is what makes that
+    safe."""
 
     def __init__(self, slack_bytes: int = DEFAULT_SLACK_BYTES) -> None:
+        hold_large_buffers_on_heap()
         self._slack = slack_bytes
         self._floor = resident_bytes()
 

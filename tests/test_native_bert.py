@@ -18,6 +18,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from inference_enrich.inference.bert.forward import PackedBatch
 from inference_enrich.inference.bert.model import NativeBert
 from inference_enrich.inference.bert.support import BASE, MASKED_LM, native_config
 from inference_enrich.inference.encoder_model import load_encoder_model
@@ -70,6 +71,18 @@ def test_forward_matches_transformers(pair, batch):
             # Head outputs reach ~|5| and the head amplifies the states' rounding; the sparse
             # weights themselves are checked to 1e-4 against the textbook in test_runtimes.py.
             torch.testing.assert_close(ours_head(ours), theirs_head(theirs), atol=1e-4, rtol=0)
+
+
+@given(lengths=st.lists(st.integers(min_value=1, max_value=40), min_size=1, max_size=12))
+def test_padded_block_rows_are_each_written_once(lengths):
+    """Attention's block is allocated uninitialised: every row must be either a token's
+    (``rows``) or zeroed padding (``padding_rows``), else garbage (NaN) reaches the values."""
+    batch = PackedBatch(lengths)
+    if not batch.padded:
+        assert len(set(lengths)) == 1
+        return
+    written = torch.cat([batch.rows, batch.padding_rows]).sort().values
+    assert torch.equal(written, torch.arange(batch.documents * batch.longest))
 
 
 def test_masked_lm_head_weights_are_transformers_tied_head():
