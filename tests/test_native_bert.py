@@ -85,6 +85,28 @@ def test_padded_block_rows_are_each_written_once(lengths):
     assert torch.equal(written, torch.arange(batch.documents * batch.longest))
 
 
+def test_uninitialised_memory_never_reaches_the_hidden_states(pair):
+    """torch's deterministic mode fills every new uninitialised tensor with NaN: a row of
+    attention's block left unwritten would turn the states NaN. Garbage in reused memory
+    cannot be caused on demand; this makes every uninitialised byte the worst garbage."""
+    import torch.utils.deterministic as deterministic
+
+    native, reference, _ = pair
+    tokenized = Truncator(native.encoder(native.model_limit + 1), native.sep_token_id, native.model_limit)(
+        ["", "a", "the quick brown fox " * 20, "jumps over the lazy dog " * 3])
+    before = torch.are_deterministic_algorithms_enabled(), deterministic.fill_uninitialized_memory
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    deterministic.fill_uninitialized_memory = True
+    try:
+        assert torch.empty(4).isnan().all()
+        ours = native.hidden_states(tokenized)
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=True)
+        deterministic.fill_uninitialized_memory = before[1]
+    assert not ours.isnan().any()
+    assert (ours - reference.hidden_states(tokenized)).abs().max().item() < 1e-5
+
+
 def test_masked_lm_head_weights_are_transformers_tied_head():
     path = resolve_model_path("splade-tiny")
     native, reference = load_encoder_model(path, True), TransformersEncoder(path, True)
