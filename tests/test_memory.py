@@ -42,10 +42,15 @@ print(json.dumps(readings))
 """
 
 
-def heap_readings(method: str) -> dict[str, int]:
-    done = subprocess.run([sys.executable, "-c", SCENARIO, method], capture_output=True, text=True,
+def scenario_readings(scenario: str, argument: str) -> dict[str, int]:
+    """Run ``scenario`` in a fresh interpreter; its last line of output is its readings."""
+    done = subprocess.run([sys.executable, "-c", scenario, argument], capture_output=True, text=True,
                           timeout=120, check=True)
     return json.loads(done.stdout)
+
+
+def heap_readings(method: str) -> dict[str, int]:
+    return scenario_readings(SCENARIO, method)
 
 
 def test_after_batch_trims_only_after_growth_beyond_the_slack():
@@ -96,9 +101,7 @@ print(json.dumps(readings))
 
 
 def reuse_readings(setting: str) -> dict[str, int]:
-    done = subprocess.run([sys.executable, "-c", REUSE_SCENARIO, setting], capture_output=True, text=True,
-                          timeout=120, check=True)
-    return json.loads(done.stdout)
+    return scenario_readings(REUSE_SCENARIO, setting)
 
 
 def test_a_freed_large_buffer_is_reused_without_page_faults_once_a_trimmer_runs():

@@ -48,10 +48,8 @@ class PackedBatch:
         if self.padded:
             starts = torch.arange(self.documents) * self.longest
             self.rows = torch.repeat_interleave(starts, torch.tensor(self.lengths)) + real_positions
-            padding = torch.ones(self.documents * self.longest, dtype=torch.bool)
-            padding[self.rows] = False
-            self.padding_rows = padding.nonzero().squeeze(1)  # the block's other rows
             key_mask = torch.arange(self.longest)[None, :] < torch.tensor(self.lengths)[:, None]
+            self.padding_rows = (~key_mask).flatten().nonzero().squeeze(1)  # the block's other rows
             self.key_mask: torch.Tensor | None = key_mask[:, None, None, :]  # [docs, 1, 1, longest]
             self.gather_rows: torch.Tensor | None = torch.cat([self.rows, spare])
         else:
