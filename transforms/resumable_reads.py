@@ -16,24 +16,22 @@ from __future__ import annotations
 import http.client
 import io
 import logging
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Iterator, TypeVar
 
-import aiohttp
 import fsspec
 from fsspec.compression import compr
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
 
-TRANSIENT_ERRORS = (
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,  # reset, refused, aborted, broken pipe
     TimeoutError,  # also asyncio's and fsspec's FSTimeoutError
     http.client.IncompleteRead,
-    aiohttp.ClientPayloadError,  # the body ended before its Content-Length
-    aiohttp.ClientConnectionError,  # disconnected, OS-level socket errors
 )
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 SKIP_CHUNK_BYTES = 1 << 20
@@ -56,6 +54,19 @@ class TransientReadError(Exception):
     """A file could not be read past a byte offset although its data may well be fine."""
 
 
+def _http_client_transient_errors() -> tuple[type[BaseException], ...]:
+    """aiohttp's transient errors, once something (fsspec's http filesystem) has imported it:
+    before that none of its errors can exist, and importing it only to compare against cost
+    every job on local files ~0.1 s of start-up."""
+    aiohttp = sys.modules.get("aiohttp")
+    if aiohttp is None:
+        return ()
+    return (
+        aiohttp.ClientPayloadError,  # the body ended before its Content-Length
+        aiohttp.ClientConnectionError,  # disconnected, OS-level socket errors
+    )
+
+
 def is_transient(error: BaseException) -> bool:
     """Whether ``error`` (or an error it was raised from) is a network or service hiccup
     that a retry can cure, rather than corrupt or missing data."""
@@ -63,7 +74,7 @@ def is_transient(error: BaseException) -> bool:
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, TRANSIENT_ERRORS):
+        if isinstance(current, TRANSIENT_ERRORS + _http_client_transient_errors()):
             return True
         status = getattr(current, "status", None) or getattr(current, "code", None)
         if isinstance(status, int) and status in RETRYABLE_STATUSES:
