@@ -71,10 +71,11 @@ def is_transient(error: BaseException) -> bool:
     """Whether ``error`` (or an error it was raised from) is a network or service hiccup
     that a retry can cure, rather than corrupt or missing data."""
     seen: set[int] = set()
+    transient_types = TRANSIENT_ERRORS + _http_client_transient_errors()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, TRANSIENT_ERRORS + _http_client_transient_errors()):
+        if isinstance(current, transient_types):
             return True
         status = getattr(current, "status", None) or getattr(current, "code", None)
         if isinstance(status, int) and status in RETRYABLE_STATUSES:
