@@ -107,6 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_endpoints(args)
     except BrokenPipeError:  # `enrich ... | head`: the reader has what it wanted
         return _reader_went_away()
+    # Before OSError's clause: a missing input (FileNotFoundError) is an OSError too.
+    except (InferenceEnrichError, FileNotFoundError, ValueError) as error:
+        print(f"enrich: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     except OSError as error:
         if not _output_unwritable(error):
             raise
@@ -121,9 +125,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (IndexUnreachable, KafkaUnreachable) as error:  # before (run) or instead of (search) any work
         print(f"enrich: error: {error}", file=sys.stderr)
         return EXIT_RUN_FAILED
-    except (InferenceEnrichError, FileNotFoundError, ValueError) as error:
-        print(f"enrich: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
 
 
 def _flush_each_line() -> None:

@@ -61,3 +61,14 @@ def test_elasticsearch_sink_pointed_at_something_that_is_not_elasticsearch_is_on
     (line,) = error_lines(result.stderr)
     assert line.startswith(f"enrich: error: elasticsearch {url} index 'docs' ")
     assert "not answer as Elasticsearch does" in line and "--es-url" in line
+
+
+@pytest.mark.parametrize("where", ["local", "http"])
+def test_an_input_that_matches_no_file_is_one_line_and_a_usage_error(where, tmp_path):
+    # FileNotFoundError is an OSError: the handler for stdout's write errors caught it first and
+    # re-raised it, so a mistyped --input printed a traceback and exited 1.
+    missing = str(tmp_path / "no-such.jsonl") if where == "local" else f"http://127.0.0.1:{free_port()}/no-such.jsonl"
+    result = run_cli("run", "--input", missing, "--output", str(tmp_path / "out"), "--quiet", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert error_lines(result.stderr) == [f"enrich: error: no input files match '{missing}'"]
+    assert not (tmp_path / "out").exists()
